@@ -1,0 +1,192 @@
+"""The ``dermseg`` command line: a thin layer over the library.
+
+Library errors (:class:`~dermseg.errors.DermsegError`) become one line on stderr
+and exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dermseg import __version__
+from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
+from dermseg.errors import DermsegError
+
+app = typer.Typer(
+    name="dermseg",
+    help="Segment the local dermoscopic structures of ISIC 2018 Task 2 "
+    "(globules, milia-like cysts, negative network, pigment network, streaks).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"dermseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+        disable=not err_console.is_terminal,
+    )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from dermseg.data.imageio import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Folder to write the dataset into (official ISIC 2018 layout)."),
+    n: int = typer.Option(100, "--n", min=1, help="Number of images."),
+    size: int = typer.Option(512, "--size", min=64, max=8192, help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
+    split: str = typer.Option("training", "--split", help="training, validation or test."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in OUT."),
+) -> None:
+    """Write a synthetic dermoscopy dataset with all five attribute masks."""
+    from dermseg.data.synthetic import split_folders, write_dataset
+
+    image_dir, _ = split_folders(out, split)
+    if image_dir.is_dir() and any(image_dir.iterdir()) and not overwrite:
+        raise DermsegError("already holds a dataset; pass --overwrite to replace it", image_dir)
+    with _progress() as bar:
+        task = bar.add_task(f"synth {split}", total=n)
+        ids = write_dataset(out, n=n, size=size, seed=seed, split=split, progress=lambda k: bar.advance(task, k))
+    console.print(f"wrote {len(ids)} images and {len(ids) * len(ATTRIBUTES)} masks to {out}")
+
+
+def _print_report(report_summary: dict) -> None:
+    for name, split in report_summary["splits"].items():
+        table = Table(title=f"{report_summary['root']} — {name} ({split['images']} images)")
+        table.add_column("attribute")
+        table.add_column("images with it", justify="right")
+        table.add_column("%", justify="right")
+        table.add_column("mean area", justify="right")
+        table.add_column("mean area when present", justify="right")
+        table.add_column("masks found", justify="right")
+        for attr in ATTRIBUTES:
+            a = split["attributes"][attr]
+            lab = a["labelled"]
+            table.add_row(
+                DISPLAY_NAMES[attr],
+                str(a["present"]),
+                f"{100 * a['present'] / lab:.1f}" if lab else "-",
+                f"{a['mean_area']:.4f}" if a["mean_area"] is not None else "-",
+                f"{a['mean_area_when_present']:.4f}" if a["mean_area_when_present"] is not None else "-",
+                f"{lab}/{split['images']}",
+            )
+        console.print(table)
+        console.print(f"images with no attribute: {split['images_without_attribute']} "
+                      f"(of {split['fully_labelled_images']} with all five masks)")
+        sizes = split["sizes"]
+        if sizes:
+            common = ", ".join(f"{c['size']} ({c['count']})" for c in sizes["most_common"])
+            console.print(
+                f"image sizes: width {sizes['width']['min']}-{sizes['width']['max']} "
+                f"(median {sizes['width']['median']:g}), height {sizes['height']['min']}-{sizes['height']['max']} "
+                f"(median {sizes['height']['median']:g}); most common: {common}"
+            )
+
+
+@app.command()
+def check(
+    data: Path = typer.Argument(..., help="Dataset folder: official layout, flat folder, or images only."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the summary and problems as JSON."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding threads (default: CPU count)."),
+) -> None:
+    """Validate a dataset: open every file, report every problem, summarise. Exit 2 on problems."""
+    from dermseg.data.check import check_dataset
+    from dermseg.data.layout import discover
+
+    total = len(discover(data).samples)
+    with _progress() as bar:
+        task = bar.add_task("check", total=total)
+        report = check_dataset(data, workers=workers, progress=lambda k: bar.advance(task, k))
+    summary = report.summary()
+    _print_report(summary)
+    if json_out is not None:
+        _write_json(json_out, summary)
+    if report.problems:
+        err_console.print(f"[bold red]{len(report.problems)} problem(s) found:[/]")
+        for problem in report.problems:
+            err_console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    console.print("[green]no problems found[/]")
+
+
+@app.command()
+def split(
+    data: Path = typer.Argument(..., help="Dataset folder with training masks."),
+    out: Path = typer.Option(..., "--out", help="JSON file to write the train/val ids to."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.01, max=0.9, help="Share held out."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Write a train/validation split: the official one when present, else stratified on attributes."""
+    from dermseg.data.splits import split_layout
+
+    result = split_layout(data, val_fraction=val_fraction, seed=seed)
+    _write_json(out, result.to_dict())
+    console.print(f"{result.source} split: {len(result.train)} train, {len(result.val)} val -> {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (used by tests and by the ``dermseg`` script)."""
+    try:
+        result = app(args=argv, prog_name="dermseg", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except DermsegError as err:
+        if _state["debug"]:
+            raise
+        print(f"dermseg: error: {err}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    except click.exceptions.Abort:
+        print("dermseg: aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("dermseg: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

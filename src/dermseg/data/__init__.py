@@ -1,0 +1,1 @@
+"""Data: ISIC layout discovery and validation, synthetic data, preprocessing."""

@@ -1,0 +1,204 @@
+"""Validating an ISIC Task 2 dataset in one pass and summarising it.
+
+:func:`check_dataset` opens every image and mask, collects **every** problem
+(each naming its file) instead of stopping at the first, and returns a
+:class:`DatasetReport` with the statistics a user wants to see before training.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
+from dermseg.data.imageio import image_size, mask_values, read_image, read_mask
+from dermseg.data.layout import IsicLayout, IsicSample, Problem, discover
+from dermseg.errors import DataError
+
+#: Images are decoded at reduced scale when checked: enough to detect truncation.
+_CHECK_DECODE_SIDE = 64
+
+
+@dataclass
+class SampleStats:
+    """What checking one sample found.
+
+    Attributes:
+        isic_id: the sample's id.
+        size: ``(width, height)`` of the image, or ``None`` when unreadable.
+        presence: ``(5,)`` bool, attribute present (``False`` where the mask is missing or bad).
+        area: ``(5,)`` float, mask area as a fraction of the image's pixels.
+        labelled: ``(5,)`` bool, the mask exists and could be read.
+        problems: problems found in this sample's files.
+    """
+
+    isic_id: str
+    size: tuple[int, int] | None
+    presence: np.ndarray
+    area: np.ndarray
+    labelled: np.ndarray
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class DatasetReport:
+    """Summary and problems of a dataset.
+
+    Attributes:
+        layout: what discovery found.
+        samples: per-sample results, by split.
+        problems: every problem found, naming problems first.
+    """
+
+    layout: IsicLayout
+    samples: dict[str, list[SampleStats]]
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        """Whether no problem was found."""
+        return not self.problems
+
+    def summary(self) -> dict:
+        """JSON-able summary: counts, presence, areas, sizes, problems."""
+        out: dict = {
+            "root": str(self.layout.root),
+            "layout": self.layout.kind,
+            "splits": {},
+            "problems": [{"path": str(p.path), "message": p.message} for p in self.problems],
+        }
+        for name, stats in self.samples.items():
+            out["splits"][name] = split_summary(stats)
+        return out
+
+
+def split_summary(stats: list[SampleStats]) -> dict:
+    """Statistics of one split.
+
+    Returns:
+        ``images``; per attribute: ``labelled`` (images whose mask exists),
+        ``present`` (images where it is non-empty), ``mean_area`` (mean
+        size-normalised area over labelled images) and ``mean_area_when_present``;
+        ``images_without_attribute``; ``sizes``: min/median/max width and height
+        and the most common sizes.
+    """
+    n = len(stats)
+    presence = np.array([s.presence for s in stats], dtype=bool).reshape(n, NUM_ATTRIBUTES)
+    labelled = np.array([s.labelled for s in stats], dtype=bool).reshape(n, NUM_ATTRIBUTES)
+    area = np.array([s.area for s in stats], dtype=float).reshape(n, NUM_ATTRIBUTES)
+    attributes = {}
+    for k, name in enumerate(ATTRIBUTES):
+        lab = labelled[:, k]
+        pres = presence[:, k]
+        attributes[name] = {
+            "labelled": int(lab.sum()),
+            "present": int(pres.sum()),
+            "mean_area": float(area[lab, k].mean()) if lab.any() else None,
+            "mean_area_when_present": float(area[pres, k].mean()) if pres.any() else None,
+        }
+    fully_labelled = labelled.all(axis=1)
+    sizes = [s.size for s in stats if s.size is not None]
+    size_info: dict = {}
+    if sizes:
+        w = np.array([s[0] for s in sizes])
+        h = np.array([s[1] for s in sizes])
+        size_info = {
+            "width": {"min": int(w.min()), "median": float(np.median(w)), "max": int(w.max())},
+            "height": {"min": int(h.min()), "median": float(np.median(h)), "max": int(h.max())},
+            "most_common": [
+                {"size": f"{a}x{b}", "count": c} for (a, b), c in Counter(sizes).most_common(3)
+            ],
+        }
+    return {
+        "images": n,
+        "attributes": attributes,
+        "images_without_attribute": int((~presence[fully_labelled]).all(axis=1).sum()),
+        "fully_labelled_images": int(fully_labelled.sum()),
+        "sizes": size_info,
+    }
+
+
+def check_sample(sample: IsicSample, expect_masks: bool) -> SampleStats:
+    """Open an image and its masks and record what is wrong with them.
+
+    Args:
+        sample: the sample to check.
+        expect_masks: whether missing masks are problems (``False`` for images-only folders).
+
+    Returns:
+        The sample's statistics and problems; never raises for a bad file.
+    """
+    problems: list[Problem] = []
+    presence = np.zeros(NUM_ATTRIBUTES, dtype=bool)
+    labelled = np.zeros(NUM_ATTRIBUTES, dtype=bool)
+    area = np.zeros(NUM_ATTRIBUTES, dtype=float)
+    size: tuple[int, int] | None = None
+    try:
+        size = image_size(sample.image_path)
+        read_image(sample.image_path, min_side=_CHECK_DECODE_SIDE)  # full decode: catches truncation
+    except DataError as err:
+        problems.append(Problem(sample.image_path, err.message))
+        size = None
+    for k, (name, path) in enumerate(zip(ATTRIBUTES, sample.mask_paths)):
+        if path is None:
+            if expect_masks:
+                expected = sample.image_path.with_name(f"{sample.isic_id}_attribute_{name}.png")
+                problems.append(Problem(sample.image_path, f"missing mask {expected.name}"))
+            continue
+        try:
+            mask = read_mask(path, expected_size=size)
+            values = mask_values(path)
+        except DataError as err:
+            problems.append(Problem(path, err.message))
+            continue
+        extra = sorted(set(values.tolist()) - {0, 255})
+        if extra:
+            shown = ", ".join(str(v) for v in extra[:5]) + (", ..." if len(extra) > 5 else "")
+            problems.append(Problem(path, f"mask is not binary 0/255 (also holds {shown})"))
+        labelled[k] = True
+        presence[k] = bool(mask.any())
+        area[k] = float(mask.mean())
+    return SampleStats(sample.isic_id, size, presence, area, labelled, problems)
+
+
+def check_dataset(
+    root: str | Path,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> DatasetReport:
+    """Validate every file of a dataset and summarise it.
+
+    Args:
+        root: dataset folder (any layout :func:`~dermseg.data.layout.discover` reads).
+        workers: threads used to decode files (default: CPU count).
+        progress: called with 1 after each sample.
+
+    Returns:
+        The report; ``report.ok`` is ``False`` when any problem was found.
+
+    Raises:
+        DataError: ``root`` itself is unusable (missing, not a folder, no images).
+    """
+    layout = discover(root)
+    workers = workers or os.cpu_count() or 1
+    results: dict[str, list[SampleStats]] = {}
+    problems = list(layout.problems)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for name, split in layout.splits.items():
+            expect = split.mask_dir is not None
+
+            def run(sample: IsicSample, expect: bool = expect) -> SampleStats:
+                stats = check_sample(sample, expect)
+                if progress is not None:
+                    progress(1)
+                return stats
+
+            results[name] = list(pool.map(run, split.samples))
+            problems.extend(p for s in results[name] for p in s.problems)
+    return DatasetReport(layout=layout, samples=results, problems=problems)

@@ -1,0 +1,224 @@
+"""Reading and writing images and masks safely.
+
+Every reader turns a malformed file into a :class:`~dermseg.errors.DataError`
+naming the file; every writer writes to a temporary file in the target folder
+and renames it into place, so an interrupted write never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dermseg.errors import DataError
+
+#: Largest image accepted, in pixels (ISIC images reach ~6000x4000 = 24 MP).
+MAX_IMAGE_PIXELS: int = 100_000_000
+
+#: The official scorer binarises masks at ``value > 128``.
+MASK_THRESHOLD: int = 128
+
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether ``path`` has an image extension dermseg reads (case-insensitive)."""
+    return path.suffix.lower() in _IMAGE_EXTENSIONS
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """Open ``path`` with Pillow, turning every failure into a one-line DataError."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder, expected an image file", path)
+    if not path.exists():
+        raise DataError("file not found", path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise DataError(f"cannot read ({err.strerror})", path) from None
+    if size == 0:
+        raise DataError("empty file (0 bytes)", path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise DataError(
+                        f"image too large: {w}x{h} exceeds the limit of {MAX_IMAGE_PIXELS} pixels", path
+                    )
+                yield img
+        except DataError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise DataError(f"image too large: {str(err).splitlines()[0]}", path) from None
+        except UnidentifiedImageError:
+            raise DataError("not a readable image (unknown or corrupt format)", path) from None
+        except PermissionError:
+            raise DataError("permission denied", path) from None
+        except OSError as err:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(f"cannot decode image ({msg})", path) from None
+        except (ValueError, SyntaxError, IndexError, EOFError) as err:
+            raise DataError(f"cannot decode image ({err})", path) from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """Size ``(width, height)`` of an image as displayed (EXIF rotation applied), header only.
+
+    Raises:
+        DataError: the file is missing or not an image.
+    """
+    with _open(Path(path)) as img:
+        w, h = img.size
+        orientation = img.getexif().get(0x0112, 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def read_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
+    """Read an image as RGB, applying its EXIF orientation.
+
+    Grayscale, RGBA, palette, CMYK and 16-bit images are converted to 8-bit RGB.
+
+    Args:
+        path: image file (JPEG, PNG, ...).
+        min_side: when given, a JPEG may be decoded at a reduced scale (Pillow's
+            draft mode, a power-of-two reduction in the decoder) as long as both
+            sides stay >= ``min_side``. Callers that resize afterwards get the
+            same picture several times faster.
+
+    Returns:
+        ``(H, W, 3)`` uint8 array.
+
+    Raises:
+        DataError: missing, empty, truncated, oversized or undecodable file.
+    """
+    path = Path(path)
+    with _open(path) as img:
+        if min_side is not None and img.format == "JPEG":
+            w, h = img.size
+            scale = max(1, min(w, h) // max(1, min_side))
+            img.draft("RGB", (w // scale, h // scale)) if scale > 1 else None
+        try:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img, dtype=np.float64)
+                arr = arr / 257.0 if arr.max() > 255 else arr
+                img = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+            if img.mode != "RGB":
+                if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                    img = img.convert("RGBA")
+                    background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+                    img = Image.alpha_composite(background, img)
+                img = img.convert("RGB")
+            arr = np.asarray(img, dtype=np.uint8)
+        except OSError as err:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(f"cannot decode image ({msg})", path) from None
+    return np.ascontiguousarray(arr)
+
+
+def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a binary attribute mask, binarised at ``> 128`` as the official scorer does.
+
+    Accepts 8-bit grayscale, 1-bit and palette PNGs (read through their palette),
+    and RGB masks whose three channels are equal.
+
+    Args:
+        path: mask PNG.
+        expected_size: ``(width, height)`` the mask must have (its image's size).
+
+    Returns:
+        ``(H, W)`` bool array.
+
+    Raises:
+        DataError: unreadable file, 16-bit or colour mask, or a size that
+            differs from ``expected_size``.
+    """
+    path = Path(path)
+    with _open(path) as img:
+        if expected_size is not None and img.size != tuple(expected_size):
+            w, h = img.size
+            ew, eh = expected_size
+            raise DataError(f"mask is {w}x{h} but its image is {ew}x{eh}", path)
+        try:
+            img.load()
+        except OSError as err:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(f"cannot decode mask ({msg})", path) from None
+        mode = img.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            raise DataError(f"mask is {mode} (16/32-bit); expected 8-bit 0/255", path)
+        if mode == "1":
+            return np.asarray(img, dtype=bool).copy()
+        if mode in ("P", "PA"):
+            img = img.convert("L")
+        elif mode in ("RGB", "RGBA"):
+            rgb = np.asarray(img.convert("RGB"))
+            if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                raise DataError("mask has colour (RGB channels differ); expected grayscale 0/255", path)
+            return rgb[..., 0] > MASK_THRESHOLD
+        elif mode == "LA":
+            img = img.convert("L")
+        elif mode != "L":
+            raise DataError(f"unsupported mask mode {mode}; expected 8-bit grayscale 0/255", path)
+        return np.asarray(img) > MASK_THRESHOLD
+
+
+def mask_values(path: str | Path) -> np.ndarray:
+    """Distinct 8-bit values of a grayscale mask (for checking that it is binary 0/255)."""
+    with _open(Path(path)) as img:
+        img.load()
+        if img.mode not in ("L", "P", "1"):
+            img = img.convert("L")
+        return np.unique(np.asarray(img.convert("L")))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary file is flushed to disk before the rename; on error it is removed
+    and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_mask(path: str | Path, mask: np.ndarray) -> None:
+    """Write a ``(H, W)`` binary mask as an 8-bit 0/255 PNG, atomically."""
+    arr = np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+
+
+def write_image(path: str | Path, image: np.ndarray, quality: int = 90) -> None:
+    """Write an ``(H, W, 3)`` uint8 image atomically; JPEG for ``.jpg``/``.jpeg``, else by extension."""
+    path = Path(path)
+    img = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else None
+    with atomic_path(path) as tmp:
+        if fmt == "JPEG":
+            img.save(tmp, format="JPEG", quality=quality)
+        else:
+            img.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))

@@ -1,0 +1,157 @@
+"""Deterministic train/validation splits stratified on multi-label attribute presence.
+
+The five attributes overlap and some are rare (streaks on ~4 % of ISIC 2018
+training images), so a plain random split can leave the validation set with
+almost no streaks. :func:`stratified_split` uses iterative stratification
+(Sechidis, Tsoumakas and Vlahavas, ECML-PKDD 2011): the rarest label is placed
+first, each of its images going to the side that still needs that label most.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dermseg.attributes import ATTRIBUTES
+from dermseg.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Ids of the two sides of a split, each sorted.
+
+    Attributes:
+        train: ids used for training.
+        val: ids held out for model and threshold selection.
+        source: ``stratified`` (held out from training data) or ``official`` (the challenge's folders).
+    """
+
+    train: list[str]
+    val: list[str]
+    source: str = "stratified"
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "train": self.train, "val": self.val}
+
+
+def stratified_split(
+    ids: Sequence[str],
+    presence: np.ndarray,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> Split:
+    """Split ``ids`` so that each attribute's frequency is about the same on both sides.
+
+    Args:
+        ids: sample ids, length N (their order does not change the result).
+        presence: ``(N, L)`` bool, label presence per sample (L = 5 for ISIC).
+        val_fraction: share of the samples held out, in ``(0, 1)``.
+        seed: the same seed and inputs always give the same split.
+
+    Returns:
+        The split; ``len(val) == round(N * val_fraction)``.
+
+    Raises:
+        ConfigError: ``val_fraction`` outside ``(0, 1)``, or ids and presence disagree.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    presence = np.asarray(presence, dtype=bool)
+    if presence.ndim != 2 or presence.shape[0] != len(ids):
+        raise ConfigError(f"presence must be (N, L) with N = {len(ids)} ids, got shape {presence.shape}")
+    if len(set(ids)) != len(ids):
+        raise ConfigError("ids must be unique")
+    order = np.argsort(np.asarray(ids, dtype=object))  # independent of the caller's order
+    ids_sorted = [ids[i] for i in order]
+    labels = presence[order]
+    n = len(ids_sorted)
+    rng = np.random.default_rng(seed)
+    shuffle = rng.permutation(n)
+    ids_sorted = [ids_sorted[i] for i in shuffle]
+    labels = labels[shuffle]
+
+    n_val = int(round(n * val_fraction))
+    # desired[side] = samples still wanted; side 0 = train, 1 = val
+    desired = np.array([n - n_val, n_val], dtype=float)
+    desired_label = np.outer(np.array([1.0 - val_fraction, val_fraction]), labels.sum(axis=0))
+    side = np.full(n, -1, dtype=int)
+    remaining = labels.copy()
+    unassigned = np.ones(n, dtype=bool)
+
+    while unassigned.any():
+        counts = remaining[unassigned].sum(axis=0)
+        if counts.sum() == 0:
+            break
+        counts = np.where(counts > 0, counts, np.iinfo(np.int64).max)
+        label = int(np.argmin(counts))  # rarest label still to place
+        for i in np.flatnonzero(unassigned & remaining[:, label]):
+            need = desired_label[:, label]
+            cands = np.flatnonzero(need == need.max())
+            if len(cands) > 1:
+                cands = cands[desired[cands] == desired[cands].max()]
+            chosen = int(cands[0]) if len(cands) == 1 else int(rng.choice(cands))
+            if desired[chosen] <= 0:  # the side is full: the other takes it
+                chosen = 1 - chosen
+            side[i] = chosen
+            unassigned[i] = False
+            desired[chosen] -= 1
+            desired_label[chosen] -= labels[i]
+    # Samples without any label fill what each side still needs.
+    # Drawing each side with probability proportional to its remaining need gives
+    # exact sizes, since the needs always add up to the samples left.
+    for i in np.flatnonzero(unassigned):
+        chosen = 1 if rng.random() * desired.sum() < desired[1] else 0
+        side[i] = chosen
+        desired[chosen] -= 1
+    train = sorted(ids_sorted[i] for i in np.flatnonzero(side == 0))
+    val = sorted(ids_sorted[i] for i in np.flatnonzero(side == 1))
+    return Split(train=train, val=val)
+
+
+def presence_table(split: Split, ids: Sequence[str], presence: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per-side frequency of each attribute, for reporting how well a split is balanced."""
+    index = {i: k for k, i in enumerate(ids)}
+    presence = np.asarray(presence, dtype=bool)
+    out: dict[str, dict[str, float]] = {}
+    for side, side_ids in (("train", split.train), ("val", split.val)):
+        rows = presence[[index[i] for i in side_ids]] if side_ids else np.zeros((0, presence.shape[1]))
+        names = ATTRIBUTES if presence.shape[1] == len(ATTRIBUTES) else [str(k) for k in range(presence.shape[1])]
+        out[side] = {a: float(rows[:, k].mean()) if len(rows) else 0.0 for k, a in enumerate(names)}
+    return out
+
+
+def split_layout(root: str | Path, val_fraction: float = 0.1, seed: int = 0, workers: int | None = None) -> Split:
+    """The train/validation split of a dataset folder.
+
+    When the folder holds the official training and validation splits (with
+    their masks), those are used as such. Otherwise the training split (or the
+    flat folder) is split with :func:`stratified_split` on attribute presence,
+    read from the masks.
+
+    Raises:
+        DataError: the folder has no masks to stratify on, or a mask is missing or unreadable
+            (the first problem is named; ``dermseg check`` lists them all).
+    """
+    from dermseg.data.check import check_sample
+    from dermseg.data.layout import discover
+
+    layout = discover(root)
+    splits = layout.splits
+    if "training" in splits and "validation" in splits and splits["validation"].mask_dir is not None:
+        return Split(train=splits["training"].ids, val=splits["validation"].ids, source="official")
+    source = splits.get("training") or splits.get("all")
+    if source is None or source.mask_dir is None:
+        raise DataError("no training masks to split on", Path(root))
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        stats = list(pool.map(lambda s: check_sample(s, expect_masks=True), source.samples))
+    problems = [p for s in stats for p in s.problems]
+    if problems:
+        more = f" (and {len(problems) - 1} more problems; run dermseg check)" if len(problems) > 1 else ""
+        raise DataError(f"{problems[0].message}{more}", problems[0].path)
+    presence = np.array([s.presence for s in stats], dtype=bool)
+    return stratified_split(source.ids, presence, val_fraction=val_fraction, seed=seed)

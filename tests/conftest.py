@@ -1,0 +1,79 @@
+"""Shared fixtures: tests never touch the network and build their own data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from dermseg.attributes import ATTRIBUTES  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ISIC_SAMPLE = SHARED_DATA / "isic2018_task2_sample"
+PH2_SAMPLE = SHARED_DATA / "ph2_sample"
+
+
+def write_sample(
+    folder: Path,
+    isic_id: str,
+    size: tuple[int, int] = (40, 30),
+    masks: dict[str, np.ndarray] | None = None,
+    mask_dir: Path | None = None,
+    seed: int = 0,
+) -> None:
+    """Write a small JPEG image and all five masks (empty unless given) for one id."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    img = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(folder / f"{isic_id}.jpg", quality=90)
+    mask_dir = mask_dir or folder
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    for name in ATTRIBUTES:
+        m = np.zeros((h, w), np.uint8)
+        if masks and name in masks:
+            m = np.where(masks[name], 255, 0).astype(np.uint8)
+        Image.fromarray(m).save(mask_dir / f"{isic_id}_attribute_{name}.png")
+
+
+@pytest.fixture
+def flat_dataset(tmp_path: Path) -> Path:
+    """A clean flat folder of three samples; ISIC_0000001 has globules + pigment network."""
+    root = tmp_path / "flat"
+    block = np.zeros((30, 40), bool)
+    block[5:15, 10:30] = True
+    write_sample(root, "ISIC_0000000")
+    write_sample(root, "ISIC_0000001", masks={"globules": block, "pigment_network": block}, seed=1)
+    write_sample(root, "ISIC_0000002", size=(50, 20), masks={"pigment_network": np.ones((20, 50), bool)}, seed=2)
+    return root
+
+
+@pytest.fixture
+def official_dataset(tmp_path: Path) -> Path:
+    """The official layout with training (4) and validation (2) splits and a test split without masks."""
+    root = tmp_path / "official"
+    for k in range(4):
+        write_sample(
+            root / "ISIC2018_Task1-2_Training_Input",
+            f"ISIC_{k:07d}",
+            mask_dir=root / "ISIC2018_Task2_Training_GroundTruth_v3",
+            seed=k,
+        )
+    for k in range(10, 12):
+        write_sample(
+            root / "ISIC2018_Task1-2_Validation_Input",
+            f"ISIC_{k:07d}",
+            mask_dir=root / "ISIC2018_Task2_Validation_GroundTruth",
+            seed=k,
+        )
+    test_dir = root / "ISIC2018_Task1-2_Test_Input"
+    test_dir.mkdir(parents=True)
+    Image.fromarray(np.full((30, 40, 3), 120, np.uint8)).save(test_dir / "ISIC_0000020.jpg")
+    (root / "ISIC2018_Task1-2_Training_Input" / "LICENSE.txt").write_text("licence")
+    (root / "ISIC2018_Task1-2_Training_Input" / "ISIC_0000000_superpixels.png").write_bytes(b"")
+    return root
