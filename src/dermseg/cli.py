@@ -19,7 +19,7 @@ from rich.table import Table
 
 from dermseg import __version__
 from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
-from dermseg.errors import DermsegError
+from dermseg.errors import ConfigError, DermsegError
 
 app = typer.Typer(
     name="dermseg",
@@ -81,7 +81,10 @@ def synth(
     """Write a synthetic dermoscopy dataset with all five attribute masks."""
     from dermseg.data.synthetic import split_folders, write_dataset
 
-    image_dir, _ = split_folders(out, split)
+    try:
+        image_dir = out / split_folders(split)[0]
+    except ValueError as err:
+        raise ConfigError(f"--split: {err}") from None
     if image_dir.is_dir() and any(image_dir.iterdir()) and not overwrite:
         raise DermsegError("already holds a dataset; pass --overwrite to replace it", image_dir)
     with _progress() as bar:

@@ -1,0 +1,164 @@
+"""Self-describing checkpoints that load without unpickling anything.
+
+A checkpoint is one ``.safetensors`` file: the model's weights, and in the
+file's metadata a JSON document saying how to rebuild and use the model
+(architecture and its arguments, attributes, target encoding, input
+normalisation, thresholds, the training config, the dermseg version). So
+``predict`` needs nothing but the file.
+
+Training state for ``--resume`` (optimiser, scheduler, scaler, RNG states) is a
+separate ``.pt`` file read with ``torch.load(weights_only=True)``.
+All writes go to a temporary file that is flushed and renamed into place, so an
+interrupted write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from dermseg import __version__
+from dermseg.attributes import ATTRIBUTES
+from dermseg.data.imageio import atomic_path
+from dermseg.errors import DataError
+
+#: Key of the JSON document in the safetensors metadata.
+META_KEY = "dermseg"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        state_dict: the model's tensors.
+        meta: the JSON description (``arch``, ``model_kwargs``, ``encoding``,
+            ``attributes``, ``normalization``, ``thresholds``, ``config``, ...).
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    def build_model(self) -> nn.Module:
+        """Rebuild the model described by ``meta`` and load the weights (eval mode)."""
+        from dermseg.models.factory import create_model
+
+        kwargs = dict(self.meta["model_kwargs"])
+        kwargs["encoder_weights"] = "none"  # the checkpoint holds the trained weights
+        model = create_model(self.meta["arch"], **kwargs)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain model under DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write ``model``'s weights and ``meta`` atomically to a ``.safetensors`` file.
+
+    ``meta`` is completed with the format version, the dermseg version, the
+    attribute names and the model's ``dermseg_arch``/``dermseg_kwargs``.
+    """
+    model = _unwrap(model)
+    full = {
+        "format_version": FORMAT_VERSION,
+        "dermseg_version": __version__,
+        "attributes": list(ATTRIBUTES),
+        "arch": getattr(model, "dermseg_arch", None),
+        "model_kwargs": getattr(model, "dermseg_kwargs", None),
+        **meta,
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(full)})
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Only the JSON description of a checkpoint (reads the header, not the weights).
+
+    Raises:
+        DataError: not a dermseg checkpoint.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise DataError(f"not a safetensors checkpoint ({str(err).splitlines()[0]})", path) from None
+    return _parse_meta(metadata, path)
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise DataError("is a folder, expected a .safetensors checkpoint", path)
+    if not path.exists():
+        raise DataError("checkpoint not found", path)
+    if path.stat().st_size == 0:
+        raise DataError("empty file (0 bytes)", path)
+
+
+def _parse_meta(metadata: dict[str, str], path: Path) -> dict[str, Any]:
+    if META_KEY not in metadata:
+        raise DataError("not a dermseg checkpoint (no dermseg metadata)", path)
+    try:
+        meta = json.loads(metadata[META_KEY])
+    except json.JSONDecodeError:
+        raise DataError("checkpoint metadata is not valid JSON", path) from None
+    for key in ("arch", "model_kwargs", "encoding", "attributes"):
+        if key not in meta or meta[key] is None:
+            raise DataError(f"checkpoint metadata lacks {key!r}", path)
+    if list(meta["attributes"]) != list(ATTRIBUTES):
+        raise DataError(f"checkpoint was trained for attributes {meta['attributes']}", path)
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        DataError: missing, empty, corrupt, or not a dermseg checkpoint (a pickle
+            file is refused without being unpickled).
+    """
+    path = Path(path)
+    meta = read_meta(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise DataError(f"corrupt checkpoint ({str(err).splitlines()[0]})", path) from None
+    return Checkpoint(state_dict=tensors, meta=meta)
+
+
+def save_train_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write resumable training state (tensors, numbers, strings, lists, dicts only) atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_train_state(path: str | Path) -> dict[str, Any]:
+    """Read training state with ``torch.load(weights_only=True)``: no arbitrary objects are unpickled.
+
+    Raises:
+        DataError: missing, corrupt, or holding objects other than plain data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("training state not found", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad pickles
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"cannot load training state safely ({first[:200]})", path) from None

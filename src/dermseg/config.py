@@ -1,0 +1,329 @@
+"""Run configuration: dataclasses, YAML loading and ``--set key=value`` overrides.
+
+Configs are data, never code: YAML is read with ``safe_load`` and every key is
+checked against the dataclasses below, so a typo or a wrong type is a one-line
+:class:`~dermseg.errors.ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dermseg.attributes import NUM_ATTRIBUTES
+from dermseg.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it is read.
+
+    Attributes:
+        root: dataset folder (usually given on the command line with ``--data``).
+        val_fraction: share of the training images held out when there is no official validation split.
+        split_seed: seed of that split.
+        size: working resolution: images are resized so their short side is ``size``.
+        crop_size: side of the random training crops (the thesis used 128; 512 is competitive).
+        crop_background: crop to the dermoscope's field of view, detected from the image alone.
+        workers: DataLoader worker processes.
+        limit: use at most this many training images (quick experiments); ``None`` for all.
+    """
+
+    root: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    size: int = 512
+    crop_size: int = 512
+    crop_background: bool = True
+    workers: int = 2
+    limit: int | None = None
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (identical geometry on image and masks)."""
+
+    hflip: bool = True
+    vflip: bool = True
+    rotate90: bool = True
+    color_jitter: float = 0.2
+
+
+@dataclass
+class ModelConfig:
+    """The network; every field except ``arch`` and ``encoding`` is passed to ``create_model``.
+
+    Attributes:
+        arch: ``unet_aspp`` (the thesis model) or an smp peer (``smp_unet``, ...).
+        encoding: ``multilabel`` (sigmoid per attribute) or ``multiclass`` (softmax, the thesis).
+        encoder_weights: ``imagenet``, ``none`` or a path to a ``.safetensors``/``.pth`` file.
+    """
+
+    arch: str = "unet_aspp"
+    encoding: str = "multilabel"
+    encoder_name: str = "inception_v3"
+    encoder_weights: str = "none"
+    aspp_rates: list[int] = field(default_factory=lambda: [2, 3, 4])
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+
+
+@dataclass
+class LossConfig:
+    """Loss terms and their weights, e.g. ``{bce: 1.0, soft_jaccard: 1.0}``.
+
+    Attributes:
+        terms: loss name -> weight.
+        focal_gamma: focusing parameter of the focal term.
+        class_weights: ``none`` or ``inverse_frequency`` (the thesis: inverse pixel
+            frequency, normalised, computed once from the training set and cached).
+    """
+
+    terms: dict[str, float] = field(default_factory=lambda: {"bce": 1.0, "soft_jaccard": 1.0})
+    focal_gamma: float = 2.0
+    class_weights: str = "none"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: images per step (per process under DDP).
+        lr: peak learning rate of the decoder/head (AdamW).
+        encoder_lr_mult: encoder learning rate = ``lr * encoder_lr_mult`` (the thesis: 0.01).
+        weight_decay: AdamW weight decay.
+        warmup_epochs: linear warm-up length before the cosine decay.
+        grad_clip: gradient-norm clipping (0 disables).
+        amp: mixed precision on CUDA: ``auto`` (bf16 where supported, else fp16), ``bf16``, ``fp16``, ``off``.
+        channels_last: use the channels-last memory format on CUDA.
+        compile: wrap the model in ``torch.compile``.
+        max_minutes: stop after this wall time (the demo's budget); ``None`` for no limit.
+        eval_every: validate every N epochs.
+        max_steps_per_epoch: cap steps per epoch (quick runs); ``None`` for a full pass.
+    """
+
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 1e-3
+    encoder_lr_mult: float = 0.01
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    max_minutes: float | None = None
+    eval_every: int = 1
+    max_steps_per_epoch: int | None = None
+
+
+@dataclass
+class PostprocessConfig:
+    """Turning probabilities into masks.
+
+    Attributes:
+        thresholds: one probability threshold per attribute (ATTRIBUTES order).
+        opening: morphological opening kernel size per attribute, 0 for none
+            (the thesis opened its masks to remove false positives).
+    """
+
+    thresholds: list[float] = field(default_factory=lambda: [0.5] * NUM_ATTRIBUTES)
+    opening: list[int] = field(default_factory=lambda: [0] * NUM_ATTRIBUTES)
+
+
+@dataclass
+class Config:
+    """A whole run: what ``dermseg train`` reads from YAML."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-able dict."""
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints are accepted for floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_t, val_t = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {_coerce(k, key_t, where): _coerce(v, val_t, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - schema bug
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"unknown key {prefix}{unknown[0]} (valid: {', '.join(names)})")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from a nested dict (missing keys take defaults).
+
+    Raises:
+        ConfigError: unknown key, wrong type, or an invalid value.
+    """
+    cfg = _build(Config, data or {}, "")
+    validate(cfg)
+    return cfg
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=0.01", "model.aspp_rates=[1,2]"]`` into a nested dict (values parsed as YAML).
+
+    Raises:
+        ConfigError: an item without ``=`` or with an unparsable value.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=0.001)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: cannot parse value ({err.problem})") from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, unknown key, wrong type or value;
+            the message names the file.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError("config file not found", path) from None
+        except IsADirectoryError:
+            raise ConfigError("is a folder, expected a YAML config file", path) from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read config ({err})", path) from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"invalid YAML{at}: {getattr(err, 'problem', err)}", path) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError("config must be a mapping of sections (data, model, train, ...)", path)
+        data = loaded or {}
+    data = _merge(data, parse_overrides(overrides or []))
+    try:
+        return config_from_dict(data)
+    except ConfigError as err:
+        if path is not None and err.path is None:
+            raise ConfigError(err.message, path) from None
+        raise
+
+
+def validate(cfg: Config) -> None:
+    """Check value ranges and cross-field rules.
+
+    Raises:
+        ConfigError: the first invalid value found.
+    """
+    checks = [
+        (cfg.data.size >= 32, f"data.size must be >= 32, got {cfg.data.size}"),
+        (0 < cfg.data.crop_size <= cfg.data.size, f"data.crop_size must be in 1..data.size ({cfg.data.size})"),
+        (0 < cfg.data.val_fraction < 1, "data.val_fraction must be between 0 and 1"),
+        (cfg.data.workers >= 0, "data.workers must be >= 0"),
+        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
+        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.train.lr > 0, "train.lr must be > 0"),
+        (cfg.train.encoder_lr_mult >= 0, "train.encoder_lr_mult must be >= 0"),
+        (cfg.train.amp in ("auto", "bf16", "fp16", "off"), "train.amp must be auto, bf16, fp16 or off"),
+        (cfg.model.encoding in ("multilabel", "multiclass"), "model.encoding must be multilabel or multiclass"),
+        (cfg.loss.class_weights in ("none", "inverse_frequency"), "loss.class_weights must be none or inverse_frequency"),
+        (len(cfg.postprocess.thresholds) == NUM_ATTRIBUTES, f"postprocess.thresholds needs {NUM_ATTRIBUTES} values"),
+        (all(0 <= t <= 1 for t in cfg.postprocess.thresholds), "postprocess.thresholds must be in [0, 1]"),
+        (len(cfg.postprocess.opening) == NUM_ATTRIBUTES, f"postprocess.opening needs {NUM_ATTRIBUTES} values"),
+        (all(k >= 0 for k in cfg.postprocess.opening), "postprocess.opening sizes must be >= 0"),
+        (bool(cfg.loss.terms), "loss.terms must name at least one loss"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def dump_config(cfg: Config) -> str:
+    """The config as YAML text (what a run directory records)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

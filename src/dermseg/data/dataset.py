@@ -1,0 +1,123 @@
+"""The PyTorch dataset of ISIC Task 2 samples.
+
+Each item goes through the thesis pipeline, done properly: decode (at reduced
+scale when the working size allows), background elimination from the image
+alone, then the resize/crop/augmentation transform, identical on image and masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dermseg.attributes import NUM_ATTRIBUTES
+from dermseg.data.background import CropBox, crop, detect_field_of_view
+from dermseg.data.imageio import image_size, read_image, read_mask
+from dermseg.data.layout import IsicSample
+from dermseg.data.transforms import apply, to_tensor
+from dermseg.errors import DataError
+
+
+def _resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a ``(H, W)`` bool mask to ``(height, width)`` with nearest-neighbour sampling."""
+    if mask.shape == (height, width):
+        return mask
+    img = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(img.resize((width, height), Image.Resampling.NEAREST)) > 127
+
+
+class IsicDataset(Dataset):
+    """Images and ``(5, H, W)`` mask stacks of ISIC samples.
+
+    Args:
+        samples: the samples (from :func:`dermseg.data.layout.discover`).
+        transform: an albumentations pipeline from :mod:`dermseg.data.transforms`
+            (``None``: no resizing or augmentation).
+        decode_side: decode JPEGs at reduced scale while both sides stay >= this
+            (set it to the working size to go several times faster on large images).
+        crop_background: crop to the dermoscope's field of view, detected from the image.
+        allow_missing_masks: treat absent mask files as unlabelled (zeros, with
+            ``labelled`` False) instead of an error; for partially annotated data.
+
+    Raises:
+        DataError: a sample lacks masks and ``allow_missing_masks`` is False.
+
+    Each item is a dict:
+        ``image``: ``(3, H, W)`` float32, ImageNet-normalised;
+        ``masks``: ``(5, H, W)`` uint8 in {0, 1}, channels in ATTRIBUTES order;
+        ``labelled``: ``(5,)`` bool, whether each mask was annotated;
+        ``id``: the ISIC id;
+        ``crop``: ``(4,)`` int64 ``top, left, bottom, right`` of the kept field in
+        original pixel coordinates; ``size``: ``(2,)`` int64 original ``H, W``.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[IsicSample],
+        transform: Callable[..., Any] | None = None,
+        *,
+        decode_side: int | None = None,
+        crop_background: bool = True,
+        allow_missing_masks: bool = False,
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.decode_side = decode_side
+        self.crop_background = crop_background
+        self.allow_missing_masks = allow_missing_masks
+        if not allow_missing_masks:
+            for s in self.samples:
+                if s.missing_attributes:
+                    raise DataError(
+                        f"missing mask {s.isic_id}_attribute_{s.missing_attributes[0]}.png "
+                        "(run dermseg check for the full list)",
+                        s.image_path,
+                    )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, CropBox, tuple[int, int]]:
+        """Decode one sample, background removed, before the transform.
+
+        Returns:
+            image ``(h, w, 3)`` uint8, masks ``(5, h, w)`` uint8, labelled ``(5,)`` bool,
+            the crop box in original coordinates, and the original ``(H, W)``.
+        """
+        sample = self.samples[index]
+        full_w, full_h = image_size(sample.image_path)
+        image = read_image(sample.image_path, min_side=self.decode_side)
+        h, w = image.shape[:2]
+        masks = np.zeros((NUM_ATTRIBUTES, h, w), dtype=np.uint8)
+        labelled = np.zeros(NUM_ATTRIBUTES, dtype=bool)
+        for k, path in enumerate(sample.mask_paths):
+            if path is None:
+                continue
+            masks[k] = _resize_nearest(read_mask(path, expected_size=(full_w, full_h)), h, w)
+            labelled[k] = True
+        box = CropBox.full(h, w)
+        if self.crop_background:
+            box = detect_field_of_view(image)
+            image = np.ascontiguousarray(crop(image, box, channels_last=True))
+            masks = np.ascontiguousarray(crop(masks, box, channels_last=False))
+        original_box = box.scaled(full_w / w, full_h / h).clipped(full_h, full_w)
+        return image, masks, labelled, original_box, (full_h, full_w)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, masks, labelled, box, full = self.load(index)
+        if self.transform is not None:
+            image, masks = apply(self.transform, image, masks)
+        image_t, masks_t = to_tensor(image, masks)
+        return {
+            "image": image_t,
+            "masks": masks_t,
+            "labelled": torch.from_numpy(labelled),
+            "id": self.samples[index].isic_id,
+            "crop": torch.tensor([box.top, box.left, box.bottom, box.right], dtype=torch.int64),
+            "size": torch.tensor(full, dtype=torch.int64),
+        }

@@ -1,0 +1,554 @@
+"""Synthetic dermoscopy: the embedded default dataset for demos, tests and benchmarks.
+
+Each sample is a skin background with an irregular pigmented lesion on which some of
+the five ISIC 2018 Task 2 structures are painted (pigment network, negative network,
+globules, streaks, milia-like cysts), plus hairs, the dermoscope's dark circular
+border, blur, noise and JPEG compression. The masks mark the *regions* where a
+structure was painted, like the challenge's superpixel masks.
+
+Structures appear with the ISIC 2018 training frequencies (see :func:`sample_presence`).
+:func:`write_dataset` writes the official folder layout; sample ``k`` is drawn from its
+own generator seeded with ``(seed, split, k)``, so a dataset is byte-identical for a
+given seed whatever ``n``, order or parallelism.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
+from dermseg.data import synth_draw as draw
+from dermseg.data.imageio import write_image, write_mask
+
+logger = logging.getLogger(__name__)
+
+#: Fraction of ISIC 2018 Task 2 training images showing each structure.
+ISIC2018_PRESENCE: dict[str, float] = {
+    "globules": 0.23,
+    "milia_like_cyst": 0.26,
+    "negative_network": 0.07,
+    "pigment_network": 0.59,
+    "streaks": 0.04,
+}
+
+#: split -> (index used to seed samples, image folder, ground-truth folder).
+SPLITS: dict[str, tuple[int, str, str]] = {
+    "training": (0, "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task2_Training_GroundTruth_v3"),
+    "validation": (1, "ISIC2018_Task1-2_Validation_Input", "ISIC2018_Task2_Validation_GroundTruth"),
+    "test": (2, "ISIC2018_Task1-2_Test_Input", "ISIC2018_Task2_Test_GroundTruth"),
+}
+
+#: Optical density of melanin per RGB channel (absorbs blue most, red least).
+_MELANIN_ABSORPTION = np.array([0.62, 0.98, 1.22], np.float32)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Knobs of the generator. Lengths are given for a 512-pixel frame and scale with it.
+
+    Attributes:
+        size: image width in pixels (and height unless ``height`` is set).
+        height: image height in pixels; ``None`` for a square image.
+        presence: target fraction of images showing each attribute; attributes left
+            out are never drawn.
+        none_fraction: fraction of images showing no attribute at all.
+        hair_probability: chance that an image has hairs.
+        vignette_probability: chance of the dark circular border of a dermoscope.
+        veil_probability: chance of a blue-grey veil (a distractor, not an attribute).
+        lesion_area: range of the lesion area as a fraction of the frame.
+        blur_sigma: range of the final Gaussian blur, pixels at 512 px.
+        noise_sigma: range of the sensor noise standard deviation (image in [0, 1]).
+        jpeg_quality: inclusive range of the JPEG quality used by :func:`write_dataset`.
+    """
+
+    size: int = 512
+    height: int | None = None
+    presence: Mapping[str, float] = field(default_factory=lambda: dict(ISIC2018_PRESENCE))
+    none_fraction: float = 0.20
+    hair_probability: float = 0.35
+    vignette_probability: float = 0.35
+    veil_probability: float = 0.08
+    lesion_area: tuple[float, float] = (0.15, 0.60)
+    blur_sigma: tuple[float, float] = (0.2, 0.8)
+    noise_sigma: tuple[float, float] = (0.004, 0.014)
+    jpeg_quality: tuple[int, int] = (80, 95)
+
+    def __post_init__(self) -> None:
+        if self.size < 16 or (self.height is not None and self.height < 16):
+            raise ValueError(f"image sides must be >= 16 pixels, got size={self.size} height={self.height}")
+        unknown = sorted(set(self.presence) - set(ATTRIBUTES))
+        if unknown:
+            raise ValueError(
+                f"unknown attributes in presence: {unknown}; expected some of {list(ATTRIBUTES)}"
+            )
+        if not 0.0 <= self.none_fraction <= 1.0:
+            raise ValueError(f"none_fraction must be in [0, 1], got {self.none_fraction}")
+        for name, p in self.presence.items():
+            if not 0.0 <= p <= 1.0 - self.none_fraction + 1e-9:
+                limit = 1 - self.none_fraction
+                raise ValueError(f"presence[{name!r}]={p} must be in [0, 1 - none_fraction] = [0, {limit:g}]")
+        for name in ("hair_probability", "vignette_probability", "veil_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        lo, hi = self.lesion_area
+        if not 0.0 < lo <= hi <= 0.9:
+            raise ValueError(f"lesion_area must satisfy 0 < low <= high <= 0.9, got {self.lesion_area}")
+        qlo, qhi = self.jpeg_quality
+        if not 1 <= qlo <= qhi <= 100:
+            raise ValueError(f"jpeg_quality must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the generated images."""
+        return (self.height if self.height is not None else self.size, self.size)
+
+    def rates(self) -> np.ndarray:
+        """Target presence per attribute, ``(5,)`` float64 in channel order."""
+        return np.array([float(self.presence.get(name, 0.0)) for name in ATTRIBUTES])
+
+
+@dataclass(frozen=True)
+class SyntheticSample:
+    """One generated image with its ground truth and the scene facts the tests check.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 RGB, before JPEG compression.
+        masks: ``(5, H, W)`` uint8 in {0, 1}, channel order of :data:`ATTRIBUTES`.
+        presence: ``(5,)`` bool, the attributes that were drawn.
+        lesion: ``(H, W)`` bool, the lesion's extent.
+        field: ``(H, W)`` bool, the visible field (False under the dermoscope's black border).
+    """
+
+    image: np.ndarray
+    masks: np.ndarray
+    presence: np.ndarray
+    lesion: np.ndarray
+    field: np.ndarray
+
+
+@functools.lru_cache(maxsize=64)
+def _conditional_rates(rates: tuple[float, ...], none_fraction: float) -> tuple[tuple[float, ...], bool]:
+    """Per-attribute probabilities ``q`` for sampling "independently, given at least one".
+
+    An image that is not in the ``none_fraction`` draws each attribute with probability
+    ``q_a`` and redraws until one is present, so ``P(a) = (1 - none) q_a / Z`` with
+    ``Z = 1 - prod(1 - q_b)``. Solving ``q_a = r_a Z`` for ``r = rates / (1 - none)``
+    (``Z`` is the positive root of a concave function, found by bisection) makes the
+    marginals exact. When ``sum(r) <= 1`` no root exists and exactly one attribute is
+    drawn, with probability proportional to ``r`` (flag ``True``).
+    """
+    r = np.asarray(rates) / max(1.0 - none_fraction, 1e-12)
+    if r.sum() <= 1.0:
+        return tuple(r / max(r.sum(), 1e-12)), True
+    lo, hi = 1e-9, 1.0
+    if 1.0 - np.prod(1.0 - r) >= 1.0:  # some r_a == 1: Z = 1
+        return tuple(np.minimum(r, 1.0)), False
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if 1.0 - np.prod(1.0 - r * mid) > mid else (lo, mid)
+    return tuple(np.minimum(r * lo, 1.0)), False
+
+
+def sample_presence(rng: np.random.Generator, config: SynthConfig) -> np.ndarray:
+    """Which attributes one image shows.
+
+    With probability ``none_fraction`` none; otherwise each attribute independently with
+    a probability chosen so that, after redrawing empty sets, the marginal frequencies
+    equal ``config.presence`` (see :func:`_conditional_rates`).
+
+    Args:
+        rng: random generator.
+        config: generator settings.
+
+    Returns:
+        ``(5,)`` bool in channel order.
+    """
+    rates = config.rates()
+    if rng.random() < config.none_fraction or rates.sum() <= 0:
+        return np.zeros(NUM_ATTRIBUTES, bool)
+    q, exclusive = _conditional_rates(tuple(rates), config.none_fraction)
+    if exclusive:
+        chosen = np.zeros(NUM_ATTRIBUTES, bool)
+        chosen[rng.choice(NUM_ATTRIBUTES, p=np.asarray(q))] = True
+        return chosen
+    while True:
+        chosen = rng.random(NUM_ATTRIBUTES) < np.asarray(q)
+        if chosen.any():
+            return chosen
+
+
+@dataclass
+class _Scene:
+    """Mutable state while one image is painted."""
+
+    lesion: draw.LesionGeometry
+    density: np.ndarray  # (H, W) melanin optical density
+    overlays: list[tuple[np.ndarray, np.ndarray]]  # (alpha (H, W), colour (3,)) painted over
+    field: np.ndarray  # (H, W) bool visible
+    core: np.ndarray  # (H, W) bool: well inside the lesion and visible, seeds of structures
+    rim: np.ndarray  # (H, W) bool: lesion border, visible
+    scale: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the image."""
+        h, w = self.density.shape
+        return h, w
+
+
+def _pick(rng: np.random.Generator, *candidates: np.ndarray) -> tuple[int, int]:
+    """A random ``(x, y)`` pixel of the first non-empty boolean map."""
+    for candidate in candidates:
+        flat = np.flatnonzero(candidate)
+        if flat.size:
+            y, x = divmod(int(flat[rng.integers(flat.size)]), candidate.shape[1])
+            return x, y
+    raise AssertionError("no candidate pixel")  # the visible field is never empty
+
+
+def _inside(scene: _Scene, points: np.ndarray, max_d: float) -> np.ndarray:
+    """``(N,)`` bool: points ``(N, 2)`` in frame, visible and at normalised distance < ``max_d``."""
+    h, w = scene.shape
+    xi, yi = np.round(points[:, 0]).astype(int), np.round(points[:, 1]).astype(int)
+    ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    xi, yi = np.where(ok, xi, 0), np.where(ok, yi, 0)
+    return ok & scene.field[yi, xi] & (scene.lesion.d[yi, xi] < max_d)
+
+
+def _paint_network(rng: np.random.Generator, scene: _Scene, negative: bool) -> np.ndarray:
+    """Pigment network (dark lines, lighter holes) or negative network (light lines, dark holes)."""
+    lesion, s = scene.lesion, scene.scale
+    seed = _pick(rng, scene.core, scene.field)
+    reach = rng.uniform(0.3, 0.75) if negative else rng.uniform(0.5, 1.3)
+    radius = reach * lesion.mean_radius
+    region = draw.blob_region(rng, scene.shape, seed, radius) & (lesion.d < (0.95 if negative else 1.0))
+    region[seed[1], seed[0]] = True
+    rows, cols = draw.bounding_box(region)
+    patch = (rows.stop - rows.start, cols.stop - cols.start)
+    if negative:
+        cell, thick = max(6.0, rng.uniform(14, 24) * s), max(1, round(rng.uniform(1.6, 3.5) * s))
+    else:
+        cell, thick = max(4.5, rng.uniform(9, 17) * s), max(1, round(rng.uniform(0.8, 2.2) * s))
+    lines = draw.network_pattern(rng, patch, cell, thick)
+    weight = draw.soft_weight(region, rng.uniform(0.1, 0.3) * radius)[rows, cols]
+    weight *= np.clip(0.75 + 0.35 * draw.smooth_noise(rng, patch, 4), 0.25, 1)
+    density = scene.density[rows, cols]
+    if negative:
+        lines = cv2.GaussianBlur(np.clip(lines * 1.3, 0, 1), (0, 0), 0.8 * s + 0.3)
+        darker = 1 + rng.uniform(0.3, 0.7) * weight * (1 - lines)
+        scene.density[rows, cols] = density * darker * (1 - rng.uniform(0.45, 0.7) * lines * weight)
+    else:
+        amp = rng.uniform(0.5, 1.0)
+        scene.density[rows, cols] = density * (1 - rng.uniform(0.2, 0.45) * weight) + amp * lines * weight
+    return region
+
+
+def _cluster_points(
+    rng: np.random.Generator, scene: _Scene, count: int, spread: float, peripheral: bool
+) -> np.ndarray:
+    """Up to ``count`` ``(x, y)`` points inside the visible lesion, around a random seed; never empty."""
+    lesion = scene.lesion
+    seed = _pick(rng, scene.rim if peripheral else scene.core, scene.core, scene.field)
+    if peripheral:
+        theta0 = float(lesion.theta[seed[1], seed[0]])
+        theta = theta0 + rng.uniform(-1, 1, 3 * count) * rng.uniform(0.4, 1.4)
+        rho = rng.uniform(0.75, 0.95, 3 * count) * lesion.radius_at(theta)
+        points = lesion.to_image(rho, theta)
+    else:
+        points = np.asarray(seed, float) + rng.normal(0, spread / 2, (3 * count, 2))
+    points = points[_inside(scene, points, 0.97)][: count - 1]
+    return np.concatenate([np.asarray([seed], float), points])
+
+
+def _region_from_discs(scene: _Scene, centres: np.ndarray, radii: np.ndarray, close: float) -> np.ndarray:
+    """Union of discs, closed with a round kernel of diameter ``close`` pixels (a region mask)."""
+    region = draw.draw_discs(scene.shape, centres, radii, np.ones(len(radii)), supersample=1) > 0
+    k = max(1, int(close) | 1)
+    if k > 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        region = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
+    return region
+
+
+def _paint_globules(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
+    """A cluster (or a peripheral rim) of round brown-black dots."""
+    s = scene.scale
+    spread = rng.uniform(0.15, 0.45) * scene.lesion.mean_radius
+    centres = _cluster_points(rng, scene, int(rng.integers(6, 36)), spread, rng.random() < 0.3)
+    radii = np.maximum(rng.uniform(2.0, 5.5, len(centres)) * s, 0.7)
+    dots = draw.draw_discs(scene.shape, centres, radii, rng.uniform(0.6, 1.0, len(centres)))
+    dots = cv2.GaussianBlur(dots, (0, 0), max(0.4, 0.3 * float(radii.mean())))
+    scene.density += rng.uniform(1.2, 2.2) * dots
+    pad = rng.uniform(3, 8) * s + 1
+    close = 0.35 * spread
+    if len(centres) > 1:
+        gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1) + np.eye(len(centres)) * 1e9
+        close = max(close, 2.0 * float(np.median(gaps.min(axis=1))))
+    return _region_from_discs(scene, centres, radii + pad, close) & (scene.lesion.d < 1.1)
+
+
+def _paint_milia(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
+    """A few to a dozen small white-yellow round spots, some blurred."""
+    s = scene.scale
+    spread = rng.uniform(0.35, 0.9) * scene.lesion.mean_radius
+    centres = _cluster_points(rng, scene, int(rng.integers(2, 13)), spread, False)
+    radii = np.maximum(rng.uniform(2.5, 7.0, len(centres)) * s, 0.8)
+    alpha = draw.draw_discs(scene.shape, centres, radii, rng.uniform(0.6, 0.95, len(centres)))
+    r_mean = float(radii.mean())
+    glow = draw.blur(alpha, 1.5 * r_mean + 0.5) * np.float32(rng.uniform(0.3, 0.8))
+    alpha = np.clip(draw.blur(alpha, max(0.4, rng.uniform(0.25, 0.7) * r_mean)) * np.float32(1.3), 0, 1)
+    alpha = np.maximum(alpha, glow)
+    colour = np.array([rng.uniform(0.94, 1.0), rng.uniform(0.9, 0.97), rng.uniform(0.7, 0.86)], np.float32)
+    scene.overlays.append((alpha, colour))
+    return _region_from_discs(scene, centres, radii + rng.uniform(2, 5) * s + 1, 0)
+
+
+def _paint_streaks(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
+    """Radial dark lines (some with bulbous tips) crossing a sector of the lesion border outwards."""
+    lesion, s = scene.lesion, scene.scale
+    seed = _pick(rng, scene.rim, scene.core, scene.field)
+    theta0 = float(lesion.theta[seed[1], seed[0]])
+    half = rng.uniform(0.25, 1.1)
+    spacing = max(2.5, rng.uniform(6, 12) * s)
+    count = int(np.clip(2 * half * float(lesion.radius_at(np.float64(theta0))) / spacing, 3, 60))
+    angles = theta0 + np.linspace(-half, half, count) + rng.normal(0, 0.3 * half / count, count)
+    t = np.linspace(0, 1, 8)
+    bend = rng.normal(0, 0.03)
+    start, stop = rng.uniform(0.78, 0.9), rng.uniform(1.05, 1.18)
+    thick = max(1, round(rng.uniform(1.2, 3.0) * s))
+    base, tips = [], []
+    for a in angles:
+        r = float(lesion.radius_at(np.float64(a)))
+        rho = r * (start + rng.normal(0, 0.03) + t * (stop - start + rng.normal(0, 0.04)))
+        theta = a + (bend + rng.normal(0, 0.01)) * t**2 + np.cumsum(rng.normal(0, 0.003, len(t)))
+        base.append(lesion.to_image(rho, theta))
+        tips.append(base[-1][-1])
+    values = list(rng.uniform(0.55, 1.0, count))
+    layer = draw.draw_curves(scene.shape, base, [thick] * count, values)  # thicker at the base: tapered
+    layer = np.maximum(
+        layer, draw.draw_curves(scene.shape, [c[:4] for c in base], [thick + 1] * count, values)
+    )
+    if rng.random() < 0.5:
+        bulbs = draw.draw_discs(
+            scene.shape, np.asarray(tips), np.full(count, 0.8 * thick + 0.5), np.full(count, 0.9)
+        )
+        layer = np.maximum(layer, bulbs)
+    halo = draw.blur(layer, max(2 * spacing, 0.06 * lesion.mean_radius))
+    halo *= rng.uniform(0.4, 0.9) / max(float(halo.max()), 1e-6)
+    scene.density += rng.uniform(1.0, 1.8) * cv2.GaussianBlur(layer, (0, 0), 0.6) + halo
+    k = max(3, int(1.5 * spacing + 4 * s) | 1)
+    band = cv2.dilate((layer > 0.05).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return band.astype(bool)
+
+
+def _add_veil(rng: np.random.Generator, scene: _Scene) -> None:
+    """A blue-grey veil over part of the lesion (a distractor, not one of the five attributes)."""
+    seed = _pick(rng, scene.core, scene.field)
+    region = draw.blob_region(rng, scene.shape, seed, rng.uniform(0.25, 0.6) * scene.lesion.mean_radius)
+    alpha = draw.soft_weight(region & (scene.lesion.d < 0.95), 0.2 * scene.lesion.mean_radius)
+    colour = np.array([0.45, 0.5, 0.58], np.float32) * np.float32(rng.uniform(0.8, 1.15))
+    scene.overlays.append((alpha * np.float32(rng.uniform(0.2, 0.45)), colour))
+
+
+_PAINTERS: dict[str, Callable[[np.random.Generator, _Scene], np.ndarray]] = {
+    "pigment_network": lambda rng, scene: _paint_network(rng, scene, negative=False),
+    "negative_network": lambda rng, scene: _paint_network(rng, scene, negative=True),
+    "streaks": _paint_streaks,
+    "globules": _paint_globules,
+    "milia_like_cyst": _paint_milia,
+}
+
+
+def _make_scene(rng: np.random.Generator, config: SynthConfig, visible: np.ndarray | None) -> _Scene:
+    """Place the lesion (inside the visible field) and compute its melanin density."""
+    h, w = config.shape
+    short = min(h, w)
+    scale = short / 512
+    field_map = np.ones((h, w), bool) if visible is None else visible > 0.5
+    area = rng.uniform(*config.lesion_area) * h * w
+    area = min(area, config.lesion_area[1] * short * short)
+    if visible is not None:
+        area = min(area, 0.6 * float(visible.sum()))
+    offset = np.clip(rng.normal(0, 0.07, 2), -0.15, 0.15) * short
+    lesion = draw.make_lesion(rng, (h, w), (w / 2 + offset[0], h / 2 + offset[1]), area)
+    density = draw.lesion_melanin(rng, lesion)
+    strict = field_map if visible is None else visible > 0.95
+    core = (lesion.d < 0.85) & strict
+    rim = (np.abs(lesion.d - 1) < 0.05) & strict
+    return _Scene(lesion, density, [], field_map, core, rim, scale)
+
+
+def render_sample(rng: np.random.Generator, config: SynthConfig) -> SyntheticSample:
+    """Generate one image with its masks and scene facts.
+
+    Args:
+        rng: random generator; the sample is a pure function of its state.
+        config: generator settings.
+
+    Returns:
+        The sample (image before JPEG compression).
+    """
+    h, w = config.shape
+    scale = min(h, w) / 512
+    presence = sample_presence(rng, config)
+    visible = draw.vignette(rng, (h, w), scale) if rng.random() < config.vignette_probability else None
+    scene = _make_scene(rng, config, visible)
+    skin = draw.skin_background(rng, (h, w), scale)
+    regions: dict[str, np.ndarray] = {}
+    for name in ("pigment_network", "negative_network", "streaks", "globules", "milia_like_cyst"):
+        if presence[ATTRIBUTES.index(name)]:
+            regions[name] = _PAINTERS[name](rng, scene)
+    if rng.random() < config.veil_probability:
+        _add_veil(rng, scene)
+
+    absorption = _MELANIN_ABSORPTION * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    planes = [skin[c] * np.exp(scene.density * -absorption[c]) for c in range(3)]
+    for alpha, colour in scene.overlays:
+        _blend(planes, alpha, colour)
+    if rng.random() < config.hair_probability:
+        colour = np.array([0.13, 0.09, 0.07], np.float32) * np.float32(rng.uniform(0.4, 1.4))
+        _blend(planes, draw.hair_layer(rng, (h, w), scale), colour)
+    image = _finish(rng, planes, visible, config, scale)
+
+    masks = np.zeros((NUM_ATTRIBUTES, h, w), np.uint8)
+    for name, region in regions.items():
+        masks[ATTRIBUTES.index(name)] = region & scene.field
+    lesion = (scene.lesion.d < 1) & scene.field
+    return SyntheticSample(image, masks, presence, lesion, scene.field)
+
+
+def _blend(planes: list[np.ndarray], alpha: np.ndarray, colour: np.ndarray) -> None:
+    """Paint ``colour`` (3,) with opacity ``alpha`` (H, W) over RGB ``planes`` (3 x (H, W)), in place."""
+    for c in range(3):
+        planes[c] += alpha * (colour[c] - planes[c])
+
+
+def _finish(
+    rng: np.random.Generator,
+    planes: list[np.ndarray],
+    visible: np.ndarray | None,
+    config: SynthConfig,
+    scale: float,
+) -> np.ndarray:
+    """Camera effects: blur, white balance, dermoscope border, sensor noise.
+
+    Returns:
+        ``(H, W, 3)`` uint8 image.
+    """
+    sigma = rng.uniform(*config.blur_sigma) * scale
+    gains = (1 + rng.normal(0, 0.02, 3)).astype(np.float32)
+    black = np.float32(rng.uniform(0.0, 0.04))
+    amplitude = np.float32(rng.uniform(*config.noise_sigma) * math.sqrt(12))
+    noise = (rng.random(planes[0].shape, dtype=np.float32) - np.float32(0.5)) * amplitude
+    out = []
+    for c, plane in enumerate(planes):
+        if sigma > 0.25:
+            plane = cv2.GaussianBlur(plane, (0, 0), sigma)
+        plane = plane * gains[c] + noise
+        if visible is not None:
+            plane = black + visible * (plane - black)
+        out.append(cv2.convertScaleAbs(np.maximum(plane, 0), alpha=255))
+    return cv2.merge(out)
+
+
+def synthesize_sample(rng: np.random.Generator, config: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Generate one synthetic dermoscopy image and its five attribute masks.
+
+    Args:
+        rng: random generator; the sample is a pure function of its state.
+        config: generator settings.
+
+    Returns:
+        ``image`` ``(H, W, 3)`` uint8 RGB (before JPEG compression) and ``masks``
+        ``(5, H, W)`` uint8 in {0, 1}, in the channel order of :data:`ATTRIBUTES`.
+    """
+    sample = render_sample(rng, config)
+    return sample.image, sample.masks
+
+
+def split_folders(split: str) -> tuple[str, str]:
+    """Official ``(image folder, ground-truth folder)`` names of a split.
+
+    Raises:
+        ValueError: unknown split (the message lists the valid ones).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    _, images, truth = SPLITS[split]
+    return images, truth
+
+
+def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator of sample ``index`` (its ISIC id number) of ``split`` for ``seed``."""
+    if seed < 0 or index < 0:
+        raise ValueError(f"seed and index must be >= 0, got seed={seed} index={index}")
+    split_folders(split)
+    return np.random.default_rng([seed, SPLITS[split][0], index])
+
+
+def write_dataset(
+    out: Path,
+    n: int,
+    size: int = 512,
+    seed: int = 0,
+    split: str = "training",
+    start_id: int = 0,
+    progress: Callable[[int], None] | None = None,
+    config: SynthConfig | None = None,
+) -> list[str]:
+    """Write ``n`` synthetic samples in the official ISIC 2018 Task 2 layout.
+
+    Images go to ``out/<image folder>/ISIC_<id>.jpg`` (JPEG, random quality in
+    ``config.jpeg_quality``) and masks to ``out/<truth folder>/ISIC_<id>_attribute_<name>.png``
+    (0/255, all five per image). Sample ``ISIC_k`` is drawn from
+    ``np.random.default_rng([seed, split index, k])``, so it does not depend on ``n``,
+    on the order of writing, or on other samples.
+
+    Args:
+        out: dataset root (created if needed).
+        n: number of samples.
+        size: image width (and height, unless ``config.height`` is set), pixels.
+        seed: dataset seed, >= 0.
+        split: ``"training"``, ``"validation"`` or ``"test"``.
+        start_id: number of the first id (``ISIC_%07d``).
+        progress: called with the number of samples written so far after each one.
+        config: other generator settings; its ``size`` is replaced by ``size``.
+
+    Returns:
+        The ids written, e.g. ``["ISIC_0000000", ...]``.
+
+    Raises:
+        ValueError: unknown split, negative ``n``/``seed``/``start_id``, or ids beyond 7 digits.
+    """
+    images_name, truth_name = split_folders(split)
+    if n < 0 or start_id < 0 or seed < 0:
+        raise ValueError(f"n, seed and start_id must be >= 0, got n={n} seed={seed} start_id={start_id}")
+    if start_id + n > 10**7:
+        raise ValueError(f"ids must fit in 7 digits; start_id + n = {start_id + n}")
+    cfg = replace(config or SynthConfig(), size=size)
+    images_dir, truth_dir = Path(out) / images_name, Path(out) / truth_name
+    images_dir.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("writing %d synthetic %s samples of %dx%d to %s", n, split, *cfg.shape[::-1], out)
+    ids: list[str] = []
+    for i in range(n):
+        number = start_id + i
+        rng = sample_rng(seed, split, number)
+        sample = render_sample(rng, cfg)
+        quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        isic_id = f"ISIC_{number:07d}"
+        write_image(images_dir / f"{isic_id}.jpg", sample.image, quality=quality)
+        for channel, name in enumerate(ATTRIBUTES):
+            write_mask(truth_dir / f"{isic_id}_attribute_{name}.png", sample.masks[channel])
+        ids.append(isic_id)
+        if progress is not None:
+            progress(i + 1)
+    return ids

@@ -1,0 +1,139 @@
+"""Prediction at the original image size from a self-describing checkpoint.
+
+:class:`Segmenter` applies the same preprocessing as training (background crop
+detected from the image, short side resized to the checkpoint's input size,
+ImageNet normalisation), runs the model, and maps the attribute probabilities
+back to the original frame (zero outside the dermoscope's field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
+from dermseg.checkpoint import load_checkpoint
+from dermseg.data.background import CropBox, crop, detect_field_of_view, uncrop
+from dermseg.data.imageio import read_image, write_mask
+from dermseg.data.transforms import resized_shape
+from dermseg.encoding import probabilities
+
+
+@dataclass
+class Segmenter:
+    """A model ready to segment images.
+
+    Attributes:
+        model: network returning logits ``(B, C, h, w)``.
+        encoding: ``multilabel`` or ``multiclass``.
+        input_size: short side the image is resized to before the network.
+        mean, std: normalisation (0-1 scale).
+        thresholds: ``(5,)`` probability thresholds.
+        crop_background: crop to the dermoscope's field first.
+        device: where the model runs.
+        tta: average with horizontally and vertically flipped predictions.
+    """
+
+    model: nn.Module
+    encoding: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    thresholds: np.ndarray
+    crop_background: bool = True
+    device: torch.device = torch.device("cpu")
+    tta: bool = False
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", tta: bool = False) -> Segmenter:
+        """Build a segmenter from a checkpoint alone.
+
+        Raises:
+            DataError: the file is not a usable dermseg checkpoint.
+        """
+        ckpt = load_checkpoint(path)
+        meta = ckpt.meta
+        dev = torch.device(device)
+        return cls(
+            model=ckpt.build_model().to(dev),
+            encoding=meta["encoding"],
+            input_size=int(meta["input_size"]),
+            mean=tuple(meta["normalization"]["mean"]),
+            std=tuple(meta["normalization"]["std"]),
+            thresholds=np.asarray(meta.get("thresholds", [0.5] * NUM_ATTRIBUTES), dtype=np.float64),
+            crop_background=bool(meta.get("crop_background", True)),
+            device=dev,
+            tta=tta,
+        )
+
+    @classmethod
+    def from_model(cls, model: nn.Module, meta: dict[str, Any], device: str = "cpu") -> Segmenter:
+        """Wrap an in-memory model with the same description a checkpoint carries."""
+        return cls(
+            model=model.to(device).eval(),
+            encoding=meta["encoding"],
+            input_size=int(meta["input_size"]),
+            mean=tuple(meta["normalization"]["mean"]),
+            std=tuple(meta["normalization"]["std"]),
+            thresholds=np.asarray(meta.get("thresholds", [0.5] * NUM_ATTRIBUTES), dtype=np.float64),
+            crop_background=bool(meta.get("crop_background", True)),
+            device=torch.device(device),
+        )
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        logits = out["masks"] if isinstance(out, dict) else out
+        return probabilities(logits.float(), self.encoding)
+
+    @torch.no_grad()
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Attribute probabilities of one image at its own size.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+
+        Returns:
+            ``(5, H, W)`` float32 in ``[0, 1]``; 0 outside the detected field of view.
+        """
+        self.model.eval()
+        h, w = image.shape[:2]
+        box = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
+        field = np.ascontiguousarray(crop(image, box, channels_last=True))
+        rh, rw = resized_shape(box.height, box.width, self.input_size)
+        x = torch.from_numpy(field).permute(2, 0, 1)[None].to(self.device, torch.float32) / 255.0
+        x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        x = (x - mean) / std
+        probs = self._forward(x)
+        if self.tta:
+            probs = probs + self._forward(x.flip(-1)).flip(-1) + self._forward(x.flip(-2)).flip(-2)
+            probs = probs / 3.0
+        probs = F.interpolate(probs, size=(box.height, box.width), mode="bilinear", align_corners=False)
+        return uncrop(probs[0].cpu().numpy().astype(np.float32), box, (h, w), 0.0, channels_last=False)
+
+    def masks(self, image: np.ndarray) -> np.ndarray:
+        """Binary masks ``(5, H, W)`` bool of one image (probabilities above the thresholds)."""
+        return self.probabilities(image) > self.thresholds[:, None, None]
+
+    def predict_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+        """Read an image file and return it with its ``(5, H, W)`` probabilities."""
+        image = read_image(path)
+        return image, self.probabilities(image)
+
+
+def write_submission_masks(out_dir: str | Path, isic_id: str, masks: np.ndarray) -> list[Path]:
+    """Write ``ISIC_<id>_attribute_<name>.png`` (0/255, image size) for the five attributes, atomically."""
+    out_dir = Path(out_dir)
+    paths = []
+    for k, name in enumerate(ATTRIBUTES):
+        path = out_dir / f"{isic_id}_attribute_{name}.png"
+        write_mask(path, masks[k])
+        paths.append(path)
+    return paths

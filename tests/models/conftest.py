@@ -1,0 +1,33 @@
+"""Model tests run on a shared 2-core CPU: few threads, small inputs, each model built once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from dermseg.models import UNetASPP
+
+# The encoders the project supports explicitly (the thesis's inception_v3 first).
+ENCODERS = ["inception_v3", "resnet101", "resnet34", "efficientnet_b0", "tf_efficientnet_lite0"]
+
+
+@pytest.fixture(autouse=True)
+def _small_and_deterministic() -> None:
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def unet_aspp() -> Callable[[str], UNetASPP]:
+    """A builder of randomly initialised UNetASPP models, cached per encoder name (building resnet101 is slow)."""
+    cache: dict[str, UNetASPP] = {}
+
+    def build(name: str) -> UNetASPP:
+        if name not in cache:
+            torch.manual_seed(0)
+            cache[name] = UNetASPP(encoder_name=name, encoder_weights="none")
+        return cache[name]
+
+    return build
