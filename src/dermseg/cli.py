@@ -167,6 +167,112 @@ def split(
     console.print(f"{result.source} split: {len(result.train)} train, {len(result.val)} val -> {out}")
 
 
+class _TrainProgress:
+    """Rich progress bar for training: loss, images/s and ETA per epoch; one line per epoch."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[ips]:.1f} img/s"),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=not err_console.is_terminal,
+        )
+        self.task: int | None = None
+
+    def on_epoch_start(self, epoch: int, steps: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task(f"epoch {epoch}", total=steps, loss=float("nan"), ips=0.0)
+
+    def on_step(self, loss: float, images_per_s: float) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, advance=1, loss=loss, ips=images_per_s)
+
+    def on_epoch_end(self, record: dict) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.bar.stop()
+        jac = f"  official Jaccard {record['jaccard']:.4f}" if "jaccard" in record else ""
+        console.print(
+            f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}"
+            + (f"  val loss {record['val_loss']:.4f}" if "val_loss" in record else "")
+            + jac
+            + f"  ({record['images_per_s']:.1f} img/s)"
+        )
+
+
+@app.command()
+def train(
+    data: Path | None = typer.Option(None, "--data", help="Dataset folder (official layout or flat folder)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder to create."),
+    config: str | None = typer.Option(None, "--config", help="YAML config file, or seed / isic2018 / demo."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value (repeatable)."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+) -> None:
+    """Train a model; validates each epoch with the official metric. Multi-GPU: torchrun ... -m dermseg.cli train."""
+    from dermseg.config import load_config, resolve_config_path
+    from dermseg.train import resume_config
+    from dermseg.train import train as run_training
+
+    if resume is not None:
+        cfg = resume_config(resume, overrides)
+        out = resume
+    else:
+        if out is None:
+            raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
+        if (out / "checkpoints" / "last_state.pt").exists():
+            raise ConfigError("already holds a training run; use --resume to continue it or choose another --out", out)
+        cfg = load_config(resolve_config_path(config) if config else None, overrides)
+    data_dir = data or (Path(cfg.data.root) if cfg.data.root else None)
+    if data_dir is None:
+        raise ConfigError("--data DATA_DIR is required (or data.root in the config)")
+    result = run_training(cfg, data_dir, out, resume=resume is not None, callbacks=_TrainProgress(), device=device)
+    console.print(
+        f"best official Jaccard {result.get('best_jaccard', float('nan')):.4f} at epoch {result.get('best_epoch')}; "
+        f"checkpoint {out / 'checkpoints' / 'best.safetensors'}"
+    )
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_run"), "--out", help="Folder for data, run, predictions and overlays."),
+    minutes: float = typer.Option(4.0, "--minutes", min=0.1, help="Training time budget (CPU minutes)."),
+    config: str = typer.Option("demo", "--config", help="Config (default: the shipped demo.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value."),
+    n_train: int = typer.Option(240, "--n-train", min=4, help="Synthetic training images."),
+    image_size: int = typer.Option(256, "--image-size", min=96, help="Synthetic image side."),
+) -> None:
+    """The main job: synthesise data, train for a few minutes, evaluate with the official metric, predict."""
+    from dermseg.config import load_config, resolve_config_path
+    from dermseg.demo import DemoSizes, run_demo
+
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError("already exists and is not empty; choose another --out or remove it", out)
+    cfg = load_config(resolve_config_path(config), [f"train.max_minutes={minutes}", *overrides])
+    console.print(
+        f"dermseg demo: {cfg.model.arch} ({cfg.model.encoder_name} encoder, ASPP {cfg.model.aspp_rates}), "
+        f"{n_train} synthetic training images, {minutes:g} min of training on "
+        f"{'CUDA' if __import__('torch').cuda.is_available() else 'CPU'}"
+    )
+    summary = run_demo(out, cfg, DemoSizes(train=n_train, image_size=image_size), callbacks=_TrainProgress())
+    j = summary["official_jaccard"]
+    table = Table(title=f"Official ISIC 2018 Task 2 Jaccard on {summary['test_images']} held-out synthetic images")
+    table.add_column("model")
+    table.add_column("Jaccard", justify="right")
+    table.add_row(f"trained ({summary['training'].get('epoch', 0) + 1} epochs)", f"{j['trained']:.4f}")
+    table.add_row("same network, untrained", f"{j['untrained']:.4f}")
+    table.add_row("empty prediction", f"{j['empty_prediction']:.4f}")
+    console.print(table)
+    per = summary["per_attribute_jaccard_trained"]
+    console.print("per attribute (trained): " + ", ".join(f"{DISPLAY_NAMES[a]} {per[a]:.3f}" for a in ATTRIBUTES))
+    for name, path in summary["paths"].items():
+        console.print(f"  {name:12s} {path}")
+    console.print("[dim]Synthetic data: these numbers say nothing about accuracy on real lesions.[/]")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (used by tests and by the ``dermseg`` script)."""
     try:

@@ -327,3 +327,15 @@ def validate(cfg: Config) -> None:
 def dump_config(cfg: Config) -> str:
     """The config as YAML text (what a run directory records)."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+#: Configs shipped with dermseg, usable by name: ``--config demo``.
+BUILTIN_CONFIGS = ("seed", "isic2018", "demo")
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config file path; a bare built-in name (``seed``, ``isic2018``, ``demo``) maps to the shipped YAML."""
+    text = str(name_or_path)
+    if text in BUILTIN_CONFIGS and not Path(text).exists():
+        return Path(__file__).parent / "configs" / f"{text}.yaml"
+    return Path(name_or_path)

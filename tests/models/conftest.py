@@ -21,7 +21,7 @@ def _small_and_deterministic() -> None:
 
 @pytest.fixture(scope="session")
 def unet_aspp() -> Callable[[str], UNetASPP]:
-    """A builder of randomly initialised UNetASPP models, cached per encoder name (building resnet101 is slow)."""
+    """Build randomly initialised UNetASPP models, once per encoder name (resnet101 is slow to build)."""
     cache: dict[str, UNetASPP] = {}
 
     def build(name: str) -> UNetASPP:

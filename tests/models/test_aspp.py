@@ -23,9 +23,10 @@ def test_one_by_one_bottleneck_trains_with_batch_of_one() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in aspp.parameters())
 
 
-def test_no_batchnorm_anywhere() -> None:
+def test_no_batchnorm_anywhere_and_no_norm_on_the_pooled_map() -> None:
     aspp = ASPP(16, 8)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in aspp.modules())
+    assert not any(isinstance(m, nn.GroupNorm) for m in aspp.pooling.modules())
 
 
 def test_keeps_odd_spatial_size_and_uses_the_rates() -> None:
@@ -35,13 +36,15 @@ def test_keeps_odd_spatial_size_and_uses_the_rates() -> None:
     assert dilations == [(1, 1), (2, 2), (5, 5)]
 
 
-def test_pooling_branch_sees_the_whole_map() -> None:
-    # Rate 1 branches only see a 3x3 neighbourhood; a far-away change reaches a pixel only through pooling.
-    aspp = ASPP(4, 4, rates=(1,), dropout=0.0).eval()
-    x = torch.randn(1, 4, 9, 9)
-    far = x.clone()
-    far[..., 8, 8] += 10.0
-    assert not torch.allclose(aspp(x)[..., 0, 0], aspp(far)[..., 0, 0])
+def test_pooling_branch_is_relu_of_a_conv_of_the_global_mean() -> None:
+    aspp = ASPP(2, 3, rates=(2,))
+    with torch.no_grad():
+        aspp.pooling[1].weight.copy_(torch.tensor([1.0, 1.0, -1.0, 0.0, 0.0, 2.0]).reshape(3, 2, 1, 1))
+        aspp.pooling[1].bias.zero_()
+        x = torch.cat([torch.full((1, 1, 5, 7), 1.0), torch.arange(35.0).reshape(1, 1, 5, 7)], dim=1)
+        pooled = aspp.pooling(x)  # channel means: 1 and 17
+    assert pooled.shape == (1, 3, 1, 1)
+    torch.testing.assert_close(pooled.flatten(), torch.tensor([18.0, 0.0, 34.0]))
 
 
 @pytest.mark.parametrize(

@@ -108,3 +108,9 @@ def test_model_rebuilds_from_its_json_description() -> None:
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), model(x))
+
+
+@pytest.mark.parametrize("arch", ["smp_fpn", "smp_deeplabv3plus"])
+def test_single_width_decoders_reject_a_channel_list(arch: str) -> None:
+    with pytest.raises(ConfigError, match="one positive int"):
+        create_model(arch, encoder_name="resnet34", encoder_weights="none", decoder_channels=[256, 128])

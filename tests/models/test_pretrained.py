@@ -209,3 +209,53 @@ def test_unreadable_files(tmp_path: Path, content: bytes) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_encoder_weights(TimmEncoder("resnet18"), tmp_path / "nope.pth", "resnet18")
+
+
+def test_encoder_part_of_a_whole_segmentation_model(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    trained = UNetASPP(encoder_name="resnet18", encoder_weights="none", aspp_channels=32)
+    path = tmp_path / "unet_aspp.safetensors"
+    save_file(trained.state_dict(), str(path))  # "encoder.model.*" next to "aspp.*", "decoder.*"
+    encoder = TimmEncoder("resnet18")
+    load_encoder_weights(encoder, path, "resnet18")
+    _assert_same(encoder, trained.encoder.state_dict())
+
+
+def test_smp_models_take_local_encoder_weights(tmp_path: Path) -> None:
+    from dermseg.models import create_model
+
+    torch.manual_seed(1)
+    full = timm.create_model("resnet18").state_dict()
+    path = tmp_path / "resnet18.pth"
+    torch.save(full, path)
+    model = create_model("smp_unet", encoder_name="resnet18", encoder_weights=str(path))
+    assert torch.equal(model.encoder.model.layer3[1].conv2.weight, full["layer3.1.conv2.weight"])
+    assert model.dermseg_encoder_weights == str(path)
+    assert model.dermseg_kwargs["encoder_weights"] == "none"
+
+
+def test_cached_imagenet_weights_adapt_to_one_input_channel(offline: Path) -> None:
+    name = "mobilenetv3_small_050"
+    repo_dir = offline / f"models--{timm.models.get_pretrained_cfg(name).hf_hub_id.replace('/', '--')}"
+    (repo_dir / "snapshots" / "rev1").mkdir(parents=True)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text("rev1")
+    full = timm.create_model(name).state_dict()
+    save_file(full, str(repo_dir / "snapshots" / "rev1" / "model.safetensors"))
+    encoder = TimmEncoder(name, in_channels=1)
+    load_encoder_weights(encoder, "imagenet", name)
+    # timm folds an RGB stem into one channel by summing over the colour axis.
+    torch.testing.assert_close(encoder.model.conv_stem.weight, full["conv_stem.weight"].sum(1, keepdim=True))
+
+
+def test_probe_sees_a_listening_host(monkeypatch: pytest.MonkeyPatch, offline: Path) -> None:
+    import socket
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    for var in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert resolve_imagenet_available("resnet34") is True
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert resolve_imagenet_available("resnet34") is False

@@ -121,11 +121,11 @@ def read_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
                     background = Image.new("RGBA", img.size, (0, 0, 0, 255))
                     img = Image.alpha_composite(background, img)
                 img = img.convert("RGB")
-            arr = np.asarray(img, dtype=np.uint8)
+            arr = np.array(img, dtype=np.uint8)  # a writable copy
         except OSError as err:
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise DataError(f"cannot decode image ({msg})", path) from None
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:

@@ -72,6 +72,12 @@ def smooth_noise(rng: np.random.Generator, shape: Shape, cells: float) -> np.nda
 def fractal_noise(rng: np.random.Generator, shape: Shape, cells: float, octaves: int = 3) -> np.ndarray:
     """Sum of :func:`smooth_noise` octaves (each twice as fine, half as strong).
 
+    Args:
+        rng: random generator.
+        shape: ``(h, w)`` of the field.
+        cells: control points along the longer side for the coarsest octave.
+        octaves: number of octaves.
+
     Returns:
         ``(h, w)`` float32 field with zero mean and unit standard deviation.
     """
@@ -83,20 +89,22 @@ def fractal_noise(rng: np.random.Generator, shape: Shape, cells: float, octaves:
 
 
 def skin_texture(rng: np.random.Generator, shape: Shape, scale: float) -> np.ndarray:
-    """Fine skin relief: the polygonal mesh of skin furrows plus pores, made at half resolution.
+    """Fine skin relief: the polygonal mesh of skin furrows plus pores.
+
+    Args:
+        rng: random generator.
+        shape: ``(h, w)`` of the field.
+        scale: pixels per pixel of a 512-pixel frame (sets the furrow spacing).
 
     Returns:
         ``(h, w)`` float32 field, zero mean, unit standard deviation.
     """
-    h, w = shape
-    half = (max(8, h // 2), max(8, w // 2))
-    furrows = network_pattern(rng, half, max(3.0, rng.uniform(11, 22) * scale), 1)
-    pores = cv2.GaussianBlur(rng.standard_normal(half, dtype=np.float32), (0, 0), 0.5 + 0.3 * scale)
-    furrows *= np.clip(smooth_noise(rng, half, 6) * np.float32(0.5) + np.float32(0.6), 0, 1)
-    texture = pores * np.float32(1 / (float(pores.std()) + 1e-6)) - furrows * np.float32(
-        0.35 / (float(furrows.std()) + 1e-6)
-    )
-    texture = cv2.resize(texture, (w, h), interpolation=cv2.INTER_LINEAR)
+    furrows = network_pattern(rng, shape, max(3.0, rng.uniform(22, 44) * scale), 1)
+    pores = cv2.GaussianBlur(rng.standard_normal(shape, dtype=np.float32), (0, 0), 0.5 + 0.6 * scale)
+    furrows *= np.clip(smooth_noise(rng, shape, 6) * np.float32(0.5) + np.float32(0.6), 0, 1)
+    pores *= np.float32(1 / (float(pores.std()) + 1e-6))
+    furrows *= np.float32(0.35 / (float(furrows.std()) + 1e-6))
+    texture = pores - furrows
     return (texture - texture.mean()) / (float(texture.std()) + 1e-6)
 
 
@@ -117,20 +125,27 @@ def skin_colour(rng: np.random.Generator) -> np.ndarray:
 def skin_background(rng: np.random.Generator, shape: Shape, scale: float) -> np.ndarray:
     """Skin seen through a dermoscope: a tone, uneven lighting, redness and fine relief.
 
+    Made at half resolution (the sensor noise added later supplies the finest grain).
+
+    Args:
+        rng: random generator.
+        shape: ``(h, w)`` of the image.
+        scale: pixels per pixel of a 512-pixel frame.
+
     Returns:
         ``(3, h, w)`` float32 RGB planes in [0, 1].
     """
     h, w = shape
+    half = (max(8, (h + 1) // 2), max(8, (w + 1) // 2))
     colour = skin_colour(rng)
-    light = 1 + np.float32(rng.uniform(0.02, 0.07)) * smooth_noise(rng, shape, 3)
-    yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None] + rng.uniform(-0.3, 0.3)
-    xx = np.linspace(-1, 1, w, dtype=np.float32)[None, :] + rng.uniform(-0.3, 0.3)
+    light = 1 + np.float32(rng.uniform(0.02, 0.07)) * smooth_noise(rng, half, 3)
+    yy = np.linspace(-1, 1, half[0], dtype=np.float32)[:, None] + np.float32(rng.uniform(-0.3, 0.3))
+    xx = np.linspace(-1, 1, half[1], dtype=np.float32)[None, :] + np.float32(rng.uniform(-0.3, 0.3))
     light *= 1 - np.float32(rng.uniform(0.0, 0.15)) * (xx * xx + yy * yy)
-    light *= 1 + np.float32(rng.uniform(0.01, 0.03)) * skin_texture(rng, shape, scale)
-    redness = np.clip(smooth_noise(rng, shape, 4) * 0.5, 0, 1) * np.float32(rng.uniform(0.0, 0.1))
-    return np.stack(
-        [colour[0] * light, colour[1] * light * (1 - redness), colour[2] * light * (1 - 0.7 * redness)]
-    )
+    light *= 1 + np.float32(rng.uniform(0.01, 0.03)) * skin_texture(rng, half, scale / 2)
+    redness = np.clip(smooth_noise(rng, half, 4) * np.float32(0.5), 0, 1) * np.float32(rng.uniform(0.0, 0.1))
+    planes = (colour[0] * light, colour[1] * light * (1 - redness), colour[2] * light * (1 - 0.7 * redness))
+    return np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in planes])
 
 
 @dataclass(frozen=True)

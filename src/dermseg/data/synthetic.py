@@ -242,9 +242,9 @@ def _paint_network(rng: np.random.Generator, scene: _Scene, negative: bool) -> n
     weight *= np.clip(0.75 + 0.35 * draw.smooth_noise(rng, patch, 4), 0.25, 1)
     density = scene.density[rows, cols]
     if negative:
-        lines = cv2.GaussianBlur(np.clip(lines * 1.3, 0, 1), (0, 0), 0.8 * s + 0.3)
+        lines = cv2.GaussianBlur(np.clip(lines * 1.3, 0, 1), (0, 0), 1.1 * s + 0.3)
         darker = 1 + rng.uniform(0.3, 0.7) * weight * (1 - lines)
-        scene.density[rows, cols] = density * darker * (1 - rng.uniform(0.45, 0.7) * lines * weight)
+        scene.density[rows, cols] = density * darker * (1 - rng.uniform(0.35, 0.6) * lines * weight)
     else:
         amp = rng.uniform(0.5, 1.0)
         scene.density[rows, cols] = density * (1 - rng.uniform(0.2, 0.45) * weight) + amp * lines * weight
@@ -303,10 +303,10 @@ def _paint_milia(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
     radii = np.maximum(rng.uniform(2.5, 7.0, len(centres)) * s, 0.8)
     alpha = draw.draw_discs(scene.shape, centres, radii, rng.uniform(0.6, 0.95, len(centres)))
     r_mean = float(radii.mean())
-    glow = draw.blur(alpha, 1.5 * r_mean + 0.5) * np.float32(rng.uniform(0.3, 0.8))
+    glow = draw.blur(alpha, 1.5 * r_mean + 0.5) * np.float32(rng.uniform(0.2, 0.5))
     alpha = np.clip(draw.blur(alpha, max(0.4, rng.uniform(0.25, 0.7) * r_mean)) * np.float32(1.3), 0, 1)
     alpha = np.maximum(alpha, glow)
-    colour = np.array([rng.uniform(0.94, 1.0), rng.uniform(0.9, 0.97), rng.uniform(0.7, 0.86)], np.float32)
+    colour = np.array([rng.uniform(0.95, 1.0), rng.uniform(0.92, 0.98), rng.uniform(0.78, 0.9)], np.float32)
     scene.overlays.append((alpha, colour))
     return _region_from_discs(scene, centres, radii + rng.uniform(2, 5) * s + 1, 0)
 
@@ -410,7 +410,12 @@ def render_sample(rng: np.random.Generator, config: SynthConfig) -> SyntheticSam
         _add_veil(rng, scene)
 
     absorption = _MELANIN_ABSORPTION * rng.uniform(0.9, 1.1, 3).astype(np.float32)
-    planes = [skin[c] * np.exp(scene.density * -absorption[c]) for c in range(3)]
+    planes = []
+    for c in range(3):  # Beer-Lambert: skin colour attenuated by melanin (in place, no temporaries)
+        plane = scene.density * -absorption[c]
+        np.exp(plane, out=plane)
+        plane *= skin[c]
+        planes.append(plane)
     for alpha, colour in scene.overlays:
         _blend(planes, alpha, colour)
     if rng.random() < config.hair_probability:
@@ -452,10 +457,13 @@ def _finish(
     for c, plane in enumerate(planes):
         if sigma > 0.25:
             plane = cv2.GaussianBlur(plane, (0, 0), sigma)
-        plane = plane * gains[c] + noise
+        plane += noise
         if visible is not None:
-            plane = black + visible * (plane - black)
-        out.append(cv2.convertScaleAbs(np.maximum(plane, 0), alpha=255))
+            plane -= black
+            plane *= visible
+            plane += black
+        # |x| folds the rare slightly negative values (noise on the black border) back up
+        out.append(cv2.convertScaleAbs(plane, alpha=255 * float(gains[c])))
     return cv2.merge(out)
 
 

@@ -4,8 +4,8 @@ The thesis added ASPP with dilation rates 2, 3 and 4 to the last encoder volume
 of its U-Net. That volume is tiny: at the thesis's 128 px crops it is 4x4 for
 ResNet and 2x2 for Inception v3, and at 96 px Inception gives 1x1. BatchNorm
 over one position of one image is undefined in training mode and very noisy over
-a handful, so every branch here normalises with GroupNorm, which needs neither a
-batch nor a spatial extent.
+a handful, so the convolution branches normalise with GroupNorm, which needs no batch,
+and the image-pooling branch (always 1x1) has no norm at all.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ def _conv_gn_relu(in_channels: int, out_channels: int, kernel_size: int, dilatio
 class ASPP(nn.Module):
     """ASPP: a 1x1 branch, one dilated 3x3 branch per rate, an image-pooling branch, a 1x1 projection.
 
+    Convolution branches and the projection are conv-GroupNorm-ReLU; the pooling branch is
+    global average pooling, 1x1 conv (with bias), ReLU, bilinear upsampling.
+
     Args:
         in_channels: channels of the input map (the deepest encoder stage).
         out_channels: channels of every branch and of the output.
@@ -83,11 +86,11 @@ class ASPP(nn.Module):
             [_conv_gn_relu(in_channels, out_channels, 1)]
             + [_conv_gn_relu(in_channels, out_channels, 3, dilation=r) for r in rates]
         )
-        # Image pooling: a (B, C, 1, 1) map. GroupNorm is still defined there, unlike BatchNorm at B=1.
+        # Image pooling works on a (B, C, 1, 1) map: BatchNorm is undefined there at B=1 and GroupNorm
+        # over a few values is nearly a sign function, so this branch has no norm, only a bias.
         self.pooling = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(in_channels, out_channels, 1, bias=False),
-            group_norm(out_channels),
+            nn.Conv2d(in_channels, out_channels, 1, bias=True),
             nn.ReLU(inplace=True),
         )
         self.project = nn.Sequential(

@@ -150,6 +150,14 @@ def _trim(decoder_channels: Sequence[int], depth: int) -> list[int]:
     return [int(c) for c in decoder_channels[:depth]]
 
 
+def _width(arch: str, decoder_channels: object) -> int:
+    if isinstance(decoder_channels, bool) or not isinstance(decoder_channels, int) or decoder_channels < 1:
+        raise ConfigError(
+            f"{arch} takes decoder_channels as one positive int (its decoder width), got {decoder_channels!r}"
+        )
+    return decoder_channels
+
+
 def smp_unet(
     encoder_name: str = "resnet34",
     encoder_weights: WeightsSpec = "imagenet",
@@ -218,7 +226,7 @@ def smp_fpn(
         classes=classes,
         presence_head=presence_head,
         encoder_depth=encoder_depth,
-        decoder_pyramid_channels=int(decoder_channels),
+        decoder_pyramid_channels=_width("smp_fpn", decoder_channels),
     )
 
 
@@ -243,7 +251,7 @@ def smp_deeplabv3plus(
         classes=classes,
         presence_head=presence_head,
         encoder_depth=encoder_depth,
-        decoder_channels=int(decoder_channels),
+        decoder_channels=_width("smp_deeplabv3plus", decoder_channels),
         decoder_atrous_rates=tuple(int(r) for r in aspp_rates),
     )
 

@@ -9,8 +9,9 @@ stands in when the hub cannot be used (see :mod:`dermseg.models.lite0_weights`).
 
 A local file holds a state dict of either the full timm model or the
 ``features_only`` encoder (keys may carry a ``model.``/``encoder.model.``/``module.``
-prefix). ``.pth``/``.pt`` files are read with ``torch.load(weights_only=True)`` only:
-a file that needs arbitrary unpickling is refused, never executed.
+prefix; with ``encoder.model.``, e.g. a whole UNetASPP, the other keys are ignored).
+``.pth``/``.pt`` files are read with ``torch.load(weights_only=True)`` only: a file
+that needs arbitrary unpickling is refused, never executed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
@@ -161,7 +163,9 @@ def load_state_dict_into_encoder(
 
     Args:
         target: the timm ``features_only`` module (``TimmEncoder.model``).
-        state: ``{name: tensor}`` of the full timm model or of the ``features_only`` net.
+        state: ``{name: tensor}`` of the full timm model or of the ``features_only`` net, keys
+            optionally prefixed (``module.``, ``model.``, ``encoder.model.``); with an
+            ``encoder.`` prefix (a whole segmentation model), only the encoder part is used.
         encoder_name: the timm name, to recognise keys the encoder legitimately drops.
         source: words naming the weights, for messages.
         path: the file the weights came from, named in errors.
@@ -188,11 +192,20 @@ def load_state_dict_into_encoder(
         if tuple(stripped[src].shape) != tuple(template.shape):
             mismatched.append(f"{key} {tuple(stripped[src].shape)} vs {tuple(template.shape)}")
         matched[key] = stripped[src]
-    unexpected = [k for k in state if k[len(prefix) :] not in used]
-    unexpected = [k for k in unexpected if not k[len(prefix) :].startswith(_HEAD_PREFIXES)]
-    if unexpected:  # layers of the full classifier the encoder does not keep (conv_head, ...) are fine
+    # Keys left over, named relative to the stripped prefix. A whole segmentation model's state dict
+    # ("encoder.model.*" next to "decoder.*") contributes only its encoder part.
+    whole_model = prefix.startswith("encoder.")
+    leftovers = {
+        k: k[len(prefix) :] if k.startswith(prefix) else k
+        for k in state
+        if not (k.startswith(prefix) and k[len(prefix) :] in used)
+        and (k.startswith(prefix) or not whole_model)
+    }
+    # Classifier heads, and layers of the full classifier the encoder does not keep (conv_head, ...).
+    unexpected = [k for k, rel in leftovers.items() if not rel.startswith(_HEAD_PREFIXES)]
+    if unexpected:
         full = _full_model_keys(encoder_name)
-        unexpected = [k for k in unexpected if _norm(k[len(prefix) :]) not in full]
+        unexpected = [k for k in unexpected if _norm(leftovers[k]) not in full]
     if missing or unexpected or mismatched:
         parts = []
         if missing:
@@ -260,11 +273,20 @@ def _probe_target(cfg: PretrainedCfg) -> tuple[str, int]:
 
 
 def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
+    """A TCP connect within ``PROBE_TIMEOUT_S``, DNS included (a thread bounds a slow resolver too)."""
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+                answered.append(True)
+        except OSError:
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, name="dermseg-hub-probe", daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT_S)
+    return bool(answered and answered[0])
 
 
 def _imagenet_source(encoder_name: str) -> tuple[str, object, str]:
