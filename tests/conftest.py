@@ -77,3 +77,29 @@ def official_dataset(tmp_path: Path) -> Path:
     (root / "ISIC2018_Task1-2_Training_Input" / "LICENSE.txt").write_text("licence")
     (root / "ISIC2018_Task1-2_Training_Input" / "ISIC_0000000_superpixels.png").write_bytes(b"")
     return root
+
+
+#: Overrides that make training fast enough for tests on 2 CPU cores.
+TINY_TRAIN = [
+    "data.size=96",
+    "data.crop_size=96",
+    "data.workers=0",
+    "model.encoder_name=resnet18",
+    "model.encoder_weights=none",
+    "model.decoder_channels=[32,16,16,8,8]",
+    "model.aspp_rates=[1,2]",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "train.lr=0.003",
+]
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic dataset in the official layout: 12 training and 4 validation images of 128 px."""
+    from dermseg.data.synthetic import write_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, 12, size=128, seed=1, split="training")
+    write_dataset(root, 4, size=128, seed=1, split="validation", start_id=12)
+    return root

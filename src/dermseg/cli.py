@@ -257,7 +257,9 @@ def demo(
         f"{n_train} synthetic training images, {minutes:g} min of training on "
         f"{'CUDA' if __import__('torch').cuda.is_available() else 'CPU'}"
     )
-    summary = run_demo(out, cfg, DemoSizes(train=n_train, image_size=image_size), callbacks=_TrainProgress())
+    held_out = max(4, n_train // 6)
+    sizes = DemoSizes(train=n_train, val=held_out, test=held_out, image_size=image_size)
+    summary = run_demo(out, cfg, sizes, callbacks=_TrainProgress())
     j = summary["official_jaccard"]
     table = Table(title=f"Official ISIC 2018 Task 2 Jaccard on {summary['test_images']} held-out synthetic images")
     table.add_column("model")
@@ -299,3 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":  # python -m dermseg.cli (used under torchrun)
+    run()

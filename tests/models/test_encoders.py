@@ -51,3 +51,14 @@ def test_unknown_name_is_a_config_error_with_suggestions() -> None:
 def test_bad_depth(depth: int) -> None:
     with pytest.raises(ConfigError, match="encoder_depth"):
         TimmEncoder("resnet34", depth=depth)
+
+
+def test_backbone_without_features_only_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("features_only not implemented for this model")
+
+    monkeypatch.setattr(timm, "create_model", refuse)
+    with pytest.raises(ConfigError, match="cannot be used as an encoder"):
+        TimmEncoder("resnet34")

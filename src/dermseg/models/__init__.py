@@ -8,16 +8,10 @@ from __future__ import annotations
 from dermseg.models.aspp import ASPP
 from dermseg.models.decoder import UNetDecoder
 from dermseg.models.encoders import TimmEncoder
-from dermseg.models.factory import (
-    MODELS,
-    SmpSegmenter,
-    UnknownArchError,
-    create_model,
-    model_spec,
-    parameter_groups,
-)
+from dermseg.models.factory import MODELS, UnknownArchError, create_model, model_spec, parameter_groups
 from dermseg.models.heads import PresenceHead, SegmentationHead
 from dermseg.models.pretrained import load_encoder_weights, resolve_imagenet_available
+from dermseg.models.smp_models import SmpSegmenter
 from dermseg.models.unet_aspp import UNetASPP
 
 __all__ = [

@@ -31,9 +31,9 @@ class UNetASPP(nn.Module):
     padding to a multiple of 32 is needed because every decoder stage upsamples to the
     exact size of its skip. One limit comes from the encoder, not from this wiring: in
     training mode with a batch of 1, the encoder's own BatchNorm needs more than one
-    position in its deepest map, which Inception v3 only has for inputs of about
-    97 x 130 px and up (at 96 x 96 its deepest map is 1 x 1); ASPP itself uses GroupNorm
-    and works on a 1 x 1 map.
+    position in its deepest map. Inception v3's is 1 x 1 at 96 x 96 (1 x 2 at 97 x 130,
+    2 x 2 at 107 x 107), so train it on batches of 2 or more, or on larger crops, there;
+    ASPP itself uses GroupNorm and works on a 1 x 1 map.
 
     Args:
         encoder_name: timm model name (``"inception_v3"``, the thesis's final choice).

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dermseg.checkpoint import load_train_state, read_meta
+from dermseg.cli import main
+from dermseg.config import load_config
+from dermseg.train import lr_lambda, train
+from tests.conftest import TINY_TRAIN
+
+
+def test_one_epoch_writes_a_complete_run_and_resumes(synth_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = load_config(None, TINY_TRAIN)
+    result = train(cfg, synth_dataset, run)
+    assert result["epoch"] == 0 and 0.0 <= result["jaccard"] <= 1.0
+    for name in ("config.yaml", "split.json", "metrics.jsonl", "curves.png"):
+        assert (run / name).is_file(), name
+    split = json.loads((run / "split.json").read_text())
+    assert split["source"] == "official" and len(split["train"]) == 12 and len(split["val"]) == 4
+    meta = read_meta(run / "checkpoints" / "best.safetensors")
+    assert meta["encoding"] == "multilabel" and meta["input_size"] == 96
+    assert meta["config"]["model"]["encoder_name"] == "resnet18"
+    state = load_train_state(run / "checkpoints" / "last_state.pt")
+    assert state["epoch"] == 0 and state["step"] == 3  # 12 images / batch 4
+
+    # --resume continues at the next epoch with the stored optimiser and schedule
+    assert main(["train", "--resume", str(run), "--data", str(synth_dataset), "--set", "train.epochs=2"]) == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [0, 1]
+    assert lines[1]["step"] == 6
+    assert load_train_state(run / "checkpoints" / "last_state.pt")["epoch"] == 1
+
+
+def test_multiclass_weighted_ce_trains(synth_dataset: Path, tmp_path: Path) -> None:
+    cfg = load_config(
+        None, [*TINY_TRAIN, "model.encoding=multiclass", "loss.terms={ce: 1.0, focal: 0.5}",
+               "loss.class_weights=inverse_frequency"]
+    )
+    result = train(cfg, synth_dataset, tmp_path / "run")
+    weights = json.loads((tmp_path / "run" / "class_weights.json").read_text())["weights"]
+    assert len(weights) == 6 and abs(sum(weights) - 1) < 1e-5
+    assert weights[0] == min(weights)  # background is the most frequent class
+    assert result["train_loss"] > 0
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    f = lr_lambda(total_steps=100, warmup_steps=10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+
+
+def test_cli_train_user_errors(synth_dataset: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", "--data", str(synth_dataset)]) == 2
+    assert "--out RUN_DIR is required" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epoch: 3\n")
+    assert main(["train", "--data", str(synth_dataset), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "unknown key train.epoch" in err[0]
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+
+
+def test_ddp_two_cpu_processes(synth_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "dermseg", "train", "--data", str(synth_dataset), "--out", str(run), "--device", "cpu"]
+    for item in TINY_TRAIN:
+        args += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    # rank 0 alone writes; 12 images over 2 ranks of batch 4 -> 1 step each (drop_last), not 3
+    assert len(lines) == 1 and lines[0]["step"] == 1
+    assert (run / "checkpoints" / "best.safetensors").is_file()
