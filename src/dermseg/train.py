@@ -92,7 +92,17 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     kwargs["classes"] = num_output_channels(encoding)
     if cfg.model.arch != "unet_aspp":
         kwargs.pop("aspp_rates")
+    if cfg.model.arch in ("smp_fpn", "smp_deeplabv3plus"):
+        kwargs["decoder_channels"] = int(cfg.model.decoder_channels[0])  # one decoder width
     return kwargs
+
+
+def _worker_init(_: int) -> None:
+    # One thread per loader worker: OpenCV's own thread pool would fight the training threads.
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -262,6 +272,7 @@ def train(
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         generator=generator,
+        worker_init_fn=_worker_init,
     )
     # Validation images keep their aspect ratio, so they go one by one; each rank scores a shard.
     val_loader = DataLoader(
@@ -269,6 +280,7 @@ def train(
         batch_size=1,
         num_workers=min(workers, 2),
         pin_memory=pin,
+        worker_init_fn=_worker_init,
     )
 
     # --- model, loss, optimiser

