@@ -36,10 +36,13 @@ ARCHS = ("unet_aspp", "smp_unet")
 def machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores (torch {torch.__version__})"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu}, {os.cpu_count()} cores (torch {torch.__version__})"
 
 
-def throughput(model: torch.nn.Module, size: int, batch: int, device: torch.device, dtype, steps: int) -> dict:
+def throughput(
+    model: torch.nn.Module, size: int, batch: int, device: torch.device, dtype, steps: int
+) -> dict:
     """Training and inference images/s of the model alone on random in-memory batches."""
     x = torch.randn(batch, 3, size, size, device=device)
     y = (torch.rand(batch, 5, size, size, device=device) > 0.9).float()
@@ -114,9 +117,17 @@ def main() -> None:
         crop = args.size if args.size <= args.image_size else args.image_size
         cfg = load_config(
             resolve_config_path("demo"),
-            [f"model.arch={arch}", f"model.encoder_name={args.encoder}", f"model.encoder_weights={args.weights}",
-             f"data.size={max(args.size, crop)}", f"data.crop_size={crop}", f"data.workers={args.workers}",
-             f"train.batch_size={args.batch}", f"train.max_minutes={args.minutes}", "train.epochs=1000"],
+            [
+                f"model.arch={arch}",
+                f"model.encoder_name={args.encoder}",
+                f"model.encoder_weights={args.weights}",
+                f"data.size={max(args.size, crop)}",
+                f"data.crop_size={crop}",
+                f"data.workers={args.workers}",
+                f"train.batch_size={args.batch}",
+                f"train.max_minutes={args.minutes}",
+                "train.epochs=1000",
+            ],
         )
         dtype = amp_dtype(cfg, device)
         torch.manual_seed(0)
@@ -130,16 +141,28 @@ def main() -> None:
         wall = time.perf_counter() - t
         seg = Segmenter.from_checkpoint(run / "checkpoints" / "best.safetensors", device=args.device)
         scores = score_segmenter(seg, test)
-        rows.append({
-            "arch": arch, "encoder": args.encoder, "params_m": params / 1e6, **speed,
-            "epochs": (result or {}).get("epoch", -1) + 1, "train_wall_s": wall,
-            "official_jaccard_test": scores["overall"],
-            "jaccard_per_attribute": {k: v["jaccard"] for k, v in scores.items() if isinstance(v, dict)},
-        })
+        rows.append(
+            {
+                "arch": arch,
+                "encoder": args.encoder,
+                "params_m": params / 1e6,
+                **speed,
+                "epochs": (result or {}).get("epoch", -1) + 1,
+                "train_wall_s": wall,
+                "official_jaccard_test": scores["overall"],
+                "jaccard_per_attribute": {k: v["jaccard"] for k, v in scores.items() if isinstance(v, dict)},
+            }
+        )
         print(json.dumps(rows[-1]))
 
-    record = {"tag": tag, "machine": machine(), "date": time.strftime("%Y-%m-%d"), "args": vars(args) | {
-        "work": str(args.work)}, "test_images": len(test), "rows": rows}
+    record = {
+        "tag": tag,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "args": vars(args) | {"work": str(args.work)},
+        "test_images": len(test),
+        "rows": rows,
+    }
     (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "benchmarks" / "results" / f"{tag}.json").write_text(json.dumps(record, indent=2) + "\n")
     write_section(record)
@@ -152,25 +175,36 @@ def write_section(record: dict) -> None:
         f"<!-- {record['tag']} -->",
         f"### UNetASPP vs smp Unet, {a['encoder']} encoder ({a['weights']} weights), {a['size']} px",
         "",
-        f"Machine: {record['machine']}; {record['date']}. Throughput: batch {a['batch']}, model alone on random "
-        f"in-memory batches. Accuracy: both trained {a['minutes']:g} min on the same {a['n_train']} synthetic "
+        f"Machine: {record['machine']}; {record['date']}. Throughput: batch {a['batch']}, "
+        "model alone on random in-memory batches. "
+        f"Accuracy: both trained {a['minutes']:g} min on the same {a['n_train']} synthetic "
         f"images (demo config), official Jaccard on {record['test_images']} held-out synthetic test images.",
         "",
-        "| model | params (M) | train img/s | inference img/s | epochs in budget | official Jaccard (synthetic test) |",
+        "| model | params (M) | train img/s | inference img/s | epochs in budget "
+        "| official Jaccard (synthetic test) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in record["rows"]:
         lines.append(
-            f"| {r['arch']} | {r['params_m']:.1f} | {r['train_images_per_s']:.1f} | {r['infer_images_per_s']:.1f} "
+            f"| {r['arch']} | {r['params_m']:.1f} | {r['train_images_per_s']:.1f} "
+            f"| {r['infer_images_per_s']:.1f} "
             f"| {r['epochs']} | {r['official_jaccard_test']:.4f} |"
         )
-    lines += ["", f"Command: `python benchmarks/compare_models.py --device {a['device']} --encoder {a['encoder']} "
-              f"--size {a['size']} --minutes {a['minutes']:g}`", f"<!-- /{record['tag']} -->"]
+    lines += [
+        "",
+        f"Command: `python benchmarks/compare_models.py --device {a['device']} --encoder {a['encoder']} "
+        f"--size {a['size']} --minutes {a['minutes']:g}`",
+        f"<!-- /{record['tag']} -->",
+    ]
     path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured numbers only, each with its machine.\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nMeasured numbers only, each with its machine.\n"
+    )
     start, end = f"<!-- {record['tag']} -->", f"<!-- /{record['tag']} -->"
     if start in text and end in text:
-        text = text[: text.index(start)] + "\n".join(lines) + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + "\n".join(lines) + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
     path.write_text(text)

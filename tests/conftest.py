@@ -49,7 +49,9 @@ def flat_dataset(tmp_path: Path) -> Path:
     block[5:15, 10:30] = True
     write_sample(root, "ISIC_0000000")
     write_sample(root, "ISIC_0000001", masks={"globules": block, "pigment_network": block}, seed=1)
-    write_sample(root, "ISIC_0000002", size=(50, 20), masks={"pigment_network": np.ones((20, 50), bool)}, seed=2)
+    write_sample(
+        root, "ISIC_0000002", size=(50, 20), masks={"pigment_network": np.ones((20, 50), bool)}, seed=2
+    )
     return root
 
 

@@ -23,8 +23,12 @@ META = {
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
     return create_model(
-        "unet_aspp", encoder_name="resnet18", encoder_weights="none", classes=5,
-        decoder_channels=[32, 16, 16, 8, 8], aspp_rates=[1, 2],
+        "unet_aspp",
+        encoder_name="resnet18",
+        encoder_weights="none",
+        classes=5,
+        decoder_channels=[32, 16, 16, 8, 8],
+        aspp_rates=[1, 2],
     ).eval()
 
 
@@ -67,7 +71,9 @@ def test_train_state_round_trip(tmp_path: Path) -> None:
     state = {"epoch": 3, "rng": torch.get_rng_state(), "records": [{"loss": 0.5}], "t": (1, 2)}
     save_train_state(tmp_path / "s.pt", state)
     back = load_train_state(tmp_path / "s.pt")
-    assert back["epoch"] == 3 and torch.equal(back["rng"], state["rng"]) and back["records"] == [{"loss": 0.5}]
+    assert (
+        back["epoch"] == 3 and torch.equal(back["rng"], state["rng"]) and back["records"] == [{"loss": 0.5}]
+    )
 
 
 @pytest.mark.parametrize("case", ["empty", "folder", "missing", "no_meta", "garbage"])

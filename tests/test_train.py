@@ -40,8 +40,13 @@ def test_one_epoch_writes_a_complete_run_and_resumes(synth_dataset: Path, tmp_pa
 
 def test_multiclass_weighted_ce_trains(synth_dataset: Path, tmp_path: Path) -> None:
     cfg = load_config(
-        None, [*TINY_TRAIN, "model.encoding=multiclass", "loss.terms={ce: 1.0, focal: 0.5}",
-               "loss.class_weights=inverse_frequency"]
+        None,
+        [
+            *TINY_TRAIN,
+            "model.encoding=multiclass",
+            "loss.terms={ce: 1.0, focal: 0.5}",
+            "loss.class_weights=inverse_frequency",
+        ],
     )
     result = train(cfg, synth_dataset, tmp_path / "run")
     weights = json.loads((tmp_path / "run" / "class_weights.json").read_text())["weights"]
@@ -61,7 +66,9 @@ def test_cli_train_user_errors(synth_dataset: Path, tmp_path: Path, capsys) -> N
     assert "--out RUN_DIR is required" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epoch: 3\n")
-    assert main(["train", "--data", str(synth_dataset), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 2
+    assert (
+        main(["train", "--data", str(synth_dataset), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "unknown key train.epoch" in err[0]
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
@@ -69,8 +76,22 @@ def test_cli_train_user_errors(synth_dataset: Path, tmp_path: Path, capsys) -> N
 
 def test_ddp_two_cpu_processes(synth_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            "-m", "dermseg", "train", "--data", str(synth_dataset), "--out", str(run), "--device", "cpu"]
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "dermseg",
+        "train",
+        "--data",
+        str(synth_dataset),
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+    ]
     for item in TINY_TRAIN:
         args += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -80,3 +101,10 @@ def test_ddp_two_cpu_processes(synth_dataset: Path, tmp_path: Path) -> None:
     # rank 0 alone writes; 12 images over 2 ranks of batch 4 -> 1 step each (drop_last), not 3
     assert len(lines) == 1 and lines[0]["step"] == 1
     assert (run / "checkpoints" / "best.safetensors").is_file()
+
+
+def test_training_with_loader_worker_processes(synth_dataset: Path, tmp_path: Path) -> None:
+    # workers are forked processes: anything that deadlocks in a fresh worker hangs training
+    cfg = load_config(None, [*TINY_TRAIN, "data.workers=1", "data.limit=4"])
+    result = train(cfg, synth_dataset, tmp_path / "run")
+    assert result["step"] == 1 and "jaccard" in result

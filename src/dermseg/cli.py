@@ -44,10 +44,14 @@ def _version(value: bool) -> None:
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     _state["debug"] = debug
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _progress() -> Progress:
@@ -89,7 +93,9 @@ def synth(
         raise DermsegError("already holds a dataset; pass --overwrite to replace it", image_dir)
     with _progress() as bar:
         task = bar.add_task(f"synth {split}", total=n)
-        ids = write_dataset(out, n=n, size=size, seed=seed, split=split, progress=lambda k: bar.advance(task, k))
+        ids = write_dataset(
+            out, n=n, size=size, seed=seed, split=split, progress=lambda k: bar.advance(task, k)
+        )
     console.print(f"wrote {len(ids)} images and {len(ids) * len(ATTRIBUTES)} masks to {out}")
 
 
@@ -114,14 +120,17 @@ def _print_report(report_summary: dict) -> None:
                 f"{lab}/{split['images']}",
             )
         console.print(table)
-        console.print(f"images with no attribute: {split['images_without_attribute']} "
-                      f"(of {split['fully_labelled_images']} with all five masks)")
+        console.print(
+            f"images with no attribute: {split['images_without_attribute']} "
+            f"(of {split['fully_labelled_images']} with all five masks)"
+        )
         sizes = split["sizes"]
         if sizes:
             common = ", ".join(f"{c['size']} ({c['count']})" for c in sizes["most_common"])
             console.print(
                 f"image sizes: width {sizes['width']['min']}-{sizes['width']['max']} "
-                f"(median {sizes['width']['median']:g}), height {sizes['height']['min']}-{sizes['height']['max']} "
+                f"(median {sizes['width']['median']:g}), "
+                f"height {sizes['height']['min']}-{sizes['height']['max']} "
                 f"(median {sizes['height']['median']:g}); most common: {common}"
             )
 
@@ -130,7 +139,9 @@ def _print_report(report_summary: dict) -> None:
 def check(
     data: Path = typer.Argument(..., help="Dataset folder: official layout, flat folder, or images only."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the summary and problems as JSON."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding threads (default: CPU count)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Decoding threads (default: CPU count)."
+    ),
 ) -> None:
     """Validate a dataset: open every file, report every problem, summarise. Exit 2 on problems."""
     from dermseg.data.check import check_dataset
@@ -212,7 +223,7 @@ def train(
     resume: Path | None = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
 ) -> None:
-    """Train a model; validates each epoch with the official metric. Multi-GPU: torchrun ... -m dermseg.cli train."""
+    """Train a model, validating every epoch with the official metric (multi-GPU: torchrun)."""
     from dermseg.config import load_config, resolve_config_path
     from dermseg.train import resume_config
     from dermseg.train import train as run_training
@@ -224,21 +235,28 @@ def train(
         if out is None:
             raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
         if (out / "checkpoints" / "last_state.pt").exists():
-            raise ConfigError("already holds a training run; use --resume to continue it or choose another --out", out)
+            raise ConfigError(
+                "already holds a training run; use --resume to continue it or choose another --out", out
+            )
         cfg = load_config(resolve_config_path(config) if config else None, overrides)
     data_dir = data or (Path(cfg.data.root) if cfg.data.root else None)
     if data_dir is None:
         raise ConfigError("--data DATA_DIR is required (or data.root in the config)")
-    result = run_training(cfg, data_dir, out, resume=resume is not None, callbacks=_TrainProgress(), device=device)
+    result = run_training(
+        cfg, data_dir, out, resume=resume is not None, callbacks=_TrainProgress(), device=device
+    )
     console.print(
-        f"best official Jaccard {result.get('best_jaccard', float('nan')):.4f} at epoch {result.get('best_epoch')}; "
+        f"best official Jaccard {result.get('best_jaccard', float('nan')):.4f} "
+        f"at epoch {result.get('best_epoch')}; "
         f"checkpoint {out / 'checkpoints' / 'best.safetensors'}"
     )
 
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("demo_run"), "--out", help="Folder for data, run, predictions and overlays."),
+    out: Path = typer.Option(
+        Path("demo_run"), "--out", help="Folder for data, run, predictions and overlays."
+    ),
     minutes: float = typer.Option(4.0, "--minutes", min=0.1, help="Training time budget (CPU minutes)."),
     config: str = typer.Option("demo", "--config", help="Config (default: the shipped demo.yaml)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value."),
@@ -261,7 +279,9 @@ def demo(
     sizes = DemoSizes(train=n_train, val=held_out, test=held_out, image_size=image_size)
     summary = run_demo(out, cfg, sizes, callbacks=_TrainProgress())
     j = summary["official_jaccard"]
-    table = Table(title=f"Official ISIC 2018 Task 2 Jaccard on {summary['test_images']} held-out synthetic images")
+    table = Table(
+        title=f"Official ISIC 2018 Task 2 Jaccard on {summary['test_images']} held-out synthetic images"
+    )
     table.add_column("model")
     table.add_column("Jaccard", justify="right")
     table.add_row(f"trained ({summary['training'].get('epoch', 0) + 1} epochs)", f"{j['trained']:.4f}")
@@ -269,7 +289,9 @@ def demo(
     table.add_row("empty prediction", f"{j['empty_prediction']:.4f}")
     console.print(table)
     per = summary["per_attribute_jaccard_trained"]
-    console.print("per attribute (trained): " + ", ".join(f"{DISPLAY_NAMES[a]} {per[a]:.3f}" for a in ATTRIBUTES))
+    console.print(
+        "per attribute (trained): " + ", ".join(f"{DISPLAY_NAMES[a]} {per[a]:.3f}" for a in ATTRIBUTES)
+    )
     for name, path in summary["paths"].items():
         console.print(f"  {name:12s} {path}")
     console.print("[dim]Synthetic data: these numbers say nothing about accuracy on real lesions.[/]")

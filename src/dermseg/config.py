@@ -309,7 +309,10 @@ def validate(cfg: Config) -> None:
     """
     checks = [
         (cfg.data.size >= 32, f"data.size must be >= 32, got {cfg.data.size}"),
-        (0 < cfg.data.crop_size <= cfg.data.size, f"data.crop_size must be in 1..data.size ({cfg.data.size})"),
+        (
+            0 < cfg.data.crop_size <= cfg.data.size,
+            f"data.crop_size must be in 1..data.size ({cfg.data.size})",
+        ),
         (0 < cfg.data.val_fraction < 1, "data.val_fraction must be between 0 and 1"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
@@ -317,11 +320,23 @@ def validate(cfg: Config) -> None:
         (cfg.train.lr > 0, "train.lr must be > 0"),
         (cfg.train.encoder_lr_mult >= 0, "train.encoder_lr_mult must be >= 0"),
         (cfg.train.amp in ("auto", "bf16", "fp16", "off"), "train.amp must be auto, bf16, fp16 or off"),
-        (cfg.model.encoding in ("multilabel", "multiclass"), "model.encoding must be multilabel or multiclass"),
-        (cfg.loss.class_weights in ("none", "inverse_frequency"), "loss.class_weights must be none or inverse_frequency"),
-        (len(cfg.postprocess.thresholds) == NUM_ATTRIBUTES, f"postprocess.thresholds needs {NUM_ATTRIBUTES} values"),
+        (
+            cfg.model.encoding in ("multilabel", "multiclass"),
+            "model.encoding must be multilabel or multiclass",
+        ),
+        (
+            cfg.loss.class_weights in ("none", "inverse_frequency"),
+            "loss.class_weights must be none or inverse_frequency",
+        ),
+        (
+            len(cfg.postprocess.thresholds) == NUM_ATTRIBUTES,
+            f"postprocess.thresholds needs {NUM_ATTRIBUTES} values",
+        ),
         (all(0 <= t <= 1 for t in cfg.postprocess.thresholds), "postprocess.thresholds must be in [0, 1]"),
-        (len(cfg.postprocess.opening) == NUM_ATTRIBUTES, f"postprocess.opening needs {NUM_ATTRIBUTES} values"),
+        (
+            len(cfg.postprocess.opening) == NUM_ATTRIBUTES,
+            f"postprocess.opening needs {NUM_ATTRIBUTES} values",
+        ),
         (all(k >= 0 for k in cfg.postprocess.opening), "postprocess.opening sizes must be >= 0"),
         (bool(cfg.loss.terms), "loss.terms must name at least one loss"),
     ]
@@ -340,7 +355,7 @@ BUILTIN_CONFIGS = ("seed", "isic2018", "demo")
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config file path; a bare built-in name (``seed``, ``isic2018``, ``demo``) maps to the shipped YAML."""
+    """A config path; a built-in name (``seed``, ``isic2018``, ``demo``) maps to the shipped YAML."""
     text = str(name_or_path)
     if text in BUILTIN_CONFIGS and not Path(text).exists():
         return Path(__file__).parent / "configs" / f"{text}.yaml"

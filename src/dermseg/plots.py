@@ -26,7 +26,7 @@ def training_curves(records: list[dict[str, Any]], out: str | Path) -> None:
     ax_loss.plot(epochs, [r["train_loss"] for r in records], "o-", label="train")
     val = [(r["epoch"], r["val_loss"]) for r in records if "val_loss" in r]
     if val:
-        ax_loss.plot(*zip(*val), "s-", label="validation")
+        ax_loss.plot(*zip(*val, strict=True), "s-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_loss.legend()
     scored = [r for r in records if "jaccard" in r]
@@ -37,9 +37,13 @@ def training_curves(records: list[dict[str, Any]], out: str | Path) -> None:
             ax_j.plot(
                 [r["epoch"] for r in scored],
                 [r["jaccard_per_attribute"][name] for r in scored],
-                "-", color=colour, label=DISPLAY_NAMES[name],
+                "-",
+                color=colour,
+                label=DISPLAY_NAMES[name],
             )
-    ax_j.set(xlabel="epoch", ylabel="Jaccard", title="Official ISIC 2018 Task 2 Jaccard (validation)", ylim=(0, 1))
+    ax_j.set(
+        xlabel="epoch", ylabel="Jaccard", title="Official ISIC 2018 Task 2 Jaccard (validation)", ylim=(0, 1)
+    )
     ax_j.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(out) as tmp:

@@ -37,7 +37,13 @@ from dermseg.data.dataset import IsicDataset
 from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
 from dermseg.data.splits import split_layout
-from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig, build_eval_transform, build_train_transform
+from dermseg.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TransformConfig,
+    build_eval_transform,
+    build_train_transform,
+)
 from dermseg.encoding import num_output_channels, probabilities
 from dermseg.errors import ConfigError, DermsegError
 from dermseg.losses import build_loss, class_weights_from_counts, pixel_counts
@@ -79,9 +85,7 @@ def seed_everything(seed: int) -> None:
 
 def transform_config(cfg: Config) -> TransformConfig:
     """The preprocessing settings of a run config."""
-    return TransformConfig(
-        size=cfg.data.size, crop_size=cfg.data.crop_size, **asdict(cfg.augment)
-    )
+    return TransformConfig(size=cfg.data.size, crop_size=cfg.data.crop_size, **asdict(cfg.augment))
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:
@@ -95,14 +99,6 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     if cfg.model.arch in ("smp_fpn", "smp_deeplabv3plus"):
         kwargs["decoder_channels"] = int(cfg.model.decoder_channels[0])  # one decoder width
     return kwargs
-
-
-def _worker_init(_: int) -> None:
-    # One thread per loader worker: OpenCV's own thread pool would fight the training threads.
-    import cv2
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
 
 
 def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -168,7 +164,10 @@ def validate(
         totals = distributed.all_reduce_sum(totals.to(info.device), info).cpu()
     from dermseg.metrics import scores_from_counts
 
-    return {"loss": float(totals[0] / max(1.0, float(totals[1]))), "scores": scores_from_counts(counts.numpy())}
+    return {
+        "loss": float(totals[0] / max(1.0, float(totals[1]))),
+        "scores": scores_from_counts(counts.numpy()),
+    }
 
 
 def _class_weights(cfg: Config, train_set: IsicDataset, run_dir: Path, ids: list[str]) -> torch.Tensor | None:
@@ -256,9 +255,11 @@ def train(
     distributed.barrier(info)
 
     pin = info.device.type == "cuda"
-    sampler = DistributedSampler(train_set, info.world_size, info.rank, shuffle=True, seed=cfg.seed) if (
-        info.enabled
-    ) else None
+    sampler = (
+        DistributedSampler(train_set, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
+        if (info.enabled)
+        else None
+    )
     generator = torch.Generator().manual_seed(cfg.seed)
     workers = cfg.data.workers
     train_loader = DataLoader(
@@ -272,7 +273,6 @@ def train(
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         generator=generator,
-        worker_init_fn=_worker_init,
     )
     # Validation images keep their aspect ratio, so they go one by one; each rank scores a shard.
     val_loader = DataLoader(
@@ -280,7 +280,6 @@ def train(
         batch_size=1,
         num_workers=min(workers, 2),
         pin_memory=pin,
-        worker_init_fn=_worker_init,
     )
 
     # --- model, loss, optimiser
@@ -394,18 +393,30 @@ def train(
         }
         last_epoch = out_of_time or epoch == cfg.train.epochs - 1
         if (epoch + 1) % cfg.train.eval_every == 0 or last_epoch:
-            result = validate(model, val_loader, loss_fn, cfg.model.encoding, cfg.postprocess.thresholds,
-                              info.device, dtype, info)
+            result = validate(
+                model,
+                val_loader,
+                loss_fn,
+                cfg.model.encoding,
+                cfg.postprocess.thresholds,
+                info.device,
+                dtype,
+                info,
+            )
             record["val_loss"] = result["loss"]
             record["jaccard"] = result["scores"]["overall"]
             record["jaccard_per_attribute"] = {
-                k: v["jaccard"] for k, v in result["scores"].items() if isinstance(v, dict) and k != "micro_average"
+                k: v["jaccard"]
+                for k, v in result["scores"].items()
+                if isinstance(v, dict) and k != "micro_average"
             }
         records.append(record)
         if info.is_main:
             if record.get("jaccard", -1.0) > best:
                 best, best_epoch = record["jaccard"], epoch
-                save_checkpoint(ckpt_dir / "best.safetensors", model, {**meta, "epoch": epoch, "jaccard": best})
+                save_checkpoint(
+                    ckpt_dir / "best.safetensors", model, {**meta, "epoch": epoch, "jaccard": best}
+                )
             save_checkpoint(ckpt_dir / "last.safetensors", model, {**meta, "epoch": epoch})
             save_train_state(
                 ckpt_dir / "last_state.pt",

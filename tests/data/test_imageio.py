@@ -25,7 +25,7 @@ def test_read_image_converts_modes_to_rgb(tmp_path: Path, mode: str) -> None:
     ext = "tif" if mode in ("CMYK",) else "png"
     path = tmp_path / f"x.{ext}"
     if mode == "I;16":
-        Image.fromarray((np.asarray(img.convert("L")).astype(np.uint16) * 257)).save(path)
+        Image.fromarray(np.asarray(img.convert("L")).astype(np.uint16) * 257).save(path)
     else:
         img.convert(mode).save(path)
     arr = read_image(path)

@@ -41,7 +41,12 @@ def test_real_sample_pairs_pigment_network_and_lesion_masks() -> None:
     layout = discover(ISIC_SAMPLE)
     samples = layout.splits["all"].samples
     assert [s.isic_id for s in samples] == [
-        "ISIC_0000000", "ISIC_0000001", "ISIC_0000006", "ISIC_0000007", "ISIC_0000008", "ISIC_0000009"
+        "ISIC_0000000",
+        "ISIC_0000001",
+        "ISIC_0000006",
+        "ISIC_0000007",
+        "ISIC_0000008",
+        "ISIC_0000009",
     ]
     for s in samples:
         # only pigment network is there; the others are missing, not empty

@@ -111,9 +111,7 @@ def split_summary(stats: list[SampleStats]) -> dict:
         size_info = {
             "width": {"min": int(w.min()), "median": float(np.median(w)), "max": int(w.max())},
             "height": {"min": int(h.min()), "median": float(np.median(h)), "max": int(h.max())},
-            "most_common": [
-                {"size": f"{a}x{b}", "count": c} for (a, b), c in Counter(sizes).most_common(3)
-            ],
+            "most_common": [{"size": f"{a}x{b}", "count": c} for (a, b), c in Counter(sizes).most_common(3)],
         }
     return {
         "images": n,
@@ -145,7 +143,7 @@ def check_sample(sample: IsicSample, expect_masks: bool) -> SampleStats:
     except DataError as err:
         problems.append(Problem(sample.image_path, err.message))
         size = None
-    for k, (name, path) in enumerate(zip(ATTRIBUTES, sample.mask_paths)):
+    for k, (name, path) in enumerate(zip(ATTRIBUTES, sample.mask_paths, strict=True)):
         if path is None:
             if expect_masks:
                 expected = sample.image_path.with_name(f"{sample.isic_id}_attribute_{name}.png")

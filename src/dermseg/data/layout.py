@@ -78,7 +78,7 @@ class IsicSample:
     @property
     def missing_attributes(self) -> tuple[str, ...]:
         """Names of the attributes whose mask file is absent."""
-        return tuple(a for a, p in zip(ATTRIBUTES, self.mask_paths) if p is None)
+        return tuple(a for a, p in zip(ATTRIBUTES, self.mask_paths, strict=True) if p is None)
 
     @property
     def has_masks(self) -> bool:
@@ -212,12 +212,15 @@ def _pair(
                 continue
             elif entry_name.lower().startswith("isic"):
                 problems.append(
-                    Problem(path, "name does not match ISIC_<7 digits>.jpg or ISIC_<7 digits>_attribute_<name>.png")
+                    Problem(
+                        path,
+                        "name does not match ISIC_<7 digits>.jpg or ISIC_<7 digits>_attribute_<name>.png",
+                    )
                 )
             else:
                 problems.append(Problem(path, "unknown file"))
     for isic_id in sorted(set(masks) - set(images)):
-        for attribute, path in sorted(masks[isic_id].items()):
+        for _attribute, path in sorted(masks[isic_id].items()):
             problems.append(Problem(path, f"mask has no matching image {isic_id}"))
     samples = [
         IsicSample(
@@ -271,7 +274,9 @@ def discover(root: str | Path) -> IsicLayout:
             split_gts = gts.get(split, [])
             if len(split_gts) > 1:
                 problems.append(
-                    Problem(split_gts[1], f"several ground-truth folders for {split}; using {split_gts[0].name}")
+                    Problem(
+                        split_gts[1], f"several ground-truth folders for {split}; using {split_gts[0].name}"
+                    )
                 )
             splits[split] = _pair(split, inputs[split], split_gts[:1], lesion_dirs.get(split), problems)
         kind = "official"
@@ -280,5 +285,7 @@ def discover(root: str | Path) -> IsicLayout:
         splits = {"all": split}
         kind = "flat" if split.mask_dir is not None else "images"
     if not any(s.samples for s in splits.values()):
-        raise DataError("no ISIC images found (expected ISIC_<7 digits>.jpg files or the official layout)", root)
+        raise DataError(
+            "no ISIC images found (expected ISIC_<7 digits>.jpg files or the official layout)", root
+        )
     return IsicLayout(root=root, kind=kind, splits=splits, problems=problems)

@@ -120,12 +120,16 @@ def presence_table(split: Split, ids: Sequence[str], presence: np.ndarray) -> di
     out: dict[str, dict[str, float]] = {}
     for side, side_ids in (("train", split.train), ("val", split.val)):
         rows = presence[[index[i] for i in side_ids]] if side_ids else np.zeros((0, presence.shape[1]))
-        names = ATTRIBUTES if presence.shape[1] == len(ATTRIBUTES) else [str(k) for k in range(presence.shape[1])]
+        names = (
+            ATTRIBUTES if presence.shape[1] == len(ATTRIBUTES) else [str(k) for k in range(presence.shape[1])]
+        )
         out[side] = {a: float(rows[:, k].mean()) if len(rows) else 0.0 for k, a in enumerate(names)}
     return out
 
 
-def split_layout(root: str | Path, val_fraction: float = 0.1, seed: int = 0, workers: int | None = None) -> Split:
+def split_layout(
+    root: str | Path, val_fraction: float = 0.1, seed: int = 0, workers: int | None = None
+) -> Split:
     """The train/validation split of a dataset folder.
 
     When the folder holds the official training and validation splits (with
