@@ -10,7 +10,7 @@ import pytest
 
 from dermseg.checkpoint import load_train_state, read_meta
 from dermseg.cli import main
-from dermseg.config import load_config
+from dermseg.config import load_config, resolve_config_path
 from dermseg.train import lr_lambda, train
 from tests.conftest import TINY_TRAIN
 
@@ -108,3 +108,25 @@ def test_training_with_loader_worker_processes(synth_dataset: Path, tmp_path: Pa
     cfg = load_config(None, [*TINY_TRAIN, "data.workers=1", "data.limit=4"])
     result = train(cfg, synth_dataset, tmp_path / "run")
     assert result["step"] == 1 and "jaccard" in result
+
+
+@pytest.mark.parametrize("name", ["seed", "isic2018", "demo"])
+def test_each_shipped_config_trains(name: str, synth_dataset: Path, tmp_path: Path) -> None:
+    # the shipped recipe as it is, only made small (and without a download for ImageNet weights)
+    small = [
+        "data.size=128",
+        "data.crop_size=96",
+        "data.workers=0",
+        "data.limit=4",
+        "train.epochs=1",
+        "train.batch_size=2",
+        "train.max_steps_per_epoch=2",
+    ]
+    if name != "demo":  # the demo's lite0 ImageNet weights come from a package, not the network
+        small.append("model.encoder_weights=none")
+    cfg = load_config(resolve_config_path(name), small)
+    result = train(cfg, synth_dataset, tmp_path / name)
+    assert result["step"] == 2 and 0.0 <= result["jaccard"] <= 1.0
+    meta = read_meta(tmp_path / name / "checkpoints" / "last.safetensors")
+    assert meta["model_kwargs"]["encoder_name"] == cfg.model.encoder_name
+    assert meta["encoding"] == cfg.model.encoding

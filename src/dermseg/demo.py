@@ -31,7 +31,7 @@ from dermseg.metrics import IsicTask2Metric
 from dermseg.models.factory import create_model
 from dermseg.overlay import overlay, side_by_side
 from dermseg.predict import Segmenter, write_submission_masks
-from dermseg.train import Callbacks, model_kwargs, train, transform_config
+from dermseg.train import Callbacks, checkpoint_meta, model_kwargs, train
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +93,7 @@ def run_demo(
         data, sizes.test, size=sizes.image_size, seed=seed, split="test", start_id=sizes.train + sizes.val
     )
     test_samples = discover(data).splits["test"].samples
-    tcfg = transform_config(cfg)
-
-    meta = {
-        "encoding": cfg.model.encoding,
-        "input_size": tcfg.size,
-        "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "thresholds": cfg.postprocess.thresholds,
-        "crop_background": cfg.data.crop_background,
-    }
+    meta = checkpoint_meta(cfg)
     # The untrained baseline: the same network as training starts it (pretrained encoder, random decoder).
     import torch
 

@@ -61,22 +61,12 @@ class Segmenter:
             DataError: the file is not a usable dermseg checkpoint.
         """
         ckpt = load_checkpoint(path)
-        meta = ckpt.meta
-        dev = torch.device(device)
-        return cls(
-            model=ckpt.build_model().to(dev),
-            encoding=meta["encoding"],
-            input_size=int(meta["input_size"]),
-            mean=tuple(meta["normalization"]["mean"]),
-            std=tuple(meta["normalization"]["std"]),
-            thresholds=np.asarray(meta.get("thresholds", [0.5] * NUM_ATTRIBUTES), dtype=np.float64),
-            crop_background=bool(meta.get("crop_background", True)),
-            device=dev,
-            tta=tta,
-        )
+        return cls.from_model(ckpt.build_model(), ckpt.meta, device=device, tta=tta)
 
     @classmethod
-    def from_model(cls, model: nn.Module, meta: dict[str, Any], device: str = "cpu") -> Segmenter:
+    def from_model(
+        cls, model: nn.Module, meta: dict[str, Any], device: str = "cpu", tta: bool = False
+    ) -> Segmenter:
         """Wrap an in-memory model with the same description a checkpoint carries."""
         return cls(
             model=model.to(device).eval(),
@@ -87,6 +77,7 @@ class Segmenter:
             thresholds=np.asarray(meta.get("thresholds", [0.5] * NUM_ATTRIBUTES), dtype=np.float64),
             crop_background=bool(meta.get("crop_background", True)),
             device=torch.device(device),
+            tta=tta,
         )
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -101,6 +101,19 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     return kwargs
 
 
+def checkpoint_meta(cfg: Config) -> dict[str, Any]:
+    """What a checkpoint of this run says about how to use the model (see :mod:`dermseg.checkpoint`)."""
+    return {
+        "encoding": cfg.model.encoding,
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "input_size": cfg.data.size,
+        "thresholds": list(cfg.postprocess.thresholds),
+        "opening": list(cfg.postprocess.opening),
+        "crop_background": cfg.data.crop_background,
+        "config": cfg.to_dict(),
+    }
+
+
 def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     """Linear warm-up from ~0 to 1, then cosine decay to 0, as a LambdaLR factor."""
 
@@ -330,16 +343,7 @@ def train(
         )
     if cfg.train.compile:
         train_model = torch.compile(train_model)
-    meta = {
-        "encoding": cfg.model.encoding,
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        "input_size": cfg.data.size,
-        "thresholds": list(cfg.postprocess.thresholds),
-        "opening": list(cfg.postprocess.opening),
-        "crop_background": cfg.data.crop_background,
-        "encoder_init": getattr(model, "dermseg_encoder_weights", None),
-        "config": cfg.to_dict(),
-    }
+    meta = {**checkpoint_meta(cfg), "encoder_init": getattr(model, "dermseg_encoder_weights", None)}
 
     started = time.monotonic()
     deadline = started + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
