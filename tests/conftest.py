@@ -17,6 +17,12 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ISIC_SAMPLE = SHARED_DATA / "isic2018_task2_sample"
 PH2_SAMPLE = SHARED_DATA / "ph2_sample"
 
+#: Tests on the real samples of ../shared/data (present in the project's CI, absent in a bare clone).
+real_data = pytest.mark.skipif(
+    not (ISIC_SAMPLE.is_dir() and PH2_SAMPLE.is_dir()),
+    reason=f"real samples not found at {SHARED_DATA}",
+)
+
 
 def write_sample(
     folder: Path,

@@ -9,7 +9,7 @@ from PIL import Image
 
 from dermseg.cli import main
 from dermseg.data.check import check_dataset
-from tests.conftest import ISIC_SAMPLE
+from tests.conftest import ISIC_SAMPLE, real_data
 
 
 def test_clean_dataset_statistics(flat_dataset: Path) -> None:
@@ -79,6 +79,7 @@ def test_cli_check_exit_codes_and_json(flat_dataset: Path, tmp_path: Path, capsy
     assert f"{flat_dataset / 'ISIC_0000002.jpg'}:" in err
 
 
+@real_data
 def test_real_sample_reports_missing_masks_not_empty(capsys) -> None:
     report = check_dataset(ISIC_SAMPLE)
     s = report.summary()["splits"]["all"]

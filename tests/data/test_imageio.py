@@ -11,7 +11,7 @@ from PIL import Image
 
 from dermseg.data.imageio import image_size, read_image, read_mask, write_image, write_mask
 from dermseg.errors import DataError
-from tests.conftest import ISIC_SAMPLE
+from tests.conftest import ISIC_SAMPLE, real_data
 
 
 def _rgb(h: int = 30, w: int = 40) -> np.ndarray:
@@ -45,6 +45,7 @@ def test_exif_rotation_applied(tmp_path: Path) -> None:
     assert image_size(tmp_path / "r.jpg") == (30, 40)
 
 
+@real_data
 def test_draft_decoding_keeps_min_side() -> None:
     path = ISIC_SAMPLE / "ISIC_0000000.jpg"
     full = read_image(path)
@@ -64,6 +65,7 @@ def test_draft_decoding_keeps_min_side() -> None:
         ("bomb", "image too large"),
     ],
 )
+@real_data
 def test_bad_images_raise_one_line_error(tmp_path: Path, case: str, message: str) -> None:
     path = tmp_path / "bad.jpg"
     if case == "empty":

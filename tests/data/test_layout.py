@@ -7,7 +7,7 @@ import pytest
 from dermseg.attributes import ATTRIBUTES
 from dermseg.data.layout import discover
 from dermseg.errors import DataError
-from tests.conftest import ISIC_SAMPLE, write_sample
+from tests.conftest import ISIC_SAMPLE, real_data, write_sample
 
 
 def test_official_layout_pairs_by_id(official_dataset: Path) -> None:
@@ -37,6 +37,7 @@ def test_flat_and_images_only(flat_dataset: Path, tmp_path: Path) -> None:
     assert only.splits["all"].samples[0].missing_attributes == ATTRIBUTES
 
 
+@real_data
 def test_real_sample_pairs_pigment_network_and_lesion_masks() -> None:
     layout = discover(ISIC_SAMPLE)
     samples = layout.splits["all"].samples

