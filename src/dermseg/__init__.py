@@ -4,5 +4,14 @@ from __future__ import annotations
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 
-__all__ = ["ATTRIBUTES", "NUM_ATTRIBUTES", "__version__"]
+__all__ = ["ATTRIBUTES", "NUM_ATTRIBUTES", "Segmenter", "__version__"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Segmenter imports torch: load it only when asked for (``from dermseg import Segmenter``).
+    if name == "Segmenter":
+        from dermseg.predict import Segmenter
+
+        return Segmenter
+    raise AttributeError(f"module 'dermseg' has no attribute {name!r}")

@@ -297,6 +297,40 @@ def demo(
     console.print("[dim]Synthetic data: these numbers say nothing about accuracy on real lesions.[/]")
 
 
+@app.command()
+def predict(
+    inputs: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A dermseg .safetensors checkpoint."),
+    out: Path = typer.Option(..., "--out", help="Folder for the masks (ISIC submission naming)."),
+    overlays: bool = typer.Option(False, "--overlays", help="Also write image | prediction overlays."),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Also write 16-bit probability maps."),
+    tta: bool = typer.Option(False, "--tta", help="Average with flipped predictions."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Write the five masks of every image (0/255 PNG, image size); a bad image is reported, not fatal."""
+    from dermseg.predict import Segmenter
+    from dermseg.predict_folder import collect_images, predict_images
+
+    images = collect_images(inputs)
+    segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
+    with _progress() as bar:
+        task = bar.add_task("predict", total=len(images))
+        report = predict_images(
+            segmenter,
+            images,
+            out,
+            overlays=overlays,
+            probabilities=probabilities,
+            progress=lambda k: bar.advance(task, k),
+        )
+    console.print(f"wrote masks of {len(report.written)} image(s) to {out}")
+    if report.failed:
+        for path, message in report.failed:
+            err_console.print(f"{path}: {message}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]{len(report.failed)} of {len(images)} image(s) failed[/]")
+        raise typer.Exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (used by tests and by the ``dermseg`` script)."""
     try:

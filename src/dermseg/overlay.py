@@ -52,3 +52,35 @@ def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
             parts.append(np.full((h, gap, 3), 255, np.uint8))
         parts.append(p)
     return np.concatenate(parts, axis=1)
+
+
+def with_legend(panel: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Add a white strip under ``panel`` naming each attribute in its overlay colour.
+
+    Args:
+        panel: ``(H, W, 3)`` uint8.
+        present: ``(5,)`` bool; attributes not present are listed in grey.
+
+    Returns:
+        ``(H + strip, W, 3)`` uint8.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    width = panel.shape[1]
+    size = max(10, min(28, width // 60))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    strip = Image.new("RGB", (width, int(size * 2.2)), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    x = size // 2
+    for info in ATTRIBUTE_INFO:
+        on = present is None or bool(present[info.index])
+        colour = info.colour if on else (170, 170, 170)
+        draw.rectangle([x, size // 2, x + size, size // 2 + size], fill=colour)
+        label = info.display_name
+        ink = (0, 0, 0) if on else (150, 150, 150)
+        draw.text((x + int(size * 1.3), size // 2), label, fill=ink, font=font)
+        x += int(size * 1.3) + int(draw.textlength(label, font=font)) + size
+    return np.concatenate([panel, np.asarray(strip)], axis=0)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
@@ -23,6 +24,24 @@ from dermseg.data.background import CropBox, crop, detect_field_of_view, uncrop
 from dermseg.data.imageio import read_image, write_mask
 from dermseg.data.transforms import resized_shape
 from dermseg.encoding import probabilities
+
+
+@dataclass
+class Prediction:
+    """What :class:`Segmenter` returns for one image, at the image's own size.
+
+    Attributes:
+        probabilities: ``(5, H, W)`` float32 in ``[0, 1]``, ATTRIBUTES order.
+        masks: ``(5, H, W)`` bool, thresholded (and post-processed where configured).
+    """
+
+    probabilities: np.ndarray
+    masks: np.ndarray
+
+    @property
+    def presence(self) -> np.ndarray:
+        """``(5,)`` float, the maximum probability of each attribute (image-level presence)."""
+        return self.probabilities.reshape(len(self.probabilities), -1).max(axis=1)
 
 
 @dataclass
@@ -99,6 +118,8 @@ class Segmenter:
         h, w = image.shape[:2]
         box = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
         field = np.ascontiguousarray(crop(image, box, channels_last=True))
+        if not field.flags.writeable:  # torch wants writable memory (read-only arrays from callers)
+            field = field.copy()
         rh, rw = resized_shape(box.height, box.width, self.input_size)
         x = torch.from_numpy(field).permute(2, 0, 1)[None].to(self.device, torch.float32) / 255.0
         x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
@@ -114,7 +135,28 @@ class Segmenter:
 
     def masks(self, image: np.ndarray) -> np.ndarray:
         """Binary masks ``(5, H, W)`` bool of one image (probabilities above the thresholds)."""
-        return self.probabilities(image) > self.thresholds[:, None, None]
+        return self.binarise(self.probabilities(image))
+
+    def binarise(self, probs: np.ndarray) -> np.ndarray:
+        """``(5, H, W)`` probabilities -> bool masks, strictly above each attribute's threshold."""
+        return probs > self.thresholds[:, None, None]
+
+    def __call__(self, image: np.ndarray | Image.Image | str | Path) -> Prediction:
+        """Segment one image given as an ``(H, W, 3)`` uint8 array, a PIL image or a file path.
+
+        Raises:
+            DataError: the file cannot be read as an image.
+        """
+        if isinstance(image, (str, Path)):
+            array = read_image(image)
+        elif isinstance(image, Image.Image):
+            array = np.array(image.convert("RGB"))
+        else:
+            array = np.asarray(image)
+            if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+                raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
+        probs = self.probabilities(array)
+        return Prediction(probabilities=probs, masks=self.binarise(probs))
 
     def predict_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """Read an image file and return it with its ``(5, H, W)`` probabilities."""

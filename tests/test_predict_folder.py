@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dermseg import Segmenter
+from dermseg.attributes import ATTRIBUTES
+from dermseg.checkpoint import save_checkpoint
+from dermseg.cli import main
+from dermseg.config import load_config
+from dermseg.models.factory import create_model
+from dermseg.train import checkpoint_meta, model_kwargs
+from tests.conftest import TINY_TRAIN
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny model saved as a dermseg checkpoint (prediction needs no training)."""
+    cfg = load_config(None, TINY_TRAIN)
+    torch.manual_seed(0)
+    model = create_model(cfg.model.arch, **model_kwargs(cfg))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, model, checkpoint_meta(cfg))
+    return path
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((70, 90, 3)) * 255).astype(np.uint8)).save(folder / "ISIC_0000001.jpg")
+    Image.fromarray((rng.random((130, 100, 3)) * 255).astype(np.uint8)).save(folder / "lesion_b.png")
+    (folder / "ISIC_0000003.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "notes.txt").write_text("not an image, ignored")
+    return folder
+
+
+def test_one_bad_image_does_not_stop_the_others(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    code = main(
+        [
+            "predict",
+            str(images),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--overlays",
+            "--probabilities",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{images / 'ISIC_0000003.jpg'}:" in err and "1 of 3 image(s) failed" in err
+    for stem, (w, h) in (("ISIC_0000001", (90, 70)), ("lesion_b", (100, 130))):
+        for name in ATTRIBUTES:
+            mask = np.asarray(Image.open(out / f"{stem}_attribute_{name}.png"))
+            assert mask.shape == (h, w) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+            prob = Image.open(out / f"{stem}_probability_{name}.png")
+            assert prob.size == (w, h) and np.asarray(prob).dtype == np.uint16
+        overlay = Image.open(out / f"{stem}_overlay.png")
+        assert overlay.size[0] > 2 * w and overlay.size[1] > h  # image | prediction, legend strip below
+    assert not list(out.glob("ISIC_0000003*")) and not list(out.glob("*.tmp*"))
+
+
+def test_masks_agree_with_probabilities(checkpoint: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "predict",
+                str(images / "lesion_b.png"),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--probabilities",
+            ]
+        )
+        == 0
+    )
+    seg = Segmenter.from_checkpoint(checkpoint)
+    pred = seg(images / "lesion_b.png")
+    for k, name in enumerate(ATTRIBUTES):
+        mask = np.asarray(Image.open(out / f"lesion_b_attribute_{name}.png")) > 128
+        assert np.array_equal(mask, pred.masks[k])
+        prob = np.asarray(Image.open(out / f"lesion_b_probability_{name}.png")).astype(np.float64) / 65535
+        assert np.abs(prob - pred.probabilities[k]).max() < 1e-4
+
+
+def test_segmenter_accepts_arrays_pil_images_and_paths(checkpoint: Path, images: Path) -> None:
+    seg = Segmenter.from_checkpoint(checkpoint)
+    path = images / "lesion_b.png"
+    a = seg(path)
+    b = seg(Image.open(path))
+    c = seg(np.asarray(Image.open(path)))
+    assert a.probabilities.shape == (5, 130, 100) and a.masks.dtype == bool
+    assert np.array_equal(a.probabilities, b.probabilities) and np.array_equal(
+        a.probabilities, c.probabilities
+    )
+    assert a.presence.shape == (5,)
+    with pytest.raises(ValueError):
+        seg(np.zeros((10, 10), np.uint8))
+
+
+def test_predict_user_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert (
+        main(["predict", str(tmp_path / "nope.jpg"), "--checkpoint", str(checkpoint), "--out", str(tmp_path)])
+        == 2
+    )
+    assert "file not found" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict", str(empty), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]) == 2
+    assert "no images found" in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"x" * 20)
+    img = tmp_path / "i.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
+    assert main(["predict", str(img), "--checkpoint", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert str(bad) in capsys.readouterr().err
