@@ -78,3 +78,21 @@ def test_overlay_colours_only_masked_pixels() -> None:
     assert np.array_equal(out[0, 0], image[0, 0])
     with pytest.raises(ValueError):
         overlay(image, masks[:4])
+
+
+def test_checkpoint_post_processing_is_applied_at_the_image_size() -> None:
+    img = np.full((80, 80, 3), (150, 100, 80), np.uint8)  # skin-coloured: channel 0 negative
+    img[40:42, 40:42] = 255  # a 2x2 bright speck: channel 0 positive there
+    img[5:35, 5:35] = 255  # a 30x30 bright block
+    plain = Segmenter.from_model(Brightness(), {**META, "crop_background": False})
+    assert plain.masks(img)[0, 40, 40] and plain.masks(img)[0, 20, 20]
+    opened_meta = {
+        **META,
+        "crop_background": False,
+        "postprocess": {"thresholds": [0.5] * 5, "opening": [5, 0, 0, 0, 0]},
+        "postprocess_side": 80,
+    }
+    opened = Segmenter.from_model(Brightness(), opened_meta)
+    masks = opened.masks(img)
+    assert not masks[0, 40, 40] and masks[0, 20, 20]  # the speck is opened away, the block stays
+    assert opened.thresholds.tolist() == [0.5] * 5

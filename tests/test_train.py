@@ -26,6 +26,10 @@ def test_one_epoch_writes_a_complete_run_and_resumes(synth_dataset: Path, tmp_pa
     assert split["source"] == "official" and len(split["train"]) == 12 and len(split["val"]) == 4
     meta = read_meta(run / "checkpoints" / "best.safetensors")
     assert meta["encoding"] == "multilabel" and meta["input_size"] == 96
+    # thresholds were tuned on the validation images at the end and stored in the best checkpoint
+    assert meta["tuning"]["subset"] == "val" and meta["tuning"]["images"] == 4
+    assert meta["tuning"]["overall_tuned"] >= meta["tuning"]["overall_at_default"] - 1e-12
+    assert meta["postprocess"]["thresholds"] == meta["thresholds"]
     assert meta["config"]["model"]["encoder_name"] == "resnet18"
     state = load_train_state(run / "checkpoints" / "last_state.pt")
     assert state["epoch"] == 0 and state["step"] == 3  # 12 images / batch 4

@@ -162,3 +162,22 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad pickles
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"cannot load training state safely ({first[:200]})", path) from None
+
+
+def update_checkpoint_meta(path: str | Path, updates: dict[str, Any], out: str | Path | None = None) -> Path:
+    """Write a checkpoint with the same weights and ``updates`` merged into its description.
+
+    Args:
+        path: the checkpoint.
+        updates: top-level keys of the description to replace (e.g. tuned ``postprocess``).
+        out: where to write; ``None`` replaces ``path`` (atomically).
+
+    Returns:
+        The path written.
+    """
+    ckpt = load_checkpoint(path)
+    target = Path(out) if out is not None else Path(path)
+    meta = {**ckpt.meta, **updates}
+    with atomic_path(target) as tmp:
+        save_file(ckpt.state_dict, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    return target

@@ -11,7 +11,6 @@ import logging
 import sys
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -331,27 +330,179 @@ def predict(
         raise typer.Exit(2)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code (used by tests and by the ``dermseg`` script)."""
+def _scores_table(title: str, scores: dict) -> Table:
+    ranked = "pixel" in scores  # AUC/AP need probabilities: only with --checkpoint
+    columns = ["attribute", "Jaccard", "Dice"] + (["pixel AUC", "pixel AP", "presence AUC"] if ranked else [])
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col == "attribute" else "right")
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    for a in ATTRIBUTES:
+        if a not in scores:  # no ground truth for it (e.g. a folder with pigment-network masks only)
+            continue
+        row = [DISPLAY_NAMES[a], fmt(scores[a]["jaccard"]), fmt(scores[a]["dice"])]
+        if ranked:
+            pixel, pres = scores["pixel"].get(a, {}), scores["presence"].get(a, {})
+            row += [fmt(pixel.get("auc")), fmt(pixel.get("ap")), fmt(pres.get("auc"))]
+        table.add_row(*row)
+    last = [
+        "[bold]overall (official)[/]",
+        f"[bold]{scores['overall']:.4f}[/]",
+        fmt(scores["micro_average"]["dice"]),
+    ]
+    table.add_row(*last, *([""] * (len(columns) - 3)))
+    return table
+
+
+@app.command()
+def evaluate(
+    pred: Path | None = typer.Option(None, "--pred", help="Folder of predicted masks (submission naming)."),
+    gt: Path | None = typer.Option(None, "--gt", help="Folder of ground-truth masks."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Run this checkpoint instead of --pred."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="Dataset to run the checkpoint on."),
+    subset: str = typer.Option("auto", "--subset", help="auto, val, test or all (with --checkpoint)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the scores as JSON."),
+    csv_out: Path | None = typer.Option(
+        None, "--csv", help="Write per-attribute scores as CSV (with --pred)."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (with --checkpoint)."),
+    tta: bool = typer.Option(False, "--tta", help="Flip test-time augmentation (with --checkpoint)."),
+) -> None:
+    """Score masks with the official ISIC 2018 Task 2 metric: a prediction folder, or a checkpoint on data."""
+    if checkpoint is not None:
+        if data is None or pred is not None:
+            raise ConfigError("--checkpoint needs --data (and no --pred)")
+        from dermseg.evaluate_model import auto_subset, evaluate_checkpoint, select_samples
+        from dermseg.predict import Segmenter
+
+        segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
+        chosen = auto_subset(data) if subset == "auto" else subset
+        samples = select_samples(data, chosen, {"config": segmenter_config(checkpoint)})
+        with _progress() as bar:
+            task = bar.add_task(f"evaluate {chosen}", total=len(samples))
+            scores = evaluate_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
+        console.print(
+            _scores_table(f"{checkpoint.name} on {data} ({chosen}: {scores['images']} images)", scores)
+        )
+        _print_per_image(scores)
+        if json_out is not None:
+            _write_json(json_out, scores)
+        return
+    if pred is None or gt is None:
+        raise ConfigError("give --pred PRED_DIR --gt GT_DIR, or --checkpoint CKPT --data DATA_DIR")
+    from dermseg.evaluate import EvaluationError, evaluate_folders, write_csv
+
     try:
-        result = app(args=argv, prog_name="dermseg", standalone_mode=False)
-        return result if isinstance(result, int) else 0
+        with _progress() as bar:
+            task = bar.add_task("evaluate", total=None)
+            result = evaluate_folders(
+                pred, gt, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
+    except EvaluationError as err:
+        for problem in err.problems:
+            err_console.print(f"{problem}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]{len(err.problems)} problem(s): nothing was scored[/]")
+        raise typer.Exit(2) from None
+    scores = result.to_dict()
+    console.print(_scores_table(f"{pred} against {gt} ({scores['images']} images)", scores))
+    _print_per_image(scores)
+    if json_out is not None:
+        _write_json(json_out, scores)
+    if csv_out is not None:
+        write_csv(csv_out, result)
+
+
+def _print_per_image(scores: dict) -> None:
+    value = scores["per_image_mean_jaccard"]
+    value = value["mean"] if isinstance(value, dict) else value
+    console.print(f"per-image mean Jaccard (the thesis's number, not the official metric): {value:.4f}")
+
+
+def segmenter_config(checkpoint: Path) -> dict:
+    """The training config stored in a checkpoint (for the validation split it was selected on)."""
+    from dermseg.checkpoint import read_meta
+
+    return read_meta(checkpoint).get("config") or {}
+
+
+@app.command()
+def tune(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="The checkpoint to tune."),
+    data: Path = typer.Option(..., "--data", help="Dataset; its validation split is used (see --subset)."),
+    subset: str = typer.Option("val", "--subset", help="val (default) or all; never tune on the test set."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the tuned checkpoint here (default: in place)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the tuning report as JSON."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Tune per-attribute thresholds for the official Jaccard; report each post-processing step's effect."""
+    from dermseg.checkpoint import update_checkpoint_meta
+    from dermseg.evaluate_model import select_samples, tune_checkpoint
+    from dermseg.postprocess import PostprocessSettings
+    from dermseg.predict import Segmenter
+
+    if subset not in ("val", "all"):
+        raise ConfigError("--subset must be val or all: tuning on the test set would leak it into the score")
+    segmenter = Segmenter.from_checkpoint(checkpoint, device=device)
+    samples = select_samples(data, subset, {"config": segmenter_config(checkpoint)})
+    thresholds_only = PostprocessSettings(thresholds=segmenter.postprocess.thresholds)
+    passes = 1 if segmenter.postprocess == thresholds_only else 2  # a second pass scores the steps
+    with _progress() as bar:
+        task = bar.add_task("tune", total=len(samples) * passes)
+        report = tune_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
+    table = Table(title=f"Threshold tuning on {report['images']} {subset} images (official Jaccard)")
+    table.add_column("attribute")
+    table.add_column("threshold", justify="right")
+    table.add_column("Jaccard", justify="right")
+    for a, t in zip(ATTRIBUTES, report["thresholds"], strict=True):
+        table.add_row(DISPLAY_NAMES[a], f"{t:.2f}", f"{report['per_attribute_tuned'][a]:.4f}")
+    console.print(table)
+    console.print(
+        f"overall: {report['overall_at_default']:.4f} at 0.5 -> {report['overall_tuned']:.4f} tuned"
+    )
+    for step in report["steps"]:
+        console.print(f"  {step['step']:28s} overall {step['overall']:.4f}")
+    target = update_checkpoint_meta(
+        checkpoint,
+        {
+            "postprocess": report["settings"],
+            "thresholds": report["thresholds"],
+            "tuning": {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
+            | {"subset": subset},
+        },
+        out,
+    )
+    console.print(f"tuned settings written to {target}")
+    if json_out is not None:
+        _write_json(json_out, report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (used by tests and by the ``dermseg`` script).
+
+    Usage errors (unknown option, missing argument) are reported by the command-line parser
+    with exit code 2; :class:`DermsegError` becomes one line on stderr and exit code 2.
+    """
+    try:
+        app(args=argv, prog_name="dermseg", standalone_mode=True)
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except DermsegError as err:
         if _state["debug"]:
             raise
         print(f"dermseg: error: {err}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as err:
-        return err.exit_code
-    except click.exceptions.Abort:
-        print("dermseg: aborted", file=sys.stderr)
-        return 130
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
     except KeyboardInterrupt:
         print("dermseg: interrupted", file=sys.stderr)
         return 130
+    return 0
 
 
 def run() -> None:

@@ -107,6 +107,8 @@ class TrainConfig:
         max_minutes: stop after this wall time (the demo's budget); ``None`` for no limit.
         eval_every: validate every N epochs.
         max_steps_per_epoch: cap steps per epoch (quick runs); ``None`` for a full pass.
+        tune_thresholds: at the end, tune per-attribute thresholds on the validation images
+            (at their original size, for the official Jaccard) and store them in the best checkpoint.
     """
 
     epochs: int = 50
@@ -122,20 +124,29 @@ class TrainConfig:
     max_minutes: float | None = None
     eval_every: int = 1
     max_steps_per_epoch: int | None = None
+    tune_thresholds: bool = True
 
 
 @dataclass
 class PostprocessConfig:
     """Turning probabilities into masks.
 
+    All sizes are in pixels at the working resolution (short side = ``data.size``) and are
+    rescaled to each image's own size at prediction (see :mod:`dermseg.postprocess`).
+
     Attributes:
         thresholds: one probability threshold per attribute (ATTRIBUTES order).
-        opening: morphological opening kernel size per attribute, 0 for none
+        opening: morphological opening (disk) diameter per attribute, 0 or odd; 0 for none
             (the thesis opened its masks to remove false positives).
+        min_area: remove connected components smaller than this many pixels; 0 for none.
+        presence: image-level gate: an attribute's mask is emptied when its maximum probability
+            is below this; 0 for none.
     """
 
     thresholds: list[float] = field(default_factory=lambda: [0.5] * NUM_ATTRIBUTES)
     opening: list[int] = field(default_factory=lambda: [0] * NUM_ATTRIBUTES)
+    min_area: list[int] = field(default_factory=lambda: [0] * NUM_ATTRIBUTES)
+    presence: list[float] = field(default_factory=lambda: [0.0] * NUM_ATTRIBUTES)
 
 
 @dataclass
@@ -337,7 +348,20 @@ def validate(cfg: Config) -> None:
             len(cfg.postprocess.opening) == NUM_ATTRIBUTES,
             f"postprocess.opening needs {NUM_ATTRIBUTES} values",
         ),
-        (all(k >= 0 for k in cfg.postprocess.opening), "postprocess.opening sizes must be >= 0"),
+        (
+            all(k == 0 or (k > 0 and k % 2 == 1) for k in cfg.postprocess.opening),
+            "postprocess.opening sizes must be 0 or odd",
+        ),
+        (
+            len(cfg.postprocess.min_area) == NUM_ATTRIBUTES,
+            f"postprocess.min_area needs {NUM_ATTRIBUTES} values",
+        ),
+        (all(a >= 0 for a in cfg.postprocess.min_area), "postprocess.min_area must be >= 0"),
+        (
+            len(cfg.postprocess.presence) == NUM_ATTRIBUTES,
+            f"postprocess.presence needs {NUM_ATTRIBUTES} values",
+        ),
+        (all(0 <= p <= 1 for p in cfg.postprocess.presence), "postprocess.presence must be in [0, 1]"),
         (bool(cfg.loss.terms), "loss.terms must name at least one loss"),
     ]
     for ok, message in checks:

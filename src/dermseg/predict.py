@@ -24,6 +24,7 @@ from dermseg.data.background import CropBox, crop, detect_field_of_view, uncrop
 from dermseg.data.imageio import read_image, write_mask
 from dermseg.data.transforms import resized_shape
 from dermseg.encoding import probabilities
+from dermseg.postprocess import PostprocessSettings, apply_postprocess
 
 
 @dataclass
@@ -53,7 +54,9 @@ class Segmenter:
         encoding: ``multilabel`` or ``multiclass``.
         input_size: short side the image is resized to before the network.
         mean, std: normalisation (0-1 scale).
-        thresholds: ``(5,)`` probability thresholds.
+        postprocess: thresholds and optional opening / small-component removal / presence gate.
+        postprocess_side: the image side the post-processing sizes are given for (the working
+            size); they are rescaled to each image's short side.
         crop_background: crop to the dermoscope's field first.
         device: where the model runs.
         tta: average with horizontally and vertically flipped predictions.
@@ -64,7 +67,8 @@ class Segmenter:
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    thresholds: np.ndarray
+    postprocess: PostprocessSettings
+    postprocess_side: int
     crop_background: bool = True
     device: torch.device = torch.device("cpu")
     tta: bool = False
@@ -93,7 +97,8 @@ class Segmenter:
             input_size=int(meta["input_size"]),
             mean=tuple(meta["normalization"]["mean"]),
             std=tuple(meta["normalization"]["std"]),
-            thresholds=np.asarray(meta.get("thresholds", [0.5] * NUM_ATTRIBUTES), dtype=np.float64),
+            postprocess=postprocess_from_meta(meta),
+            postprocess_side=int(meta.get("postprocess_side", meta["input_size"])),
             crop_background=bool(meta.get("crop_background", True)),
             device=torch.device(device),
             tta=tta,
@@ -138,8 +143,14 @@ class Segmenter:
         return self.binarise(self.probabilities(image))
 
     def binarise(self, probs: np.ndarray) -> np.ndarray:
-        """``(5, H, W)`` probabilities -> bool masks, strictly above each attribute's threshold."""
-        return probs > self.thresholds[:, None, None]
+        """``(5, H, W)`` probabilities -> bool masks: thresholds, then the configured post-processing."""
+        settings = self.postprocess.rescaled(self.postprocess_side, min(probs.shape[1:]))
+        return apply_postprocess(probs, settings)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """``(5,)`` probability thresholds."""
+        return np.asarray(self.postprocess.thresholds, dtype=np.float64)
 
     def __call__(self, image: np.ndarray | Image.Image | str | Path) -> Prediction:
         """Segment one image given as an ``(H, W, 3)`` uint8 array, a PIL image or a file path.
@@ -162,6 +173,13 @@ class Segmenter:
         """Read an image file and return it with its ``(5, H, W)`` probabilities."""
         image = read_image(path)
         return image, self.probabilities(image)
+
+
+def postprocess_from_meta(meta: dict[str, Any]) -> PostprocessSettings:
+    """The post-processing a checkpoint describes (older descriptions: thresholds only)."""
+    if "postprocess" in meta:
+        return PostprocessSettings.from_dict(meta["postprocess"])
+    return PostprocessSettings(thresholds=meta.get("thresholds", [0.5] * NUM_ATTRIBUTES))
 
 
 def write_submission_masks(out_dir: str | Path, isic_id: str, masks: np.ndarray) -> list[Path]:

@@ -108,7 +108,8 @@ def checkpoint_meta(cfg: Config) -> dict[str, Any]:
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         "input_size": cfg.data.size,
         "thresholds": list(cfg.postprocess.thresholds),
-        "opening": list(cfg.postprocess.opening),
+        "postprocess": asdict(cfg.postprocess),
+        "postprocess_side": cfg.data.size,
         "crop_background": cfg.data.crop_background,
         "config": cfg.to_dict(),
     }
@@ -445,9 +446,35 @@ def train(
         if out_of_time:
             logger.info("time budget of %s min reached at epoch %d", cfg.train.max_minutes, epoch)
             break
+    if info.is_main and cfg.train.tune_thresholds and (ckpt_dir / "best.safetensors").is_file():
+        _tune_best(ckpt_dir / "best.safetensors", val_set.samples, info.device)
     distributed.barrier(info)
     distributed.teardown()
     return {**records[-1], "best_jaccard": best, "best_epoch": best_epoch} if records else {}
+
+
+def _tune_best(path: Path, samples: list, device: torch.device) -> None:
+    """Tune the best checkpoint's thresholds on the validation images and store them in it."""
+    from dermseg.checkpoint import update_checkpoint_meta
+    from dermseg.evaluate_model import tune_checkpoint
+    from dermseg.predict import Segmenter
+
+    report = tune_checkpoint(Segmenter.from_checkpoint(path, device=str(device)), samples)
+    tuning = {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
+    update_checkpoint_meta(
+        path,
+        {
+            "postprocess": report["settings"],
+            "thresholds": report["thresholds"],
+            "tuning": {**tuning, "subset": "val"},
+        },
+    )
+    logger.info(
+        "tuned thresholds %s: official Jaccard %.4f -> %.4f on validation",
+        report["thresholds"],
+        report["overall_at_default"],
+        report["overall_tuned"],
+    )
 
 
 def _get_rng_state() -> dict[str, Any]:
