@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_md import replace_section  # benchmarks/bench_md.py, beside this script
 
 from dermseg.config import load_config, resolve_config_path
 from dermseg.data.layout import discover
@@ -196,18 +197,7 @@ def write_section(record: dict) -> None:
         f"--size {a['size']} --minutes {a['minutes']:g}`",
         f"<!-- /{record['tag']} -->",
     ]
-    path = ROOT / "BENCHMARKS.md"
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nMeasured numbers only, each with its machine.\n"
-    )
-    start, end = f"<!-- {record['tag']} -->", f"<!-- /{record['tag']} -->"
-    if start in text and end in text:
-        text = text[: text.index(start)] + "\n".join(lines) + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    replace_section(record["tag"], lines)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from bench_md import replace_section  # benchmarks/bench_md.py, beside this script
 from PIL import Image, ImageDraw
 
 from dermseg import evaluate
@@ -251,18 +252,7 @@ def write_section(record: dict) -> None:
         f"Command: `{command}`",
         f"<!-- /{TAG} -->",
     ]
-    path = ROOT / "BENCHMARKS.md"
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nMeasured numbers only, each with its machine.\n"
-    )
-    start, end = f"<!-- {TAG} -->", f"<!-- /{TAG} -->"
-    if start in text and end in text:
-        text = text[: text.index(start)] + "\n".join(lines) + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    replace_section(TAG, lines)
 
 
 if __name__ == "__main__":

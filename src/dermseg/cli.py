@@ -84,6 +84,8 @@ def synth(
     """Write a synthetic dermoscopy dataset with all five attribute masks."""
     from dermseg.data.synthetic import split_folders, write_dataset
 
+    if out.exists() and not out.is_dir():
+        raise DermsegError("is a file, expected a folder to write the dataset into", out)
     try:
         image_dir = out / split_folders(split)[0]
     except ValueError as err:
@@ -498,6 +500,12 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"]:
             raise
         print(f"dermseg: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file system refusal (permission, disk full, a file where a folder goes)
+        if _state["debug"]:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"dermseg: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dermseg: interrupted", file=sys.stderr)

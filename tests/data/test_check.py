@@ -100,3 +100,11 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert main(["check", str(missing)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"dermseg: error: {missing}: folder not found"]
+
+
+def test_synth_into_a_file_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "afile"
+    target.write_text("x")
+    assert main(["synth", str(target), "--n", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dermseg: error: {target}: is a file, expected a folder to write the dataset into"]
