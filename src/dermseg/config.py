@@ -33,6 +33,8 @@ class DataConfig:
         crop_background: crop to the dermoscope's field of view, detected from the image alone.
         workers: DataLoader worker processes.
         limit: use at most this many training images (quick experiments); ``None`` for all.
+        cache: a folder prepared by ``dermseg prepare`` to train from instead of decoding the
+            images every epoch (checked against the data folder; its size must equal ``size``).
     """
 
     root: str | None = None
@@ -43,6 +45,7 @@ class DataConfig:
     crop_background: bool = True
     workers: int = 2
     limit: int | None = None
+    cache: str | None = None
 
 
 @dataclass

@@ -4,13 +4,17 @@
 detected from the image, short side resized to the checkpoint's input size,
 ImageNet normalisation), runs the model, and maps the attribute probabilities
 back to the original frame (zero outside the dermoscope's field).
+
+The model is either a PyTorch module (logits; the encoding's sigmoid/softmax is applied
+here) or an ONNX Runtime session over a graph exported by :mod:`dermseg.export`, which
+returns probabilities itself; everything around the network is the same code for both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,7 +28,14 @@ from dermseg.data.background import CropBox, crop, detect_field_of_view, uncrop
 from dermseg.data.imageio import read_image, write_mask
 from dermseg.data.transforms import resized_shape
 from dermseg.encoding import probabilities
+from dermseg.errors import ConfigError
 from dermseg.postprocess import PostprocessSettings, apply_postprocess
+
+if TYPE_CHECKING:
+    from dermseg.export import OnnxRuntimeNet
+
+#: Inference backends of :meth:`Segmenter.from_path`.
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 
 
 @dataclass
@@ -50,7 +61,8 @@ class Segmenter:
     """A model ready to segment images.
 
     Attributes:
-        model: network returning logits ``(B, C, h, w)``.
+        model: a network returning logits ``(B, C, h, w)``, or an
+            :class:`~dermseg.export.OnnxRuntimeNet` returning ``(B, 5, h, w)`` probabilities.
         encoding: ``multilabel`` or ``multiclass``.
         input_size: short side the image is resized to before the network.
         mean, std: normalisation (0-1 scale).
@@ -62,7 +74,7 @@ class Segmenter:
         tta: average with horizontally and vertically flipped predictions.
     """
 
-    model: nn.Module
+    model: nn.Module | OnnxRuntimeNet
     encoding: str
     input_size: int
     mean: tuple[float, float, float]
@@ -91,8 +103,62 @@ class Segmenter:
         cls, model: nn.Module, meta: dict[str, Any], device: str = "cpu", tta: bool = False
     ) -> Segmenter:
         """Wrap an in-memory model with the same description a checkpoint carries."""
+        return cls._from_meta(model.to(device).eval(), meta, device=device, tta=tta)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, device: str = "cpu", tta: bool = False) -> Segmenter:
+        """Build a segmenter on ONNX Runtime from a ``.onnx`` file of :func:`dermseg.export.export_onnx`.
+
+        Raises:
+            ConfigError: onnxruntime is not installed (``pip install 'dermseg[onnx]'``).
+            DataError: the file is missing, not an ONNX model, or not one exported by dermseg.
+        """
+        from dermseg.export import OnnxRuntimeNet
+
+        net = OnnxRuntimeNet(path, device=device)
+        return cls._from_meta(net, net.meta, device=device, tta=tta)
+
+    @classmethod
+    def from_path(
+        cls, path: str | Path, backend: str | None = None, device: str = "cpu", tta: bool = False
+    ) -> Segmenter:
+        """Build a segmenter from a ``.safetensors`` checkpoint or a ``.onnx`` export.
+
+        Args:
+            path: the model file; a ``.onnx`` file always runs on ONNX Runtime.
+            backend: ``torch`` or ``onnxruntime``; ``None`` picks by the file suffix. A checkpoint
+                with ``onnxruntime`` is exported to a temporary ONNX file first.
+            device: ``cpu`` or ``cuda``.
+            tta: flip test-time augmentation.
+
+        Raises:
+            ConfigError: unknown backend, ``torch`` asked for a ``.onnx`` file, or onnxruntime missing.
+            DataError: the file is not a usable model.
+        """
+        if backend is not None and backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            if backend == "torch":
+                raise ConfigError("an ONNX model runs with the onnxruntime backend, not torch", path)
+            return cls.from_onnx(path, device=device, tta=tta)
+        if backend != "onnxruntime":
+            return cls.from_checkpoint(path, device=device, tta=tta)
+        import tempfile
+
+        from dermseg.export import export_onnx, require_onnxruntime
+
+        require_onnxruntime()  # fail before the export when the runtime is missing
+        with tempfile.TemporaryDirectory(prefix="dermseg-onnx-") as tmp:
+            onnx_path = export_onnx(path, Path(tmp) / f"{path.stem}.onnx")
+            return cls.from_onnx(onnx_path, device=device, tta=tta)  # the session holds the graph
+
+    @classmethod
+    def _from_meta(
+        cls, model: nn.Module | OnnxRuntimeNet, meta: dict[str, Any], device: str, tta: bool
+    ) -> Segmenter:
         return cls(
-            model=model.to(device).eval(),
+            model=model,
             encoding=meta["encoding"],
             input_size=int(meta["input_size"]),
             mean=tuple(meta["normalization"]["mean"]),
@@ -104,7 +170,14 @@ class Segmenter:
             tta=tta,
         )
 
+    @property
+    def backend(self) -> str:
+        """``torch`` or ``onnxruntime``."""
+        return "torch" if isinstance(self.model, nn.Module) else "onnxruntime"
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(self.model, nn.Module):  # ONNX Runtime: the graph ends in probabilities
+            return self.model(x)
         out = self.model(x)
         logits = out["masks"] if isinstance(out, dict) else out
         return probabilities(logits.float(), self.encoding)
@@ -119,7 +192,8 @@ class Segmenter:
         Returns:
             ``(5, H, W)`` float32 in ``[0, 1]``; 0 outside the detected field of view.
         """
-        self.model.eval()
+        if isinstance(self.model, nn.Module):
+            self.model.eval()
         h, w = image.shape[:2]
         box = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
         field = np.ascontiguousarray(crop(image, box, channels_last=True))

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from dermseg import distributed
 from dermseg.checkpoint import load_train_state, save_checkpoint, save_train_state
 from dermseg.config import Config, dump_config, load_config
+from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
 from dermseg.data.dataset import IsicDataset
 from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
@@ -184,7 +185,33 @@ def validate(
     }
 
 
-def _class_weights(cfg: Config, train_set: IsicDataset, run_dir: Path, ids: list[str]) -> torch.Tensor | None:
+def _open_training_cache(cfg: Config, data_dir: str | Path) -> CacheManifest:
+    """The prepared cache ``cfg.data.cache``, checked against ``data_dir`` and the config.
+
+    Raises:
+        DataError: the cache is incomplete or stale (a source file changed since).
+        ConfigError: it was prepared at another size or background setting.
+    """
+    assert cfg.data.cache is not None
+    cache = open_cache(cfg.data.cache, data_dir)
+    if cache.size != cfg.data.size:
+        raise ConfigError(
+            f"the cache was prepared at size {cache.size} but data.size is {cfg.data.size}; "
+            f"set data.size={cache.size} or prepare a cache with --size {cfg.data.size}",
+            Path(cfg.data.cache),
+        )
+    if cache.crop_background != cfg.data.crop_background:
+        raise ConfigError(
+            f"the cache was prepared with crop_background={cache.crop_background} but "
+            f"data.crop_background is {cfg.data.crop_background}; prepare the cache again",
+            Path(cfg.data.cache),
+        )
+    return cache
+
+
+def _class_weights(
+    cfg: Config, train_set: IsicDataset | CachedIsicDataset, run_dir: Path, ids: list[str]
+) -> torch.Tensor | None:
     """Inverse pixel frequency weights (the thesis), computed once per split and cached in the run dir."""
     if cfg.loss.class_weights == "none":
         return None
@@ -245,19 +272,30 @@ def train(
     split = split_layout(data_dir, val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed)
     by_id = {s.isic_id: s for s in layout.samples}
     train_ids = split.train[: cfg.data.limit] if cfg.data.limit else split.train
+    val_samples = [by_id[i] for i in split.val]
     tcfg = transform_config(cfg)
-    train_set = IsicDataset(
-        [by_id[i] for i in train_ids],
-        build_train_transform(tcfg, seed=cfg.seed + info.rank),
-        decode_side=cfg.data.size,
-        crop_background=cfg.data.crop_background,
-    )
-    val_set = IsicDataset(
-        [by_id[i] for i in split.val],
-        build_eval_transform(tcfg),
-        decode_side=cfg.data.size,
-        crop_background=cfg.data.crop_background,
-    )
+    train_transform = build_train_transform(tcfg, seed=cfg.seed + info.rank)
+    train_set: IsicDataset | CachedIsicDataset
+    val_set: IsicDataset | CachedIsicDataset
+    if cfg.data.cache:
+        # Decoded, cropped and resized once by `dermseg prepare`; the eval transform's resize
+        # to data.size is then a no-op, so validation sees the same pixels as without the cache.
+        cache = _open_training_cache(cfg, data_dir)
+        train_set = CachedIsicDataset(cache, train_ids, train_transform)
+        val_set = CachedIsicDataset(cache, split.val, build_eval_transform(tcfg))
+    else:
+        train_set = IsicDataset(
+            [by_id[i] for i in train_ids],
+            train_transform,
+            decode_side=cfg.data.size,
+            crop_background=cfg.data.crop_background,
+        )
+        val_set = IsicDataset(
+            val_samples,
+            build_eval_transform(tcfg),
+            decode_side=cfg.data.size,
+            crop_background=cfg.data.crop_background,
+        )
     if len(train_set) == 0 or len(val_set) == 0:
         raise ConfigError(f"need training and validation images; got {len(train_set)} and {len(val_set)}")
     if info.is_main:
@@ -447,7 +485,8 @@ def train(
             logger.info("time budget of %s min reached at epoch %d", cfg.train.max_minutes, epoch)
             break
     if info.is_main and cfg.train.tune_thresholds and (ckpt_dir / "best.safetensors").is_file():
-        _tune_best(ckpt_dir / "best.safetensors", val_set.samples, info.device)
+        # Tuned on the original images (the official metric's resolution), cache or not.
+        _tune_best(ckpt_dir / "best.safetensors", val_samples, info.device)
     distributed.barrier(info)
     distributed.teardown()
     return {**records[-1], "best_jaccard": best, "best_epoch": best_epoch} if records else {}
