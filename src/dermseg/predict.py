@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from torch import nn
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.checkpoint import load_checkpoint
-from dermseg.data.background import CropBox, crop, detect_field_of_view, uncrop
+from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import read_image, write_mask
 from dermseg.data.transforms import resized_shape
 from dermseg.encoding import probabilities
@@ -197,20 +198,36 @@ class Segmenter:
         h, w = image.shape[:2]
         box = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
         field = np.ascontiguousarray(crop(image, box, channels_last=True))
-        if not field.flags.writeable:  # torch wants writable memory (read-only arrays from callers)
-            field = field.copy()
         rh, rw = resized_shape(box.height, box.width, self.input_size)
-        x = torch.from_numpy(field).permute(2, 0, 1)[None].to(self.device, torch.float32) / 255.0
-        x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
+        # Shrink in uint8 with area averaging, as training's resize does, before any float copy:
+        # a full-resolution image is never held as floats.
+        small = (
+            cv2.resize(field, (rw, rh), interpolation=cv2.INTER_AREA)
+            if (rh, rw) != field.shape[:2]
+            else field
+        )
+        x = (
+            torch.from_numpy(np.ascontiguousarray(small))
+            .permute(2, 0, 1)[None]
+            .to(self.device, torch.float32)
+        )
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
-        x = (x - mean) / std
+        x = (x / 255.0 - mean) / std
         probs = self._forward(x)
         if self.tta:
             probs = probs + self._forward(x.flip(-1)).flip(-1) + self._forward(x.flip(-2)).flip(-2)
             probs = probs / 3.0
-        probs = F.interpolate(probs, size=(box.height, box.width), mode="bilinear", align_corners=False)
-        return uncrop(probs[0].cpu().numpy().astype(np.float32), box, (h, w), 0.0, channels_last=False)
+        # Upsample one attribute at a time straight into the output frame: peak memory is the
+        # five output maps plus one more (0 outside the field of view).
+        out = np.zeros((probs.shape[1], h, w), dtype=np.float32)
+        for k in range(probs.shape[1]):
+            up = F.interpolate(
+                probs[:, k : k + 1], size=(box.height, box.width), mode="bilinear", align_corners=False
+            )
+            out[k, box.top : box.bottom, box.left : box.right] = up[0, 0].cpu().numpy()
+            del up
+        return out
 
     def masks(self, image: np.ndarray) -> np.ndarray:
         """Binary masks ``(5, H, W)`` bool of one image (probabilities above the thresholds)."""
