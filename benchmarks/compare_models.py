@@ -100,11 +100,14 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--work", type=Path, default=Path("/tmp/dermseg_bench"))
     p.add_argument("--tag", default=None, help="name of the results (default: device-encoder-size)")
+    p.add_argument("--no-train", action="store_true", help="throughput only: skip the training/accuracy part")
     args = p.parse_args()
 
     device = torch.device(args.device)
     torch.set_flush_denormal(True)  # as dermseg's trainer does
-    tag = args.tag or f"compare-{device.type}-{args.encoder}-{args.size}"
+    tag = args.tag or f"compare-{device.type}-{args.encoder}-{args.size}" + (
+        "-speed" if args.no_train else ""
+    )
     data = args.work / f"data-{args.n_train}-{args.image_size}"
     if not (data / "ISIC2018_Task1-2_Test_Input").is_dir():
         held = max(4, args.n_train // 6)
@@ -112,6 +115,7 @@ def main() -> None:
         write_dataset(data, held, size=args.image_size, seed=0, split="validation", start_id=args.n_train)
         write_dataset(data, held, size=args.image_size, seed=0, split="test", start_id=args.n_train + held)
     test = discover(data).splits["test"].samples
+    args.minutes = 0.0 if args.no_train else args.minutes
 
     rows = []
     for arch in ARCHS:
@@ -136,6 +140,10 @@ def main() -> None:
         params = sum(p.numel() for p in model.parameters())
         speed = throughput(model, args.size, args.batch, device, dtype, args.steps)
         del model
+        if args.no_train:
+            rows.append({"arch": arch, "encoder": args.encoder, "params_m": params / 1e6, **speed})
+            print(json.dumps(rows[-1]))
+            continue
         run = args.work / f"run-{tag}-{arch}"
         t = time.perf_counter()
         result = train(cfg, data, run, device=args.device) if not (run / "checkpoints").exists() else None
@@ -189,7 +197,7 @@ def write_section(record: dict) -> None:
         lines.append(
             f"| {r['arch']} | {r['params_m']:.1f} | {r['train_images_per_s']:.1f} "
             f"| {r['infer_images_per_s']:.1f} "
-            f"| {r['epochs']} | {r['official_jaccard_test']:.4f} |"
+            + (f"| {r['epochs']} | {r['official_jaccard_test']:.4f} |" if "epochs" in r else "| - | - |")
         )
     lines += [
         "",

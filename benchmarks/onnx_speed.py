@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -104,8 +105,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_flush_denormal(True)  # as Segmenter does
     rows = []
+    raw = []
     for encoder in args.encoders:
         r = measure(encoder, args.size, args.warmup, args.repeats)
+        raw.append({"encoder": encoder, "size": args.size, **r})
         print(f"{encoder}: torch {r['torch_ips']:.2f} img/s, onnxruntime {r['ort_ips']:.2f} img/s")
         rows.append(
             f"| {encoder} | {r['torch_ips']:.2f} | {r['ort_ips']:.2f} | "
@@ -129,6 +132,10 @@ def main() -> None:
         f"<!-- /{TAG} -->",
     ]
     replace_section(TAG, lines)
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    record = {"machine": machine(), "date": datetime.date.today().isoformat(), "rows": raw}
+    (results / "onnx_speed.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
