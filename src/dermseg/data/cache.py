@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.data.background import CropBox
+from dermseg.data.dataset import make_item
 from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import IsicSample, discover
 from dermseg.data.transforms import (
@@ -46,7 +46,6 @@ from dermseg.data.transforms import (
     TransformConfig,
     apply,
     build_eval_transform,
-    to_tensor,
 )
 from dermseg.errors import DataError
 
@@ -677,15 +676,4 @@ class CachedIsicDataset(Dataset):
         return image, stack, np.array(e.labelled, dtype=bool), e.crop, e.original
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image, masks, labelled, box, full = self.load(index)
-        if self.transform is not None:
-            image, masks = apply(self.transform, image, masks)
-        image_t, masks_t = to_tensor(image, masks)
-        return {
-            "image": image_t,
-            "masks": masks_t,
-            "labelled": torch.from_numpy(labelled),
-            "id": self.entries[index].isic_id,
-            "crop": torch.tensor([box.top, box.left, box.bottom, box.right], dtype=torch.int64),
-            "size": torch.tensor(full, dtype=torch.int64),
-        }
+        return make_item(self.entries[index].isic_id, *self.load(index), self.transform)

@@ -109,15 +109,27 @@ class IsicDataset(Dataset):
         return image, masks, labelled, original_box, (full_h, full_w)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image, masks, labelled, box, full = self.load(index)
-        if self.transform is not None:
-            image, masks = apply(self.transform, image, masks)
-        image_t, masks_t = to_tensor(image, masks)
-        return {
-            "image": image_t,
-            "masks": masks_t,
-            "labelled": torch.from_numpy(labelled),
-            "id": self.samples[index].isic_id,
-            "crop": torch.tensor([box.top, box.left, box.bottom, box.right], dtype=torch.int64),
-            "size": torch.tensor(full, dtype=torch.int64),
-        }
+        return make_item(self.samples[index].isic_id, *self.load(index), self.transform)
+
+
+def make_item(
+    isic_id: str,
+    image: np.ndarray,
+    masks: np.ndarray,
+    labelled: np.ndarray,
+    box: CropBox,
+    full: tuple[int, int],
+    transform: Callable[..., Any] | None,
+) -> dict[str, Any]:
+    """The dataset item (see :class:`IsicDataset`) of a decoded, background-cropped sample."""
+    if transform is not None:
+        image, masks = apply(transform, image, masks)
+    image_t, masks_t = to_tensor(image, masks)
+    return {
+        "image": image_t,
+        "masks": masks_t,
+        "labelled": torch.from_numpy(labelled),
+        "id": isic_id,
+        "crop": torch.tensor([box.top, box.left, box.bottom, box.right], dtype=torch.int64),
+        "size": torch.tensor(full, dtype=torch.int64),
+    }
