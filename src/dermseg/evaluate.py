@@ -56,7 +56,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.data.imageio import MASK_THRESHOLD, atomic_path
-from dermseg.data.layout import Problem
+from dermseg.data.layout import Problem, list_dir
 from dermseg.errors import DataError
 from dermseg.metrics import dice_from_counts, jaccard_from_counts
 
@@ -184,20 +184,6 @@ class EvaluationResult:
 # --------------------------------------------------------------------------- reading
 
 
-def _list_folder(folder: Path, what: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as it:
-            return sorted(it, key=lambda e: e.name)
-    except FileNotFoundError:
-        raise DataError(f"{what} folder not found", folder) from None
-    except NotADirectoryError:
-        raise DataError(f"is a file, expected the {what} folder", folder) from None
-    except PermissionError:
-        raise DataError("permission denied", folder) from None
-    except OSError as err:
-        raise DataError(f"cannot list folder ({err.strerror})", folder) from None
-
-
 def _is_dir(entry: os.DirEntry[str]) -> bool:
     try:
         return entry.is_dir()
@@ -210,7 +196,7 @@ def _truth_files(gt_dir: Path) -> tuple[list[tuple[str, str, Path]], list[Proble
     truths: list[tuple[str, str, Path]] = []
     problems: list[Problem] = []
     skipped: list[str] = []
-    for entry in _list_folder(gt_dir, "ground-truth"):
+    for entry in list_dir(gt_dir, "ground-truth"):
         name, path = entry.name, Path(entry.path)
         if name.startswith(".") or _is_dir(entry):
             continue
@@ -237,7 +223,7 @@ def _truth_files(gt_dir: Path) -> tuple[list[tuple[str, str, Path]], list[Proble
 def _prediction_files(pred_dir: Path) -> dict[tuple[str, str], list[Path]]:
     """``(id, attribute) -> paths`` of every file named like a mask in the prediction folder."""
     found: dict[tuple[str, str], list[Path]] = {}
-    for entry in _list_folder(pred_dir, "prediction"):
+    for entry in list_dir(pred_dir, "prediction"):
         if m := _MASK_NAME.match(entry.name):
             found.setdefault((m.group(1), m.group(2)), []).append(Path(entry.path))
     return found

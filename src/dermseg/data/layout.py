@@ -131,18 +131,27 @@ class IsicLayout:
         return [s for split in self.splits.values() for s in split.samples]
 
 
-def _list_dir(folder: Path) -> list[os.DirEntry[str]]:
+def list_dir(folder: Path, what: str = "") -> list[os.DirEntry[str]]:
+    """Entries of ``folder`` sorted by name; every failure is a one-line DataError naming it.
+
+    Args:
+        folder: the folder to list.
+        what: what the folder is for the user (``"prediction"``), used in the messages.
+    """
+    kind = f"{what} folder" if what else "folder"
     try:
         with os.scandir(folder) as it:
             return sorted(it, key=lambda e: e.name)
     except PermissionError:
         raise DataError("permission denied", folder) from None
     except NotADirectoryError:
-        raise DataError("is a file, expected a folder", folder) from None
+        raise DataError(
+            f"is a file, expected the {kind}" if what else "is a file, expected a folder", folder
+        ) from None
     except FileNotFoundError:
-        raise DataError("folder not found", folder) from None
+        raise DataError(f"{kind} not found", folder) from None
     except OSError as err:
-        raise DataError(f"cannot list folder ({err.strerror})", folder) from None
+        raise DataError(f"cannot list {kind} ({err.strerror})", folder) from None
 
 
 def _entry_kind(entry: os.DirEntry[str]) -> str:
@@ -177,7 +186,7 @@ def _pair(
         if folder in seen_dirs:
             continue
         seen_dirs.add(folder)
-        for entry in _list_dir(folder):
+        for entry in list_dir(folder):
             path = Path(entry.path)
             entry_name = entry.name
             kind = _entry_kind(entry)
@@ -257,7 +266,7 @@ def discover(root: str | Path) -> IsicLayout:
         raise DataError("folder not found", root)
     if not root.is_dir():
         raise DataError("is a file, expected a dataset folder", root)
-    entries = _list_dir(root)
+    entries = list_dir(root)
     dirs = {e.name: Path(e.path) for e in entries if _entry_kind(e) == "dir"}
     inputs = {m.group(1).lower(): p for n, p in dirs.items() if (m := _INPUT_DIR_RE.match(n))}
     problems: list[Problem] = []
