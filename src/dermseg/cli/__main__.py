@@ -1,0 +1,5 @@
+"""``python -m dermseg.cli`` (used under torchrun)."""
+
+from dermseg.cli import run
+
+run()

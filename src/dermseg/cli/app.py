@@ -1,0 +1,146 @@
+"""The ``dermseg`` command line's application object, shared helpers and error handling.
+
+Library errors (:class:`~dermseg.errors.DermsegError`) become one line on stderr
+and exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dermseg import __version__
+from dermseg.errors import DermsegError
+
+app = typer.Typer(
+    name="dermseg",
+    help="Segment the local dermoscopic structures of ISIC 2018 Task 2 "
+    "(globules, milia-like cysts, negative network, pigment network, streaks).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"dermseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+        disable=not err_console.is_terminal,
+    )
+
+
+class _TrainProgress:
+    """Rich progress bar for training: loss, images/s and ETA per epoch; one line per epoch."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[ips]:.1f} img/s"),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=not err_console.is_terminal,
+        )
+        self.task: int | None = None
+
+    def on_epoch_start(self, epoch: int, steps: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task(f"epoch {epoch}", total=steps, loss=float("nan"), ips=0.0)
+
+    def on_step(self, loss: float, images_per_s: float) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, advance=1, loss=loss, ips=images_per_s)
+
+    def on_epoch_end(self, record: dict) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.bar.stop()
+        jac = f"  official Jaccard {record['jaccard']:.4f}" if "jaccard" in record else ""
+        console.print(
+            f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}"
+            + (f"  val loss {record['val_loss']:.4f}" if "val_loss" in record else "")
+            + jac
+            + f"  ({record['images_per_s']:.1f} img/s)"
+        )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from dermseg.data.imageio import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def segmenter_config(checkpoint: Path) -> dict:
+    """The training config stored in a checkpoint (for the validation split it was selected on)."""
+    from dermseg.checkpoint import read_meta
+
+    return read_meta(checkpoint).get("config") or {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (used by tests and by the ``dermseg`` script).
+
+    Usage errors (unknown option, missing argument) are reported by the command-line parser
+    with exit code 2; :class:`DermsegError` becomes one line on stderr and exit code 2.
+    """
+    try:
+        app(args=argv, prog_name="dermseg", standalone_mode=True)
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except DermsegError as err:
+        if _state["debug"]:
+            raise
+        print(f"dermseg: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file system refusal (permission, disk full, a file where a folder goes)
+        if _state["debug"]:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"dermseg: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dermseg: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Dataset commands: ``synth``, ``check``, ``split``, ``prepare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
+from dermseg.cli.app import _progress, _write_json, app, console, err_console
+from dermseg.errors import ConfigError, DermsegError
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Folder to write the dataset into (official ISIC 2018 layout)."),
+    n: int = typer.Option(100, "--n", min=1, help="Number of images."),
+    size: int = typer.Option(512, "--size", min=64, max=8192, help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
+    split: str = typer.Option("training", "--split", help="training, validation or test."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in OUT."),
+) -> None:
+    """Write a synthetic dermoscopy dataset with all five attribute masks."""
+    from dermseg.data.synthetic import split_folders, write_dataset
+
+    if out.exists() and not out.is_dir():
+        raise DermsegError("is a file, expected a folder to write the dataset into", out)
+    try:
+        image_dir = out / split_folders(split)[0]
+    except ValueError as err:
+        raise ConfigError(f"--split: {err}") from None
+    if image_dir.is_dir() and any(image_dir.iterdir()) and not overwrite:
+        raise DermsegError("already holds a dataset; pass --overwrite to replace it", image_dir)
+    with _progress() as bar:
+        task = bar.add_task(f"synth {split}", total=n)
+        ids = write_dataset(
+            out, n=n, size=size, seed=seed, split=split, progress=lambda k: bar.advance(task, k)
+        )
+    console.print(f"wrote {len(ids)} images and {len(ids) * len(ATTRIBUTES)} masks to {out}")
+
+
+def _print_report(report_summary: dict) -> None:
+    for name, split in report_summary["splits"].items():
+        table = Table(title=f"{report_summary['root']} — {name} ({split['images']} images)")
+        table.add_column("attribute")
+        table.add_column("images with it", justify="right")
+        table.add_column("%", justify="right")
+        table.add_column("mean area", justify="right")
+        table.add_column("mean area when present", justify="right")
+        table.add_column("masks found", justify="right")
+        for attr in ATTRIBUTES:
+            a = split["attributes"][attr]
+            lab = a["labelled"]
+            table.add_row(
+                DISPLAY_NAMES[attr],
+                str(a["present"]),
+                f"{100 * a['present'] / lab:.1f}" if lab else "-",
+                f"{a['mean_area']:.4f}" if a["mean_area"] is not None else "-",
+                f"{a['mean_area_when_present']:.4f}" if a["mean_area_when_present"] is not None else "-",
+                f"{lab}/{split['images']}",
+            )
+        console.print(table)
+        console.print(
+            f"images with no attribute: {split['images_without_attribute']} "
+            f"(of {split['fully_labelled_images']} with all five masks)"
+        )
+        sizes = split["sizes"]
+        if sizes:
+            common = ", ".join(f"{c['size']} ({c['count']})" for c in sizes["most_common"])
+            console.print(
+                f"image sizes: width {sizes['width']['min']}-{sizes['width']['max']} "
+                f"(median {sizes['width']['median']:g}), "
+                f"height {sizes['height']['min']}-{sizes['height']['max']} "
+                f"(median {sizes['height']['median']:g}); most common: {common}"
+            )
+
+
+@app.command()
+def check(
+    data: Path = typer.Argument(..., help="Dataset folder: official layout, flat folder, or images only."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the summary and problems as JSON."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Decoding threads (default: CPU count)."
+    ),
+) -> None:
+    """Validate a dataset: open every file, report every problem, summarise. Exit 2 on problems."""
+    from dermseg.data.check import check_dataset
+    from dermseg.data.layout import discover
+
+    total = len(discover(data).samples)
+    with _progress() as bar:
+        task = bar.add_task("check", total=total)
+        report = check_dataset(data, workers=workers, progress=lambda k: bar.advance(task, k))
+    summary = report.summary()
+    _print_report(summary)
+    if json_out is not None:
+        _write_json(json_out, summary)
+    if report.problems:
+        err_console.print(f"[bold red]{len(report.problems)} problem(s) found:[/]")
+        for problem in report.problems:
+            err_console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    console.print("[green]no problems found[/]")
+
+
+@app.command()
+def split(
+    data: Path = typer.Argument(..., help="Dataset folder with training masks."),
+    out: Path = typer.Option(..., "--out", help="JSON file to write the train/val ids to."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.01, max=0.9, help="Share held out."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Write a train/validation split: the official one when present, else stratified on attributes."""
+    from dermseg.data.splits import split_layout
+
+    result = split_layout(data, val_fraction=val_fraction, seed=seed)
+    _write_json(out, result.to_dict())
+    console.print(f"{result.source} split: {len(result.train)} train, {len(result.val)} val -> {out}")
+
+
+@app.command()
+def prepare(
+    data: Path = typer.Argument(..., help="Dataset folder (official layout or flat folder)."),
+    out: Path = typer.Option(..., "--out", help="Cache folder to create or update."),
+    size: int = typer.Option(
+        512, "--size", min=32, max=8192, help="Short side of the cached images (= data.size)."
+    ),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes (default: CPU count)."),
+    no_crop: bool = typer.Option(False, "--no-background-crop", help="Keep the dermoscope border."),
+) -> None:
+    """Decode, background-crop and resize every image once into a fast cache; train with data.cache=DIR."""
+    from dermseg.data.cache import prepare_cache
+
+    with _progress() as bar:
+        task = bar.add_task("prepare", total=None)
+        manifest = prepare_cache(
+            data,
+            out,
+            size,
+            workers=workers,
+            crop_background=not no_crop,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"cache {out}: {len(manifest.rebuilt)} image(s) decoded this time"
+        + (" (nothing changed)" if not manifest.rebuilt else "")
+        + f"; train with --set data.cache={out} --set data.size={size}"
+    )

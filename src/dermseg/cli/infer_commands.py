@@ -1,0 +1,164 @@
+"""Inference commands: ``predict``, ``export``, ``evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
+from dermseg.cli.app import _progress, _write_json, app, console, err_console, segmenter_config
+from dermseg.errors import ConfigError
+
+
+@app.command()
+def predict(
+    inputs: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="A dermseg .safetensors checkpoint, or a .onnx model from `dermseg export`."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for the masks (ISIC submission naming)."),
+    overlays: bool = typer.Option(False, "--overlays", help="Also write image | prediction overlays."),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Also write 16-bit probability maps."),
+    tta: bool = typer.Option(False, "--tta", help="Average with flipped predictions."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        help="torch or onnxruntime (default: torch; onnxruntime for a .onnx model). "
+        "onnxruntime with a .safetensors checkpoint exports it to ONNX first.",
+    ),
+) -> None:
+    """Write the five masks of every image (0/255 PNG, image size); a bad image is reported, not fatal."""
+    from dermseg.predict import Segmenter
+    from dermseg.predict_folder import collect_images, predict_images
+
+    images = collect_images(inputs)
+    segmenter = Segmenter.from_path(checkpoint, backend=backend, device=device, tta=tta)
+    with _progress() as bar:
+        task = bar.add_task("predict", total=len(images))
+        report = predict_images(
+            segmenter,
+            images,
+            out,
+            overlays=overlays,
+            probabilities=probabilities,
+            progress=lambda k: bar.advance(task, k),
+        )
+    console.print(f"wrote masks of {len(report.written)} image(s) to {out}")
+    if report.failed:
+        for path, message in report.failed:
+            err_console.print(f"{path}: {message}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]{len(report.failed)} of {len(images)} image(s) failed[/]")
+        raise typer.Exit(2)
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A dermseg .safetensors checkpoint."),
+    out: Path = typer.Option(..., "--out", help="The .onnx file to write."),
+    opset: int = typer.Option(17, "--opset", min=13, help="ONNX opset version."),
+    static: bool = typer.Option(False, "--static", help="Fixed 1x3x97x130 input, no dynamic axes."),
+) -> None:
+    """Export a checkpoint to ONNX: normalised (B, 3, H, W) image -> (B, 5, H, W) probabilities."""
+    from dermseg.export import export_onnx
+
+    path = export_onnx(checkpoint, out, opset=opset, dynamic=not static)
+    console.print(
+        f"wrote {path}: input 'image' (B, 3, H, W) float32, normalised; "
+        "output 'probabilities' (B, 5, H, W); description in its metadata"
+    )
+
+
+def _scores_table(title: str, scores: dict) -> Table:
+    ranked = "pixel" in scores  # AUC/AP need probabilities: only with --checkpoint
+    columns = ["attribute", "Jaccard", "Dice"] + (["pixel AUC", "pixel AP", "presence AUC"] if ranked else [])
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col == "attribute" else "right")
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    for a in ATTRIBUTES:
+        if a not in scores:  # no ground truth for it (e.g. a folder with pigment-network masks only)
+            continue
+        row = [DISPLAY_NAMES[a], fmt(scores[a]["jaccard"]), fmt(scores[a]["dice"])]
+        if ranked:
+            pixel, pres = scores["pixel"].get(a, {}), scores["presence"].get(a, {})
+            row += [fmt(pixel.get("auc")), fmt(pixel.get("ap")), fmt(pres.get("auc"))]
+        table.add_row(*row)
+    last = [
+        "[bold]overall (official)[/]",
+        f"[bold]{scores['overall']:.4f}[/]",
+        fmt(scores["micro_average"]["dice"]),
+    ]
+    table.add_row(*last, *([""] * (len(columns) - 3)))
+    return table
+
+
+@app.command()
+def evaluate(
+    pred: Path | None = typer.Option(None, "--pred", help="Folder of predicted masks (submission naming)."),
+    gt: Path | None = typer.Option(None, "--gt", help="Folder of ground-truth masks."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Run this checkpoint instead of --pred."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="Dataset to run the checkpoint on."),
+    subset: str = typer.Option("auto", "--subset", help="auto, val, test or all (with --checkpoint)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the scores as JSON."),
+    csv_out: Path | None = typer.Option(
+        None, "--csv", help="Write per-attribute scores as CSV (with --pred)."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (with --checkpoint)."),
+    tta: bool = typer.Option(False, "--tta", help="Flip test-time augmentation (with --checkpoint)."),
+) -> None:
+    """Score masks with the official ISIC 2018 Task 2 metric: a prediction folder, or a checkpoint on data."""
+    if checkpoint is not None:
+        if data is None or pred is not None:
+            raise ConfigError("--checkpoint needs --data (and no --pred)")
+        from dermseg.evaluate_model import auto_subset, evaluate_checkpoint, select_samples
+        from dermseg.predict import Segmenter
+
+        segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
+        chosen = auto_subset(data) if subset == "auto" else subset
+        samples = select_samples(data, chosen, {"config": segmenter_config(checkpoint)})
+        with _progress() as bar:
+            task = bar.add_task(f"evaluate {chosen}", total=len(samples))
+            scores = evaluate_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
+        console.print(
+            _scores_table(f"{checkpoint.name} on {data} ({chosen}: {scores['images']} images)", scores)
+        )
+        _print_per_image(scores)
+        if json_out is not None:
+            _write_json(json_out, scores)
+        return
+    if pred is None or gt is None:
+        raise ConfigError("give --pred PRED_DIR --gt GT_DIR, or --checkpoint CKPT --data DATA_DIR")
+    from dermseg.evaluate import EvaluationError, evaluate_folders, write_csv
+
+    try:
+        with _progress() as bar:
+            task = bar.add_task("evaluate", total=None)
+            result = evaluate_folders(
+                pred, gt, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
+    except EvaluationError as err:
+        for problem in err.problems:
+            err_console.print(f"{problem}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]{len(err.problems)} problem(s): nothing was scored[/]")
+        raise typer.Exit(2) from None
+    scores = result.to_dict()
+    console.print(_scores_table(f"{pred} against {gt} ({scores['images']} images)", scores))
+    _print_per_image(scores)
+    if json_out is not None:
+        _write_json(json_out, scores)
+    if csv_out is not None:
+        write_csv(csv_out, result)
+
+
+def _print_per_image(scores: dict) -> None:
+    value = scores["per_image_mean_jaccard"]
+    value = value["mean"] if isinstance(value, dict) else value
+    console.print(f"per-image mean Jaccard (the thesis's number, not the official metric): {value:.4f}")

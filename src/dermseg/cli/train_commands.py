@@ -1,0 +1,148 @@
+"""Training commands: ``train``, ``demo``, ``tune``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
+from dermseg.cli.app import _progress, _TrainProgress, _write_json, app, console, segmenter_config
+from dermseg.errors import ConfigError
+
+
+@app.command()
+def train(
+    data: Path | None = typer.Option(None, "--data", help="Dataset folder (official layout or flat folder)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder to create."),
+    config: str | None = typer.Option(None, "--config", help="YAML config file, or seed / isic2018 / demo."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value (repeatable)."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+) -> None:
+    """Train a model, validating every epoch with the official metric (multi-GPU: torchrun)."""
+    from dermseg.config import load_config, resolve_config_path
+    from dermseg.train import resume_config
+    from dermseg.train import train as run_training
+
+    if resume is not None:
+        cfg = resume_config(resume, overrides)
+        out = resume
+    else:
+        if out is None:
+            raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
+        if (out / "checkpoints" / "last_state.pt").exists():
+            raise ConfigError(
+                "already holds a training run; use --resume to continue it or choose another --out", out
+            )
+        cfg = load_config(resolve_config_path(config) if config else None, overrides)
+    data_dir = data or (Path(cfg.data.root) if cfg.data.root else None)
+    if data_dir is None:
+        raise ConfigError("--data DATA_DIR is required (or data.root in the config)")
+    result = run_training(
+        cfg, data_dir, out, resume=resume is not None, callbacks=_TrainProgress(), device=device
+    )
+    console.print(
+        f"best official Jaccard {result.get('best_jaccard', float('nan')):.4f} "
+        f"at epoch {result.get('best_epoch')}; "
+        f"checkpoint {out / 'checkpoints' / 'best.safetensors'}"
+    )
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(
+        Path("demo_run"), "--out", help="Folder for data, run, predictions and overlays."
+    ),
+    minutes: float = typer.Option(4.0, "--minutes", min=0.1, help="Training time budget (CPU minutes)."),
+    config: str = typer.Option("demo", "--config", help="Config (default: the shipped demo.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value."),
+    n_train: int = typer.Option(240, "--n-train", min=4, help="Synthetic training images."),
+    image_size: int = typer.Option(256, "--image-size", min=96, help="Synthetic image side."),
+) -> None:
+    """The main job: synthesise data, train for a few minutes, evaluate with the official metric, predict."""
+    from dermseg.config import load_config, resolve_config_path
+    from dermseg.demo import DemoSizes, run_demo
+
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError("already exists and is not empty; choose another --out or remove it", out)
+    cfg = load_config(resolve_config_path(config), [f"train.max_minutes={minutes}", *overrides])
+    console.print(
+        f"dermseg demo: {cfg.model.arch} ({cfg.model.encoder_name} encoder, ASPP {cfg.model.aspp_rates}), "
+        f"{n_train} synthetic training images, {minutes:g} min of training on "
+        f"{'CUDA' if __import__('torch').cuda.is_available() else 'CPU'}"
+    )
+    held_out = max(4, n_train // 6)
+    sizes = DemoSizes(train=n_train, val=held_out, test=held_out, image_size=image_size)
+    summary = run_demo(out, cfg, sizes, callbacks=_TrainProgress())
+    j = summary["official_jaccard"]
+    table = Table(
+        title=f"Official ISIC 2018 Task 2 Jaccard on {summary['test_images']} held-out synthetic images"
+    )
+    table.add_column("model")
+    table.add_column("Jaccard", justify="right")
+    table.add_row(f"trained ({summary['training'].get('epoch', 0) + 1} epochs)", f"{j['trained']:.4f}")
+    table.add_row("same network, untrained", f"{j['untrained']:.4f}")
+    table.add_row("empty prediction", f"{j['empty_prediction']:.4f}")
+    console.print(table)
+    per = summary["per_attribute_jaccard_trained"]
+    console.print(
+        "per attribute (trained): " + ", ".join(f"{DISPLAY_NAMES[a]} {per[a]:.3f}" for a in ATTRIBUTES)
+    )
+    for name, path in summary["paths"].items():
+        console.print(f"  {name:12s} {path}")
+    console.print("[dim]Synthetic data: these numbers say nothing about accuracy on real lesions.[/]")
+
+
+@app.command()
+def tune(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="The checkpoint to tune."),
+    data: Path = typer.Option(..., "--data", help="Dataset; its validation split is used (see --subset)."),
+    subset: str = typer.Option("val", "--subset", help="val (default) or all; never tune on the test set."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the tuned checkpoint here (default: in place)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the tuning report as JSON."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Tune per-attribute thresholds for the official Jaccard; report each post-processing step's effect."""
+    from dermseg.checkpoint import update_checkpoint_meta
+    from dermseg.evaluate_model import select_samples, tune_checkpoint
+    from dermseg.postprocess import PostprocessSettings
+    from dermseg.predict import Segmenter
+
+    if subset not in ("val", "all"):
+        raise ConfigError("--subset must be val or all: tuning on the test set would leak it into the score")
+    segmenter = Segmenter.from_checkpoint(checkpoint, device=device)
+    samples = select_samples(data, subset, {"config": segmenter_config(checkpoint)})
+    thresholds_only = PostprocessSettings(thresholds=segmenter.postprocess.thresholds)
+    passes = 1 if segmenter.postprocess == thresholds_only else 2  # a second pass scores the steps
+    with _progress() as bar:
+        task = bar.add_task("tune", total=len(samples) * passes)
+        report = tune_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
+    table = Table(title=f"Threshold tuning on {report['images']} {subset} images (official Jaccard)")
+    table.add_column("attribute")
+    table.add_column("threshold", justify="right")
+    table.add_column("Jaccard", justify="right")
+    for a, t in zip(ATTRIBUTES, report["thresholds"], strict=True):
+        table.add_row(DISPLAY_NAMES[a], f"{t:.2f}", f"{report['per_attribute_tuned'][a]:.4f}")
+    console.print(table)
+    console.print(
+        f"overall: {report['overall_at_default']:.4f} at 0.5 -> {report['overall_tuned']:.4f} tuned"
+    )
+    for step in report["steps"]:
+        console.print(f"  {step['step']:28s} overall {step['overall']:.4f}")
+    target = update_checkpoint_meta(
+        checkpoint,
+        {
+            "postprocess": report["settings"],
+            "thresholds": report["thresholds"],
+            "tuning": {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
+            | {"subset": subset},
+        },
+        out,
+    )
+    console.print(f"tuned settings written to {target}")
+    if json_out is not None:
+        _write_json(json_out, report)
