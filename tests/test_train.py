@@ -32,14 +32,17 @@ def test_one_epoch_writes_a_complete_run_and_resumes(synth_dataset: Path, tmp_pa
     assert meta["postprocess"]["thresholds"] == meta["thresholds"]
     assert meta["config"]["model"]["encoder_name"] == "resnet18"
     state = load_train_state(run / "checkpoints" / "last_state.pt")
-    assert state["epoch"] == 0 and state["step"] == 3  # 12 images / batch 4
+    assert state["position"]["epoch"] == 0 and state["position"]["step"] == 3  # 12 images / batch 4
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["versions"]["torch"] and prov["data"]["files"] == 16 * 6
+    assert len(prov["data"]["manifest_sha256"]) == 64
 
     # --resume continues at the next epoch with the stored optimiser and schedule
     assert main(["train", "--resume", str(run), "--data", str(synth_dataset), "--set", "train.epochs=2"]) == 0
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [0, 1]
     assert lines[1]["step"] == 6
-    assert load_train_state(run / "checkpoints" / "last_state.pt")["epoch"] == 1
+    assert load_train_state(run / "checkpoints" / "last_state.pt")["position"]["epoch"] == 1
 
 
 def test_multiclass_weighted_ce_trains(synth_dataset: Path, tmp_path: Path) -> None:

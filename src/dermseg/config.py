@@ -112,6 +112,8 @@ class TrainConfig:
         max_steps_per_epoch: cap steps per epoch (quick runs); ``None`` for a full pass.
         tune_thresholds: at the end, tune per-attribute thresholds on the validation images
             (at their original size, for the official Jaccard) and store them in the best checkpoint.
+        checkpoint_every: also save the resumable state every N steps within an epoch (a
+            killed run then loses at most N steps); ``None`` saves at epoch ends only.
     """
 
     epochs: int = 50
@@ -128,6 +130,7 @@ class TrainConfig:
     eval_every: int = 1
     max_steps_per_epoch: int | None = None
     tune_thresholds: bool = True
+    checkpoint_every: int | None = None
 
 
 @dataclass
@@ -154,9 +157,17 @@ class PostprocessConfig:
 
 @dataclass
 class Config:
-    """A whole run: what ``dermseg train`` reads from YAML."""
+    """A whole run: what ``dermseg train`` reads from YAML.
+
+    Attributes:
+        seed: seeds the weights' initialisation, the training order and every augmentation.
+        deterministic: use deterministic kernels only (``torch.use_deterministic_algorithms``):
+            on CPU a run is then bit-identical for the same seed, data and thread count,
+            also when it was killed and resumed; slower on GPU.
+    """
 
     seed: int = 0
+    deterministic: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

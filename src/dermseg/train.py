@@ -6,50 +6,77 @@ with the official ISIC 2018 Task 2 metric every ``eval_every`` epochs and
 keeping the best checkpoint by it. A run directory holds::
 
     config.yaml        the resolved config
+    provenance.json    versions, git commit, device, command, data manifest hash
     split.json         the train/val ids
     metrics.jsonl      one JSON line per epoch
     curves.png         loss and official Jaccard per epoch
     checkpoints/best.safetensors, last.safetensors   self-describing weights
-    checkpoints/last_state.pt                        optimiser etc. for --resume
+    checkpoints/last_state.pt                        everything --resume needs
+
+Crash safety: every file is written atomically (temporary file, fsync, rename), so a
+kill at any moment leaves the previous checkpoint intact. The state holds the model,
+optimiser, scheduler, AMP scaler, epoch, position in the epoch, the partial epoch's
+loss and every RNG; the training order and each image's augmentation are functions of
+the seed (:mod:`dermseg.data.sampling`). A run killed mid-epoch and resumed therefore
+ends, with ``deterministic: true`` on CPU, with bit-identical weights.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import random
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Subset
 
 from dermseg import distributed
 from dermseg.checkpoint import load_train_state, save_checkpoint, save_train_state
 from dermseg.config import Config, dump_config, load_config
-from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
+from dermseg.data.cache import CachedIsicDataset
 from dermseg.data.dataset import IsicDataset
 from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
+from dermseg.data.sampling import ResumableSampler, SeededItems
 from dermseg.data.splits import split_layout
-from dermseg.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    TransformConfig,
-    build_eval_transform,
-    build_train_transform,
-)
-from dermseg.encoding import num_output_channels, probabilities
-from dermseg.errors import ConfigError, DermsegError
-from dermseg.losses import build_loss, class_weights_from_counts, pixel_counts
-from dermseg.metrics import IsicTask2Metric
+from dermseg.data.transforms import build_eval_transform, build_train_transform
+from dermseg.errors import ConfigError, DataError, DermsegError
+from dermseg.losses import build_loss
 from dermseg.models.factory import create_model, parameter_groups
+from dermseg.reproducibility import (
+    get_rng_state,
+    provenance,
+    seed_everything,
+    set_deterministic,
+    set_rng_state,
+)
+from dermseg.train_setup import (
+    amp_dtype,
+    checkpoint_meta,
+    class_weights,
+    lr_lambda,
+    model_kwargs,
+    open_training_cache,
+    transform_config,
+)
+from dermseg.validation import model_logits, validate
+
+__all__ = [
+    "Callbacks",
+    "TrainingDiverged",
+    "amp_dtype",
+    "checkpoint_meta",
+    "lr_lambda",
+    "model_kwargs",
+    "resume_config",
+    "train",
+    "transform_config",
+    "validate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,160 +104,27 @@ class _Silent:
         pass
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def _data_files(layout: Any) -> list[Path]:
+    files = []
+    for s in layout.samples:
+        files.append(s.image_path)
+        files.extend(p for p in s.mask_paths if p is not None)
+        if s.lesion_mask_path is not None:
+            files.append(s.lesion_mask_path)
+    return files
 
 
-def transform_config(cfg: Config) -> TransformConfig:
-    """The preprocessing settings of a run config."""
-    return TransformConfig(size=cfg.data.size, crop_size=cfg.data.crop_size, **asdict(cfg.augment))
+def _write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def model_kwargs(cfg: Config) -> dict[str, Any]:
-    """Keyword arguments of ``create_model`` from the config's model section."""
-    kwargs = asdict(cfg.model)
-    kwargs.pop("arch")
-    encoding = kwargs.pop("encoding")
-    kwargs["classes"] = num_output_channels(encoding)
-    if cfg.model.arch != "unet_aspp":
-        kwargs.pop("aspp_rates")
-    if cfg.model.arch in ("smp_fpn", "smp_deeplabv3plus"):
-        kwargs["decoder_channels"] = int(cfg.model.decoder_channels[0])  # one decoder width
-    return kwargs
-
-
-def checkpoint_meta(cfg: Config) -> dict[str, Any]:
-    """What a checkpoint of this run says about how to use the model (see :mod:`dermseg.checkpoint`)."""
-    return {
-        "encoding": cfg.model.encoding,
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        "input_size": cfg.data.size,
-        "thresholds": list(cfg.postprocess.thresholds),
-        "postprocess": asdict(cfg.postprocess),
-        "postprocess_side": cfg.data.size,
-        "crop_background": cfg.data.crop_background,
-        "config": cfg.to_dict(),
-    }
-
-
-def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """Linear warm-up from ~0 to 1, then cosine decay to 0, as a LambdaLR factor."""
-
-    def factor(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: only on CUDA; bf16 where the card supports it."""
-    if device.type != "cuda" or cfg.train.amp == "off":
-        return None
-    if cfg.train.amp == "fp16" or (cfg.train.amp == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
-def _logits(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-    return output["masks"] if isinstance(output, dict) else output
-
-
-@torch.no_grad()
-def validate(
-    model: nn.Module,
-    loader: DataLoader,
-    loss_fn: nn.Module,
-    encoding: str,
-    thresholds: list[float],
-    device: torch.device,
-    dtype: torch.dtype | None = None,
-    info: distributed.DistInfo | None = None,
-) -> dict[str, Any]:
-    """Official ISIC Task 2 scores and mean loss of ``model`` on ``loader`` (summed over DDP ranks).
-
-    Scored at the working resolution (every image weighs the same, as officially);
-    the evaluator scores at the original size.
-
-    Returns:
-        ``{"loss": float, "scores": official dict (per attribute, micro_average, overall)}``.
-    """
-    model.eval()
-    metric = IsicTask2Metric(thresholds=thresholds)
-    loss_sum, n = 0.0, 0
-    for batch in loader:
-        images = batch["image"].to(device, non_blocking=True)
-        masks = batch["masks"].to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = _logits(model(images))
-        logits = logits.float()
-        loss_sum += float(loss_fn(logits, masks, labelled=batch["labelled"].to(device))) * len(images)
-        n += len(images)
-        metric.update(probabilities(logits, encoding).cpu(), masks.cpu())
-    counts = torch.tensor(metric.counts_sum if metric.num_images else np.zeros((5, 4)), dtype=torch.float64)
-    totals = torch.tensor([loss_sum, float(n)], dtype=torch.float64)
-    if info is not None and info.enabled:
-        counts = distributed.all_reduce_sum(counts.to(info.device), info).cpu()
-        totals = distributed.all_reduce_sum(totals.to(info.device), info).cpu()
-    from dermseg.metrics import scores_from_counts
-
-    return {
-        "loss": float(totals[0] / max(1.0, float(totals[1]))),
-        "scores": scores_from_counts(counts.numpy()),
-    }
-
-
-def _open_training_cache(cfg: Config, data_dir: str | Path) -> CacheManifest:
-    """The prepared cache ``cfg.data.cache``, checked against ``data_dir`` and the config.
-
-    Raises:
-        DataError: the cache is incomplete or stale (a source file changed since).
-        ConfigError: it was prepared at another size or background setting.
-    """
-    assert cfg.data.cache is not None
-    cache = open_cache(cfg.data.cache, data_dir)
-    if cache.size != cfg.data.size:
-        raise ConfigError(
-            f"the cache was prepared at size {cache.size} but data.size is {cfg.data.size}; "
-            f"set data.size={cache.size} or prepare a cache with --size {cfg.data.size}",
-            Path(cfg.data.cache),
-        )
-    if cache.crop_background != cfg.data.crop_background:
-        raise ConfigError(
-            f"the cache was prepared with crop_background={cache.crop_background} but "
-            f"data.crop_background is {cfg.data.crop_background}; prepare the cache again",
-            Path(cfg.data.cache),
-        )
-    return cache
-
-
-def _class_weights(
-    cfg: Config, train_set: IsicDataset | CachedIsicDataset, run_dir: Path, ids: list[str]
-) -> torch.Tensor | None:
-    """Inverse pixel frequency weights (the thesis), computed once per split and cached in the run dir."""
-    if cfg.loss.class_weights == "none":
-        return None
-    cache = run_dir / "class_weights.json"
-    key = {"ids": len(ids), "first": ids[:3], "size": cfg.data.size, "encoding": cfg.model.encoding}
-    if cache.is_file():
-        data = json.loads(cache.read_text())
-        if data.get("key") == key:
-            return torch.tensor(data["weights"], dtype=torch.float32)
-    masks = (train_set.load(i)[1] for i in range(len(train_set)))
-    weights = class_weights_from_counts(pixel_counts(masks, cfg.model.encoding))
-    with atomic_path(cache) as tmp:
-        tmp.write_text(json.dumps({"key": key, "weights": weights.tolist()}))
-    return weights
-
-
-def _write_curves(run_dir: Path, records: list[dict[str, Any]]) -> None:
+def _write_records(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """metrics.jsonl and curves.png, rewritten whole from the state's records (so they match it)."""
     from dermseg.plots import training_curves
 
+    with atomic_path(run_dir / "metrics.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     training_curves(records, run_dir / "curves.png")
 
 
@@ -249,7 +143,7 @@ def train(
         cfg: the run config.
         data_dir: dataset folder (official layout or flat folder with masks).
         run_dir: output folder; with ``resume`` the run found there is continued.
-        resume: continue from ``run_dir/checkpoints/last_state.pt``.
+        resume: continue from ``run_dir/checkpoints/last_state.pt`` (mid-epoch too).
         callbacks: progress reporting (rank 0 only).
         device: ``cpu``/``cuda``; default CUDA when available.
 
@@ -262,6 +156,7 @@ def train(
     info = distributed.setup(device)
     # Denormal floats appear in the weights after a few steps and make CPU kernels ~40x slower.
     torch.set_flush_denormal(True)
+    set_deterministic(cfg.deterministic)
     callbacks = callbacks if (callbacks is not None and info.is_main) else _Silent()
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
@@ -274,13 +169,14 @@ def train(
     train_ids = split.train[: cfg.data.limit] if cfg.data.limit else split.train
     val_samples = [by_id[i] for i in split.val]
     tcfg = transform_config(cfg)
-    train_transform = build_train_transform(tcfg, seed=cfg.seed + info.rank)
+    # Reseeded for every item from the sampler (see dermseg.data.sampling).
+    train_transform = build_train_transform(tcfg, seed=cfg.seed)
     train_set: IsicDataset | CachedIsicDataset
     val_set: IsicDataset | CachedIsicDataset
     if cfg.data.cache:
         # Decoded, cropped and resized once by `dermseg prepare`; the eval transform's resize
         # to data.size is then a no-op, so validation sees the same pixels as without the cache.
-        cache = _open_training_cache(cfg, data_dir)
+        cache = open_training_cache(cfg, data_dir)
         train_set = CachedIsicDataset(cache, train_ids, train_transform)
         val_set = CachedIsicDataset(cache, split.val, build_eval_transform(tcfg))
     else:
@@ -302,29 +198,31 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / "config.yaml") as tmp:
             tmp.write_text(dump_config(cfg))
-        with atomic_path(run_dir / "split.json") as tmp:
-            tmp.write_text(json.dumps(split.to_dict(), indent=1))
+        _write_json(run_dir / "split.json", split.to_dict())
+        _write_json(run_dir / "provenance.json", provenance(data_dir, _data_files(layout), info.device))
     distributed.barrier(info)
 
     pin = info.device.type == "cuda"
-    sampler = (
-        DistributedSampler(train_set, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
-        if (info.enabled)
-        else None
+    # The order of epoch e is a function of (seed, e) and can start at any batch: resumable.
+    sampler = ResumableSampler(
+        len(train_set),
+        seed=cfg.seed,
+        batch_size=cfg.train.batch_size,
+        rank=info.rank,
+        world_size=info.world_size,
+        drop_last=len(train_set) >= cfg.train.batch_size * info.world_size,
     )
-    generator = torch.Generator().manual_seed(cfg.seed)
     workers = cfg.data.workers
     train_loader = DataLoader(
-        train_set,
+        SeededItems(train_set),
         batch_size=cfg.train.batch_size,
-        shuffle=sampler is None,
         sampler=sampler,
         num_workers=workers,
         pin_memory=pin,
-        drop_last=len(train_set) >= cfg.train.batch_size * info.world_size,
+        drop_last=sampler.drop_last,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
-        generator=generator,
+        generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
     )
     # Validation images keep their aspect ratio, so they go one by one; each rank scores a shard.
     val_loader = DataLoader(
@@ -338,10 +236,10 @@ def train(
     model = create_model(cfg.model.arch, **model_kwargs(cfg)).to(info.device)
     if cfg.train.channels_last and info.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    weights = _class_weights(cfg, train_set, run_dir, train_ids) if info.is_main or not info.enabled else None
+    weights = class_weights(cfg, train_set, run_dir, train_ids) if info.is_main or not info.enabled else None
     if info.enabled and cfg.loss.class_weights != "none":
         distributed.barrier(info)
-        weights = _class_weights(cfg, train_set, run_dir, train_ids)
+        weights = class_weights(cfg, train_set, run_dir, train_ids)
     loss_fn = build_loss(asdict(cfg.loss), cfg.model.encoding, class_weights=weights).to(info.device)
     groups = parameter_groups(model)
     optimizer = torch.optim.AdamW(
@@ -351,7 +249,7 @@ def train(
         ],
         weight_decay=cfg.train.weight_decay,
     )
-    steps_per_epoch = len(train_loader)
+    steps_per_epoch = sampler.batches_per_epoch()
     if cfg.train.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
     total_steps = steps_per_epoch * cfg.train.epochs
@@ -362,18 +260,44 @@ def train(
     # fp16 needs loss scaling against underflow; bf16 has float32's range and does not.
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
-    start_epoch, step, best, best_epoch, records = 0, 0, -1.0, -1, []
+    # Where the run stands: epoch, batches done in it, global step, the partial epoch's loss.
+    pos = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0}
+    best, best_epoch, records = -1.0, -1, []
     if resume:
+        for stale in ckpt_dir.glob(".*.tmp*"):  # left by a process killed while writing
+            stale.unlink(missing_ok=True)
         state = load_train_state(ckpt_dir / "last_state.pt")
+        if "position" not in state:
+            raise DataError("training state of an older dermseg version: cannot resume", ckpt_dir)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
+        pos = dict(state["position"])
+        if pos["batch"] >= steps_per_epoch:  # saved at an epoch's end: start the next one
+            pos = {"epoch": pos["epoch"] + 1, "batch": 0, "step": pos["step"], "loss_sum": 0.0, "seen": 0}
         best, best_epoch, records = state["best"], state["best_epoch"], state["records"]
-        _set_rng_state(state["rng"])
-        generator.set_state(state["loader_rng"])
-        logger.info("resumed %s at epoch %d, step %d", run_dir, start_epoch, step)
+        set_rng_state(state["rng"])
+        logger.info(
+            "resumed %s at epoch %d, batch %d, step %d", run_dir, pos["epoch"], pos["batch"], pos["step"]
+        )
+
+    def save_state() -> None:
+        """Everything --resume needs; atomic, so a kill while writing keeps the previous one."""
+        save_train_state(
+            ckpt_dir / "last_state.pt",
+            {
+                "position": dict(pos),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "best": best,
+                "best_epoch": best_epoch,
+                "records": records,
+                "rng": get_rng_state(),
+            },
+        )
 
     train_model: nn.Module = model
     if info.enabled:
@@ -387,13 +311,12 @@ def train(
     started = time.monotonic()
     deadline = started + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
     out_of_time = False
-    for epoch in range(start_epoch, cfg.train.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+    for epoch in range(pos["epoch"], cfg.train.epochs):
+        sampler.set_epoch(epoch, start_batch=pos["batch"])
         train_model.train()
         callbacks.on_epoch_start(epoch, steps_per_epoch)
-        loss_sum, seen, t0 = 0.0, 0, time.monotonic()
-        for i, batch in enumerate(train_loader):
+        t0, seen_before = time.monotonic(), pos["seen"]
+        for i, batch in enumerate(train_loader, start=pos["batch"]):
             if i >= steps_per_epoch:
                 break
             images = batch["image"].to(info.device, non_blocking=True)
@@ -402,12 +325,13 @@ def train(
             if cfg.train.channels_last and info.device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(info.device.type, dtype=dtype, enabled=dtype is not None):
-                logits = _logits(train_model(images))
+                logits = model_logits(train_model(images))
             loss = loss_fn(logits.float(), masks, labelled=labelled)
             if not torch.isfinite(loss):
+                # Stop before the bad step touches the weights; last_state.pt is the last good one.
                 raise TrainingDiverged(
-                    f"loss is {loss.item()} at epoch {epoch}, step {step}; the last good checkpoint is kept "
-                    "(lower train.lr or enable train.grad_clip)",
+                    f"loss is {loss.item()} at epoch {epoch}, step {pos['step']}; training stopped and "
+                    "the last good checkpoint is kept (lower train.lr or enable train.grad_clip)",
                     run_dir,
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -418,20 +342,25 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            step += 1
-            loss_sum += loss.item() * len(images)
-            seen += len(images)
-            callbacks.on_step(loss.item(), seen * info.world_size / max(1e-9, time.monotonic() - t0))
+            pos["step"] += 1
+            pos["batch"] = i + 1
+            pos["loss_sum"] += loss.item() * len(images)
+            pos["seen"] += len(images)
+            rate = (pos["seen"] - seen_before) * info.world_size / max(1e-9, time.monotonic() - t0)
+            callbacks.on_step(loss.item(), rate)
+            every = cfg.train.checkpoint_every
+            if every and pos["step"] % every == 0 and pos["batch"] < steps_per_epoch and info.is_main:
+                save_state()
             if deadline is not None and distributed.broadcast_flag(time.monotonic() > deadline, info):
                 out_of_time = True
                 break
         epoch_time = time.monotonic() - t0
         record: dict[str, Any] = {
             "epoch": epoch,
-            "step": step,
-            "train_loss": loss_sum / max(1, seen),
+            "step": pos["step"],
+            "train_loss": pos["loss_sum"] / max(1, pos["seen"]),
             "lr": scheduler.get_last_lr()[-1],
-            "images_per_s": seen * info.world_size / max(1e-9, epoch_time),
+            "images_per_s": (pos["seen"] - seen_before) * info.world_size / max(1e-9, epoch_time),
             "epoch_time_s": epoch_time,
         }
         last_epoch = out_of_time or epoch == cfg.train.epochs - 1
@@ -454,6 +383,7 @@ def train(
                 if isinstance(v, dict) and k != "micro_average"
             }
         records.append(record)
+        pos["batch"] = steps_per_epoch  # the epoch is complete (also when the time ran out in it)
         if info.is_main:
             if record.get("jaccard", -1.0) > best:
                 best, best_epoch = record["jaccard"], epoch
@@ -461,25 +391,9 @@ def train(
                     ckpt_dir / "best.safetensors", model, {**meta, "epoch": epoch, "jaccard": best}
                 )
             save_checkpoint(ckpt_dir / "last.safetensors", model, {**meta, "epoch": epoch})
-            save_train_state(
-                ckpt_dir / "last_state.pt",
-                {
-                    "epoch": epoch,
-                    "step": step,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "records": records,
-                    "rng": _get_rng_state(),
-                    "loader_rng": generator.get_state(),
-                },
-            )
-            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-            _write_curves(run_dir, records)
+            save_state()
+            _write_records(run_dir, records)
+        pos.update(epoch=epoch + 1, batch=0, loss_sum=0.0, seen=0)
         callbacks.on_epoch_end(record)
         if out_of_time:
             logger.info("time budget of %s min reached at epoch %d", cfg.train.max_minutes, epoch)
@@ -514,28 +428,6 @@ def _tune_best(path: Path, samples: list, device: torch.device) -> None:
         report["overall_at_default"],
         report["overall_tuned"],
     )
-
-
-def _get_rng_state() -> dict[str, Any]:
-    """All RNG states as plain data (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy(), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:

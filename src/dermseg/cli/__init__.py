@@ -5,7 +5,12 @@ and exit code 2; ``--debug`` shows the traceback instead. Each command group liv
 in its own module and registers itself on :data:`app` when imported here.
 """
 
-from dermseg.cli import data_commands, infer_commands, train_commands  # noqa: F401  (registration)
+from dermseg.cli import (  # noqa: F401  (imported to register their commands)
+    data_commands,
+    download_commands,
+    infer_commands,
+    train_commands,
+)
 from dermseg.cli.app import app, main, run
 
 __all__ = ["app", "main", "run"]

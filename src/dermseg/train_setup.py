@@ -1,0 +1,121 @@
+"""What a training run is built from: model arguments, the checkpoint's description,
+the learning-rate schedule, the AMP dtype, the prepared cache and class weights.
+
+Kept apart from the loop in :mod:`dermseg.train` so the loop reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dermseg.config import Config
+from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
+from dermseg.data.dataset import IsicDataset
+from dermseg.data.imageio import atomic_path
+from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig
+from dermseg.encoding import num_output_channels
+from dermseg.errors import ConfigError
+from dermseg.losses import class_weights_from_counts, pixel_counts
+
+
+def transform_config(cfg: Config) -> TransformConfig:
+    """The preprocessing settings of a run config."""
+    return TransformConfig(size=cfg.data.size, crop_size=cfg.data.crop_size, **asdict(cfg.augment))
+
+
+def model_kwargs(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments of ``create_model`` from the config's model section."""
+    kwargs = asdict(cfg.model)
+    kwargs.pop("arch")
+    encoding = kwargs.pop("encoding")
+    kwargs["classes"] = num_output_channels(encoding)
+    if cfg.model.arch != "unet_aspp":
+        kwargs.pop("aspp_rates")
+    if cfg.model.arch in ("smp_fpn", "smp_deeplabv3plus"):
+        kwargs["decoder_channels"] = int(cfg.model.decoder_channels[0])  # one decoder width
+    return kwargs
+
+
+def checkpoint_meta(cfg: Config) -> dict[str, Any]:
+    """What a checkpoint of this run says about how to use the model (see :mod:`dermseg.checkpoint`)."""
+    return {
+        "encoding": cfg.model.encoding,
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "input_size": cfg.data.size,
+        "thresholds": list(cfg.postprocess.thresholds),
+        "postprocess": asdict(cfg.postprocess),
+        "postprocess_side": cfg.data.size,
+        "crop_background": cfg.data.crop_background,
+        "config": cfg.to_dict(),
+    }
+
+
+def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up from ~0 to 1, then cosine decay to 0, as a LambdaLR factor."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: only on CUDA; bf16 where the card supports it."""
+    if device.type != "cuda" or cfg.train.amp == "off":
+        return None
+    if cfg.train.amp == "fp16" or (cfg.train.amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def open_training_cache(cfg: Config, data_dir: str | Path) -> CacheManifest:
+    """The prepared cache ``cfg.data.cache``, checked against ``data_dir`` and the config.
+
+    Raises:
+        DataError: the cache is incomplete or stale (a source file changed since).
+        ConfigError: it was prepared at another size or background setting.
+    """
+    assert cfg.data.cache is not None
+    cache = open_cache(cfg.data.cache, data_dir)
+    if cache.size != cfg.data.size:
+        raise ConfigError(
+            f"the cache was prepared at size {cache.size} but data.size is {cfg.data.size}; "
+            f"set data.size={cache.size} or prepare a cache with --size {cfg.data.size}",
+            Path(cfg.data.cache),
+        )
+    if cache.crop_background != cfg.data.crop_background:
+        raise ConfigError(
+            f"the cache was prepared with crop_background={cache.crop_background} but "
+            f"data.crop_background is {cfg.data.crop_background}; prepare the cache again",
+            Path(cfg.data.cache),
+        )
+    return cache
+
+
+def class_weights(
+    cfg: Config, train_set: IsicDataset | CachedIsicDataset, run_dir: Path, ids: list[str]
+) -> torch.Tensor | None:
+    """Inverse pixel frequency weights (the thesis), computed once per split and cached in the run dir."""
+    if cfg.loss.class_weights == "none":
+        return None
+    cache = run_dir / "class_weights.json"
+    key = {"ids": len(ids), "first": ids[:3], "size": cfg.data.size, "encoding": cfg.model.encoding}
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        if data.get("key") == key:
+            return torch.tensor(data["weights"], dtype=torch.float32)
+    masks = (train_set.load(i)[1] for i in range(len(train_set)))
+    weights = class_weights_from_counts(pixel_counts(masks, cfg.model.encoding))
+    with atomic_path(cache) as tmp:
+        tmp.write_text(json.dumps({"key": key, "weights": weights.tolist()}))
+    return weights
