@@ -199,7 +199,9 @@ def train(
         with atomic_path(run_dir / "config.yaml") as tmp:
             tmp.write_text(dump_config(cfg))
         _write_json(run_dir / "split.json", split.to_dict())
-        _write_json(run_dir / "provenance.json", provenance(data_dir, _data_files(layout), info.device))
+    run_provenance = provenance(data_dir, _data_files(layout), info.device)
+    if info.is_main:
+        _write_json(run_dir / "provenance.json", run_provenance)
     distributed.barrier(info)
 
     pin = info.device.type == "cuda"
@@ -306,7 +308,11 @@ def train(
         )
     if cfg.train.compile:
         train_model = torch.compile(train_model)
-    meta = {**checkpoint_meta(cfg), "encoder_init": getattr(model, "dermseg_encoder_weights", None)}
+    meta = {
+        **checkpoint_meta(cfg),
+        "encoder_init": getattr(model, "dermseg_encoder_weights", None),
+        "provenance": {k: run_provenance[k] for k in ("versions", "git", "device", "data")},
+    }
 
     started = time.monotonic()
     deadline = started + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None

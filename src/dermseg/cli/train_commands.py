@@ -20,8 +20,16 @@ def train(
     overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value (repeatable)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of initialisation, order and augmentation."),
+    deterministic: bool = typer.Option(
+        False, "--deterministic", help="Deterministic kernels: bit-identical CPU reruns (slower on GPU)."
+    ),
 ) -> None:
-    """Train a model, validating every epoch with the official metric (multi-GPU: torchrun)."""
+    """Train a model, validating every epoch with the official metric (multi-GPU: torchrun).
+
+    A killed run continues where it stopped with --resume RUN_DIR (bit-identical on CPU
+    with --deterministic); train.checkpoint_every=N also saves within an epoch.
+    """
     from dermseg.config import load_config, resolve_config_path
     from dermseg.train import resume_config
     from dermseg.train import train as run_training
@@ -36,10 +44,17 @@ def train(
             raise ConfigError(
                 "already holds a training run; use --resume to continue it or choose another --out", out
             )
-        cfg = load_config(resolve_config_path(config) if config else None, overrides)
+        overrides_given = [*overrides]
+        if seed is not None:
+            overrides_given.append(f"seed={seed}")
+        if deterministic:
+            overrides_given.append("deterministic=true")
+        cfg = load_config(resolve_config_path(config) if config else None, overrides_given)
     data_dir = data or (Path(cfg.data.root) if cfg.data.root else None)
     if data_dir is None:
         raise ConfigError("--data DATA_DIR is required (or data.root in the config)")
+    if resume is None:
+        cfg.data.root = str(Path(data_dir).resolve())  # recorded, so --resume needs no --data
     result = run_training(
         cfg, data_dir, out, resume=resume is not None, callbacks=_TrainProgress(), device=device
     )
