@@ -16,7 +16,7 @@ from dermseg.checkpoint import save_checkpoint
 from dermseg.cli import main
 from dermseg.config import load_config
 from dermseg.data.imageio import read_mask
-from dermseg.encoding import probabilities
+from dermseg.encoding import output_probabilities
 from dermseg.errors import ConfigError, DataError
 from dermseg.export import META_KEYS, ProbabilityNet, export_model, export_onnx
 from dermseg.models.factory import create_model
@@ -32,7 +32,7 @@ SIZES = [(2, 3, 160, 224), (1, 3, 99, 131)]
 TOLERANCE = 1e-3
 
 
-def _tiny(arch: str, encoder: str, encoding: str) -> torch.nn.Module:
+def _tiny(arch: str, encoder: str, encoding: str, **extra: object) -> torch.nn.Module:
     torch.manual_seed(0)
     kwargs = {
         "encoder_name": encoder,
@@ -42,7 +42,7 @@ def _tiny(arch: str, encoder: str, encoding: str) -> torch.nn.Module:
     }
     if arch == "unet_aspp":
         kwargs.update(aspp_channels=16, aspp_rates=[1, 2])
-    model = create_model(arch, **kwargs)
+    model = create_model(arch, **kwargs, **extra)
     # Random init with BatchNorm's default running statistics lets activations grow by orders of
     # magnitude (logits ~1e9 for smp + Inception), so that float rounding flips saturated softmaxes.
     # One training-mode pass sets the statistics to the data's, as a trained model's would be.
@@ -73,12 +73,15 @@ def _meta(encoding: str) -> dict:
         ("unet_aspp", "resnet101", "multilabel"),
         ("smp_unet", "resnet34", "multilabel"),
         ("smp_unet", "inception_v3", "multiclass"),
+        ("unet_aspp+presence", "resnet18", "multilabel"),
     ],
 )
 def test_onnx_runtime_matches_torch_at_untraced_sizes(
     arch: str, encoder: str, encoding: str, tmp_path: Path
 ) -> None:
-    model = _tiny(arch, encoder, encoding)
+    # "+presence": the auxiliary presence head, whose probability gates the masks in the graph too
+    arch, _, head = arch.partition("+")
+    model = _tiny(arch, encoder, encoding, **({"presence_head": True} if head else {}))
     path = export_model(model, _meta(encoding), tmp_path / "m.onnx", check=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = torch.Generator().manual_seed(1)
@@ -86,7 +89,7 @@ def test_onnx_runtime_matches_torch_at_untraced_sizes(
         x = torch.randn(shape, generator=rng)
         got = session.run(["probabilities"], {"image": x.numpy()})[0]
         with torch.no_grad():
-            want = probabilities(model(x), encoding).numpy()
+            want = output_probabilities(model(x), encoding).numpy()
         assert got.shape == (shape[0], 5, *shape[2:])
         assert np.abs(got - want).max() <= TOLERANCE, (shape, float(np.abs(got - want).max()))
 
@@ -100,6 +103,11 @@ def test_probability_net_equals_the_models_own_forward() -> None:
             torch.testing.assert_close(
                 ProbabilityNet(model, "multilabel")(x), torch.sigmoid(model(x)), atol=1e-6, rtol=0
             )
+    model = _tiny("unet_aspp", "resnet18", "multilabel", presence_head=True)
+    with torch.no_grad():
+        out = model(x)
+        gated = torch.sigmoid(out["masks"]) * torch.sigmoid(out["presence"])[:, :, None, None]
+        torch.testing.assert_close(ProbabilityNet(model, "multilabel")(x), gated, atol=1e-6, rtol=0)
 
 
 @pytest.fixture(scope="module")

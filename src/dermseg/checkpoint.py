@@ -15,6 +15,7 @@ interrupted write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ from torch import nn
 
 from dermseg import __version__
 from dermseg.attributes import ATTRIBUTES
-from dermseg.data.imageio import atomic_path
-from dermseg.errors import DataError
+from dermseg.data.imageio import BROKEN_LINK, atomic_path
+from dermseg.errors import DataError, DermsegError
 
 #: Key of the JSON document in the safetensors metadata.
 META_KEY = "dermseg"
@@ -42,18 +43,55 @@ class Checkpoint:
         state_dict: the model's tensors.
         meta: the JSON description (``arch``, ``model_kwargs``, ``encoding``,
             ``attributes``, ``normalization``, ``thresholds``, ``config``, ...).
+        path: the file it was read from (named in errors), if any.
     """
 
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any]
+    path: Path | None = None
 
     def build_model(self) -> nn.Module:
-        """Rebuild the model described by ``meta`` and load the weights (eval mode)."""
+        """Rebuild the model described by ``meta`` and load the weights (eval mode).
+
+        Raises:
+            DataError: the description names an unknown architecture or invalid arguments,
+                or the weights are not those of the model it describes (e.g. its metadata
+                was edited to another encoder).
+        """
         from dermseg.models.factory import create_model
 
         kwargs = dict(self.meta["model_kwargs"])
         kwargs["encoder_weights"] = "none"  # the checkpoint holds the trained weights
-        model = create_model(self.meta["arch"], **kwargs)
+        described = f"{self.meta['arch']} with encoder {kwargs.get('encoder_name', '?')}"
+        try:
+            model = create_model(self.meta["arch"], **kwargs)
+        except (DermsegError, KeyError, TypeError, ValueError, RuntimeError) as err:
+            message = err.message if isinstance(err, DermsegError) else str(err)
+            raise DataError(
+                f"checkpoint describes a model dermseg cannot build ({message})", self.path
+            ) from None
+        own = model.state_dict()
+        missing = sorted(set(own) - set(self.state_dict))
+        unexpected = sorted(set(self.state_dict) - set(own))
+        misshaped = sorted(
+            k for k in set(own) & set(self.state_dict) if own[k].shape != self.state_dict[k].shape
+        )
+        if missing or unexpected or misshaped:
+            counts = ", ".join(
+                f"{len(keys)} {what}"
+                for keys, what in (
+                    (missing, "missing"),
+                    (unexpected, "unexpected"),
+                    (misshaped, "mis-shaped"),
+                )
+                if keys
+            )
+            example = (missing or unexpected or misshaped)[0]
+            raise DataError(
+                f"checkpoint weights do not match the model its metadata describes ({described}): "
+                f"{counts} tensor(s), e.g. {example!r}; the file was edited or is from another program",
+                self.path,
+            )
         model.load_state_dict(self.state_dict)
         return model.eval()
 
@@ -106,9 +144,11 @@ def _check_file(path: Path) -> None:
     if path.is_dir():
         raise DataError("is a folder, expected a .safetensors checkpoint", path)
     if not path.exists():
-        raise DataError("checkpoint not found", path)
+        raise DataError(BROKEN_LINK if path.is_symlink() else "checkpoint not found", path)
     if path.stat().st_size == 0:
         raise DataError("empty file (0 bytes)", path)
+    if not os.access(path, os.R_OK):
+        raise DataError("permission denied", path)
 
 
 def _parse_meta(metadata: dict[str, str], path: Path) -> dict[str, Any]:
@@ -118,11 +158,31 @@ def _parse_meta(metadata: dict[str, str], path: Path) -> dict[str, Any]:
         meta = json.loads(metadata[META_KEY])
     except json.JSONDecodeError:
         raise DataError("checkpoint metadata is not valid JSON", path) from None
-    for key in ("arch", "model_kwargs", "encoding", "attributes"):
+    if not isinstance(meta, dict):
+        raise DataError("checkpoint metadata is not a JSON object", path)
+    for key in ("arch", "model_kwargs", "encoding", "attributes", "input_size", "normalization"):
         if key not in meta or meta[key] is None:
             raise DataError(f"checkpoint metadata lacks {key!r}", path)
-    if list(meta["attributes"]) != list(ATTRIBUTES):
+    if not isinstance(meta["attributes"], list) or meta["attributes"] != list(ATTRIBUTES):
         raise DataError(f"checkpoint was trained for attributes {meta['attributes']}", path)
+    if not isinstance(meta["arch"], str) or not isinstance(meta["model_kwargs"], dict):
+        raise DataError("checkpoint metadata: 'arch' must be a name and 'model_kwargs' a mapping", path)
+    if meta["encoding"] not in ("multilabel", "multiclass"):
+        raise DataError(f"checkpoint metadata: unknown encoding {meta['encoding']!r}", path)
+    size = meta["input_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise DataError(f"checkpoint metadata: input_size must be a positive integer, got {size!r}", path)
+    norm = meta["normalization"]
+    if not (
+        isinstance(norm, dict)
+        and all(
+            isinstance(norm.get(k), list)
+            and len(norm[k]) == 3
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in norm[k])
+            for k in ("mean", "std")
+        )
+    ):
+        raise DataError("checkpoint metadata: normalization must give 3 mean and 3 std values", path)
     return meta
 
 
@@ -139,7 +199,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise DataError(f"corrupt checkpoint ({str(err).splitlines()[0]})", path) from None
-    return Checkpoint(state_dict=tensors, meta=meta)
+    return Checkpoint(state_dict=tensors, meta=meta, path=path)
 
 
 def save_train_state(path: str | Path, state: dict[str, Any]) -> None:

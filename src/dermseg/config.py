@@ -35,6 +35,17 @@ class DataConfig:
         limit: use at most this many training images (quick experiments); ``None`` for all.
         cache: a folder prepared by ``dermseg prepare`` to train from instead of decoding the
             images every epoch (checked against the data folder; its size must equal ``size``).
+        balance: attribute-balanced sampling, in ``[0, 1]``: images holding rare attributes
+            (streaks, negative network) are drawn more often, each image weighing
+            ``(1 / frequency of its rarest attribute) ** balance``; 0 samples uniformly.
+        validation: what selects the model and tunes the thresholds: ``auto`` (the official
+            validation split when the folder has one, else a stratified hold-out of the
+            training images) or ``holdout`` (always the hold-out, so the official validation
+            set stays unseen and its score is unbiased).
+        folds: k > 1 trains on k - 1 folds of a stratified k-fold split of the training
+            images and validates on fold ``fold`` (for k-fold ensembles; ``val_fraction``
+            is then unused).
+        fold: the held-out fold, ``0 <= fold < folds``.
     """
 
     root: str | None = None
@@ -46,16 +57,30 @@ class DataConfig:
     workers: int = 2
     limit: int | None = None
     cache: str | None = None
+    balance: float = 0.0
+    validation: str = "auto"
+    folds: int = 1
+    fold: int = 0
 
 
 @dataclass
 class AugmentConfig:
-    """Training augmentation (identical geometry on image and masks)."""
+    """Training augmentation (identical geometry on image and masks).
+
+    Attributes:
+        hflip, vflip, rotate90: random flips and quarter turns.
+        color_jitter: brightness/contrast/saturation (and a quarter of it as hue) jitter.
+        lesion_crop: probability that a training crop is centred on a random pixel of the
+            Task 1 lesion mask (needs ``ISIC2018_Task1_*_GroundTruth`` in the data folder,
+            e.g. ``dermseg download isic2018 --lesion-masks``); images without one get a
+            uniform crop. 0 disables.
+    """
 
     hflip: bool = True
     vflip: bool = True
     rotate90: bool = True
     color_jitter: float = 0.2
+    lesion_crop: float = 0.0
 
 
 @dataclass
@@ -66,6 +91,8 @@ class ModelConfig:
         arch: ``unet_aspp`` (the thesis model) or an smp peer (``smp_unet``, ...).
         encoding: ``multilabel`` (sigmoid per attribute) or ``multiclass`` (softmax, the thesis).
         encoder_weights: ``imagenet``, ``none`` or a path to a ``.safetensors``/``.pth`` file.
+        presence_head: add an image-level presence head (``unet_aspp`` only): one logit per
+            attribute, trained with BCE (``loss.presence_weight``), gating the masks at prediction.
     """
 
     arch: str = "unet_aspp"
@@ -74,6 +101,7 @@ class ModelConfig:
     encoder_weights: str = "none"
     aspp_rates: list[int] = field(default_factory=lambda: [2, 3, 4])
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    presence_head: bool = False
 
 
 @dataclass
@@ -85,11 +113,13 @@ class LossConfig:
         focal_gamma: focusing parameter of the focal term.
         class_weights: ``none`` or ``inverse_frequency`` (the thesis: inverse pixel
             frequency, normalised, computed once from the training set and cached).
+        presence_weight: weight of the presence head's BCE term (with ``model.presence_head``).
     """
 
     terms: dict[str, float] = field(default_factory=lambda: {"bce": 1.0, "soft_jaccard": 1.0})
     focal_gamma: float = 2.0
     class_weights: str = "none"
+    presence_weight: float = 0.5
 
 
 @dataclass
@@ -134,6 +164,19 @@ class TrainConfig:
 
 
 @dataclass
+class PredictConfig:
+    """How the trained model is run on whole images (threshold tuning at the end of training,
+    ``dermseg reproduce``).
+
+    Attributes:
+        tta: flip test-time augmentation: average the probabilities of the image and its
+            horizontal and vertical flips (3x the inference time; thresholds are tuned with it).
+    """
+
+    tta: bool = False
+
+
+@dataclass
 class PostprocessConfig:
     """Turning probabilities into masks.
 
@@ -174,6 +217,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-able dict."""
@@ -339,6 +383,10 @@ def validate(cfg: Config) -> None:
             f"data.crop_size must be in 1..data.size ({cfg.data.size})",
         ),
         (0 < cfg.data.val_fraction < 1, "data.val_fraction must be between 0 and 1"),
+        (0 <= cfg.data.balance <= 1, "data.balance must be between 0 and 1"),
+        (cfg.data.validation in ("auto", "holdout"), "data.validation must be auto or holdout"),
+        (cfg.data.folds >= 1, "data.folds must be >= 1"),
+        (0 <= cfg.data.fold < max(1, cfg.data.folds), "data.fold must be in 0..data.folds-1"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),

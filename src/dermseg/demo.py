@@ -121,6 +121,9 @@ def run_demo(
             with atomic_path(overlay_dir / f"{sample.isic_id}_overlay.png") as tmp:
                 Image.fromarray(panel).save(tmp, format="PNG")
 
+    from dermseg.report import write_report
+
+    report = write_report(run, data=data)
     summary = {
         "official_jaccard": {
             "trained": trained["overall"],
@@ -139,6 +142,7 @@ def run_demo(
             "data": str(data),
             "run": str(run),
             "curves": str(run / "curves.png"),
+            "report": str(report),
             "predictions": str(pred_dir),
             "overlays": str(overlay_dir),
         },

@@ -21,6 +21,8 @@ Two encodings are supported:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
@@ -133,8 +135,31 @@ def probabilities(logits: torch.Tensor, encoding: str) -> torch.Tensor:
     return torch.softmax(logits, dim=1)[:, 1:]
 
 
+def output_probabilities(output: torch.Tensor | Mapping[str, torch.Tensor], encoding: str) -> torch.Tensor:
+    """Per-attribute probabilities from a model's output, presence-gated when it has a presence head.
+
+    With a presence head the pixel probability is multiplied by the image-level presence
+    probability: ``P(pixel has it) = P(image has it) * P(pixel has it | image has it)``, a soft
+    gate that empties the maps of attributes the head judges absent.
+
+    Args:
+        output: ``(B, C, H, W)`` logits, or ``{"masks": (B, C, H, W), "presence": (B, 5)}`` logits.
+        encoding: one of :data:`ENCODINGS`.
+
+    Returns:
+        ``(B, 5, H, W)`` float probabilities.
+    """
+    if not isinstance(output, Mapping):
+        return probabilities(output.float(), encoding)
+    probs = probabilities(output["masks"].float(), encoding)
+    if "presence" in output:
+        probs = probs * torch.sigmoid(output["presence"].float())[:, :, None, None]
+    return probs
+
+
 __all__ = [
     "ENCODINGS",
+    "output_probabilities",
     "PRIORITY",
     "classes_to_masks",
     "masks_to_classes",

@@ -6,21 +6,46 @@ exit code 2. Every error about a user file names that file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as text that any terminal or log can show.
+
+    A file name that is not valid UTF-8 reaches Python with its bad bytes as lone
+    surrogates, which cannot be printed; they are shown as ``\\xff`` escapes instead.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _one_line(message: str) -> str:
+    """``message`` on one line.
+
+    PyTorch's DataLoader re-raises an error from a worker process as
+    ``type("Caught X in DataLoader worker process N.\\nOriginal Traceback ...")``: what the
+    user needs is the last line of that traceback, the original error's own text.
+    """
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "Traceback" in lines[1]:
+        _name, _, text = lines[-1].partition(": ")
+        return text or lines[-1]
+    return "; ".join(lines)
 
 
 class DermsegError(Exception):
     """Base of every error dermseg reports to a user.
 
     Args:
-        message: what is wrong, in a few words.
+        message: what is wrong, in a few words (kept to one line).
         path: the file or folder concerned, if any; it is put first in ``str(err)``.
     """
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
-        self.message = message
+        self.message = _one_line(str(message))
         self.path = Path(path) if path is not None else None
-        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+        shown = f"{display_path(self.path)}: {self.message}" if self.path is not None else self.message
+        super().__init__(shown)
 
 
 class DataError(DermsegError):

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import errno
 import io
 import json
 import logging
@@ -55,9 +56,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from dermseg.data.imageio import MASK_THRESHOLD, atomic_path
+from dermseg.data.imageio import BROKEN_LINK, MASK_THRESHOLD, atomic_path, too_large
 from dermseg.data.layout import Problem, list_dir
-from dermseg.errors import DataError
+from dermseg.errors import DataError, display_path
 from dermseg.metrics import dice_from_counts, jaccard_from_counts
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,11 @@ def _truth_files(gt_dir: Path) -> tuple[list[tuple[str, str, Path]], list[Proble
     skipped: list[str] = []
     for entry in list_dir(gt_dir, "ground-truth"):
         name, path = entry.name, Path(entry.path)
-        if name.startswith(".") or _is_dir(entry):
+        if name.startswith("."):
+            continue
+        if _is_dir(entry):
+            if _MASK_NAME.match(name):  # a truth mask that cannot be read: not silently unscored
+                problems.append(Problem(path, "is a folder, expected a mask file"))
             continue
         if m := _MASK_NAME.match(name):
             if m.group(2) in ATTRIBUTES:
@@ -212,10 +217,10 @@ def _truth_files(gt_dir: Path) -> tuple[list[tuple[str, str, Path]], list[Proble
     if skipped:
         log.warning(
             "%s: skipped %d file(s) that are not %s, e.g. %s",
-            gt_dir,
+            display_path(gt_dir),
             len(skipped),
             _MASK_NAME_HINT,
-            skipped[0],
+            display_path(skipped[0]),
         )
     return truths, problems
 
@@ -261,12 +266,14 @@ def _read_mask(path: Path, what: str, empty: EmptyMasks, expected_hw: tuple[int,
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise DataError("file not found", path) from None
+        raise DataError(BROKEN_LINK if path.is_symlink() else "file not found", path) from None
     except IsADirectoryError:
         raise DataError("is a folder, expected an image file", path) from None
     except PermissionError:
         raise DataError("permission denied", path) from None
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise DataError(BROKEN_LINK, path) from None
         raise DataError(f"cannot read ({err.strerror})", path) from None
     if not data:
         raise DataError("empty file (0 bytes)", path)
@@ -292,7 +299,7 @@ def _read_mask(path: Path, what: str, empty: EmptyMasks, expected_hw: tuple[int,
     except UnidentifiedImageError:
         raise DataError("not a readable image (unknown or corrupt format)", path) from None
     except Image.DecompressionBombError as err:
-        raise DataError(f"image too large: {str(err).splitlines()[0]}", path) from None
+        raise DataError(too_large(err), path) from None
     except (OSError, ValueError, SyntaxError, IndexError, EOFError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"cannot decode image ({msg})", path) from None

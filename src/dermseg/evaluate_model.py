@@ -23,8 +23,8 @@ import numpy as np
 from dermseg.attributes import ATTRIBUTES
 from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import IsicSample, discover
-from dermseg.data.splits import split_layout
-from dermseg.errors import DataError
+from dermseg.data.splits import split_from_config
+from dermseg.errors import ConfigError, DataError
 from dermseg.metrics import IsicTask2Metric
 from dermseg.postprocess import PostprocessSettings, apply_postprocess
 from dermseg.predict import Segmenter
@@ -38,8 +38,8 @@ def select_samples(data_dir: str | Path, subset: str, meta: dict[str, Any]) -> l
     Args:
         data_dir: dataset folder.
         subset: ``val`` (the validation split the checkpoint was selected on: the official
-            validation folder, or the same stratified hold-out as in training), ``test``
-            (the official test folder), or ``all`` (every image with masks).
+            validation folder, or the same stratified hold-out or fold as in training),
+            ``validation`` or ``test`` (the official folder), or ``all`` (every image with masks).
         meta: the checkpoint's description (its config gives the split's fraction and seed).
 
     Raises:
@@ -50,18 +50,15 @@ def select_samples(data_dir: str | Path, subset: str, meta: dict[str, Any]) -> l
         subset = auto_subset(data_dir)
     if subset == "all":
         samples = [s for split in layout.splits.values() if split.mask_dir is not None for s in split.samples]
-    elif subset == "test":
-        split = layout.splits.get("test")
-        samples = split.samples if split is not None and split.mask_dir is not None else []
+    elif subset in ("test", "validation"):  # an official folder, as it is
+        official = layout.splits.get(subset)
+        samples = official.samples if official is not None and official.mask_dir is not None else []
     elif subset == "val":
-        data_cfg = (meta.get("config") or {}).get("data", {})
-        split = split_layout(
-            data_dir, val_fraction=data_cfg.get("val_fraction", 0.1), seed=data_cfg.get("split_seed", 0)
-        )
+        split = split_from_config(data_dir, (meta.get("config") or {}).get("data", {}))
         by_id = {s.isic_id: s for s in layout.samples}
         samples = [by_id[i] for i in split.val]
     else:
-        raise ValueError(f"subset must be val, test or all, got {subset!r}")
+        raise ConfigError(f"--subset must be auto, val, validation, test or all, got {subset!r}")
     if not samples:
         raise DataError(f"no images with ground truth in the {subset!r} subset", Path(data_dir))
     for s in samples:

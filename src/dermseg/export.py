@@ -39,7 +39,7 @@ from dermseg import __version__
 from dermseg.attributes import ATTRIBUTES
 from dermseg.checkpoint import load_checkpoint
 from dermseg.data.imageio import atomic_path
-from dermseg.encoding import probabilities, validate_encoding
+from dermseg.encoding import output_probabilities, validate_encoding
 from dermseg.errors import ConfigError, DataError, DermsegError
 from dermseg.models.smp_models import SmpSegmenter
 from dermseg.models.unet_aspp import UNetASPP
@@ -112,10 +112,11 @@ class ProbabilityNet(nn.Module):
         self.model = model
         self.encoding = validate_encoding(encoding)
 
-    def _unet_aspp(self, x: torch.Tensor) -> torch.Tensor:
+    def _unet_aspp(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         net = self.model
         features = net.encoder(x)
         y = net.aspp(features[-1])
+        deepest = y
         skips: list[torch.Tensor | None] = [*features[-2::-1], None]
         for block, skip in zip(net.decoder.blocks, skips, strict=True):
             target = skip if skip is not None else x
@@ -124,7 +125,10 @@ class ProbabilityNet(nn.Module):
                 y = torch.cat([y, skip], dim=1)
             y = block.conv2(block.conv1(y))
         logits = net.segmentation_head.conv(y)
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        if net.presence_head is None:
+            return logits
+        return {"masks": logits, "presence": net.presence_head(deepest)}
 
     def _smp(self, x: torch.Tensor) -> torch.Tensor:
         net = self.model
@@ -134,18 +138,17 @@ class ProbabilityNet(nn.Module):
         out = out[0] if isinstance(out, tuple) else out
         return out[:, :, :h, :w]
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` logits of ``(B, 3, H, W)`` normalised images."""
+    def output(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The model's output (logits, or a dict with presence logits) for normalised images."""
         if type(self.model) is UNetASPP:
             return self._unet_aspp(x)
         if type(self.model) is SmpSegmenter:
             return self._smp(x)
-        out = self.model(x)
-        return out["masks"] if isinstance(out, dict) else out
+        return self.model(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised images -> ``(B, 5, H, W)`` probabilities."""
-        return probabilities(self.logits(x), self.encoding)
+        """``(B, 3, H, W)`` normalised images -> ``(B, 5, H, W)`` probabilities (presence-gated)."""
+        return output_probabilities(self.output(x), self.encoding)
 
 
 def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:

@@ -28,8 +28,8 @@ from dermseg.checkpoint import load_checkpoint
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import read_image, write_mask
 from dermseg.data.transforms import resized_shape
-from dermseg.encoding import probabilities
-from dermseg.errors import ConfigError
+from dermseg.encoding import output_probabilities
+from dermseg.errors import ConfigError, DataError
 from dermseg.postprocess import PostprocessSettings, apply_postprocess
 
 if TYPE_CHECKING:
@@ -37,6 +37,28 @@ if TYPE_CHECKING:
 
 #: Inference backends of :meth:`Segmenter.from_path`.
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device named by ``device`` (``cpu``, ``cuda``, ``cuda:1``), checked to exist here.
+
+    Raises:
+        ConfigError: not a device name, or a CUDA device this machine does not have.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"--device: unknown device {str(device)!r}; expected cpu or cuda") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type != "cpu":
+        raise ConfigError(f"--device {device}: expected cpu or cuda")
+    return dev
 
 
 @dataclass
@@ -63,7 +85,8 @@ class Segmenter:
 
     Attributes:
         model: a network returning logits ``(B, C, h, w)``, or an
-            :class:`~dermseg.export.OnnxRuntimeNet` returning ``(B, 5, h, w)`` probabilities.
+            :class:`~dermseg.export.OnnxRuntimeNet` or :class:`~dermseg.ensemble.EnsembleNet`
+            returning ``(B, 5, h, w)`` probabilities.
         encoding: ``multilabel`` or ``multiclass``.
         input_size: short side the image is resized to before the network.
         mean, std: normalisation (0-1 scale).
@@ -75,7 +98,7 @@ class Segmenter:
         tta: average with horizontally and vertically flipped predictions.
     """
 
-    model: nn.Module | OnnxRuntimeNet
+    model: nn.Module | OnnxRuntimeNet | Any
     encoding: str
     input_size: int
     mean: tuple[float, float, float]
@@ -95,16 +118,24 @@ class Segmenter:
 
         Raises:
             DataError: the file is not a usable dermseg checkpoint.
+            ConfigError: ``device`` is unknown or not on this machine.
         """
+        resolve_device(device)  # before reading a large file
         ckpt = load_checkpoint(path)
-        return cls.from_model(ckpt.build_model(), ckpt.meta, device=device, tta=tta)
+        model = ckpt.build_model()
+        try:
+            return cls.from_model(model, ckpt.meta, device=device, tta=tta)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(
+                f"checkpoint metadata is malformed ({type(err).__name__}: {err})", Path(path)
+            ) from None
 
     @classmethod
     def from_model(
         cls, model: nn.Module, meta: dict[str, Any], device: str = "cpu", tta: bool = False
     ) -> Segmenter:
         """Wrap an in-memory model with the same description a checkpoint carries."""
-        return cls._from_meta(model.to(device).eval(), meta, device=device, tta=tta)
+        return cls._from_meta(model.to(resolve_device(device)).eval(), meta, device=device, tta=tta)
 
     @classmethod
     def from_onnx(cls, path: str | Path, device: str = "cpu", tta: bool = False) -> Segmenter:
@@ -173,15 +204,20 @@ class Segmenter:
 
     @property
     def backend(self) -> str:
-        """``torch`` or ``onnxruntime``."""
+        """``torch``, ``onnxruntime``, or ``ensemble of N`` (see :mod:`dermseg.ensemble`)."""
+        members = getattr(self.model, "members", None)
+        if members is not None:
+            return f"ensemble of {len(members)}"
         return "torch" if isinstance(self.model, nn.Module) else "onnxruntime"
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(self.model, nn.Module):  # ONNX Runtime: the graph ends in probabilities
+    def network_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` normalised images -> ``(B, 5, h, w)`` probabilities (no TTA, no resizing)."""
+        if not isinstance(self.model, nn.Module):  # ONNX Runtime and ensembles give probabilities
             return self.model(x)
-        out = self.model(x)
-        logits = out["masks"] if isinstance(out, dict) else out
-        return probabilities(logits.float(), self.encoding)
+        return output_probabilities(self.model(x), self.encoding)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network_probabilities(x)
 
     @torch.no_grad()
     def probabilities(self, image: np.ndarray) -> np.ndarray:
@@ -274,11 +310,20 @@ def postprocess_from_meta(meta: dict[str, Any]) -> PostprocessSettings:
 
 
 def write_submission_masks(out_dir: str | Path, isic_id: str, masks: np.ndarray) -> list[Path]:
-    """Write ``ISIC_<id>_attribute_<name>.png`` (0/255, image size) for the five attributes, atomically."""
+    """Write ``ISIC_<id>_attribute_<name>.png`` (0/255, image size) for the five attributes.
+
+    All five or none: each file is written atomically, and when one cannot be written
+    (disk full, ...) those already written by this call are removed again.
+    """
     out_dir = Path(out_dir)
-    paths = []
-    for k, name in enumerate(ATTRIBUTES):
-        path = out_dir / f"{isic_id}_attribute_{name}.png"
-        write_mask(path, masks[k])
-        paths.append(path)
+    paths: list[Path] = []
+    try:
+        for k, name in enumerate(ATTRIBUTES):
+            path = out_dir / f"{isic_id}_attribute_{name}.png"
+            write_mask(path, masks[k])
+            paths.append(path)
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
     return paths

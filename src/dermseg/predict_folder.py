@@ -16,7 +16,8 @@ from PIL import Image
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.data.imageio import atomic_path, is_image_file, read_image
-from dermseg.errors import DataError, DermsegError
+from dermseg.data.layout import list_dir
+from dermseg.errors import DataError, DermsegError, display_path
 from dermseg.overlay import overlay, side_by_side, with_legend
 from dermseg.predict import Segmenter, write_submission_masks
 
@@ -38,8 +39,21 @@ class FolderReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def _resolved(path: Path) -> Path:
+    """``path`` resolved, or only made absolute when it cannot be (a broken link or a link loop)."""
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
 def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Image files named directly or found (non-recursively) in folders, sorted, without duplicates.
+
+    In a folder, every entry named like an image is an input, hidden files (``.``, e.g. the
+    ``._*.jpg`` files macOS leaves on shared drives) and masks lying beside the images
+    excepted; one that is not a readable file (a sub-folder named ``x.jpg``, a broken link)
+    is kept, so that predicting it fails and is reported rather than skipped in silence.
 
     Raises:
         DataError: an input does not exist, or a folder holds no image.
@@ -48,17 +62,26 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+            images = [
+                Path(entry.path)
+                for entry in list_dir(path, "image")
+                if is_image_file(Path(entry.name)) and not entry.name.startswith(".")
+            ]
             # masks lying beside the images (a flat dataset folder) are not inputs
             images = [p for p in images if "_attribute_" not in p.stem and not p.stem.endswith(_NOT_INPUTS)]
             if not images:
                 raise DataError("no images found in folder", path)
             found.extend(images)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             found.append(path)
         else:
             raise DataError("file not found", path)
-    unique = list(dict.fromkeys(p.resolve() for p in found))
+    # One entry per file; a link keeps its own name (the masks are named after it, not after
+    # whatever blob it points to).
+    by_target: dict[Path, Path] = {}
+    for p in found:
+        by_target.setdefault(_resolved(p), p.absolute())
+    unique = list(by_target.values())
     stems = [p.stem for p in unique]
     if len(set(stems)) != len(stems):
         dup = next(s for s in stems if stems.count(s) > 1)
@@ -67,11 +90,19 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def write_probabilities(out_dir: Path, stem: str, probs: np.ndarray) -> None:
-    """``<stem>_probability_<name>.png``: 16-bit PNGs, value = round(p * 65535)."""
-    for k, name in enumerate(ATTRIBUTES):
-        arr = np.round(np.clip(probs[k], 0, 1) * 65535).astype(np.uint16)
-        with atomic_path(out_dir / f"{stem}_probability_{name}.png") as tmp:
-            Image.fromarray(arr).save(tmp, format="PNG")
+    """``<stem>_probability_<name>.png``: 16-bit PNGs, value = round(p * 65535); all five or none."""
+    written: list[Path] = []
+    try:
+        for k, name in enumerate(ATTRIBUTES):
+            arr = np.round(np.clip(probs[k], 0, 1) * 65535).astype(np.uint16)
+            path = out_dir / f"{stem}_probability_{name}.png"
+            with atomic_path(path) as tmp:
+                Image.fromarray(arr).save(tmp, format="PNG")
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def predict_images(
@@ -114,7 +145,7 @@ def predict_images(
             report.written.append(path)
         except DermsegError as err:
             report.failed.append((path, err.message if err.path == path else str(err)))
-            logger.warning("skipped %s: %s", path, err)
+            logger.warning("skipped %s: %s", display_path(path), err.message)
         if progress is not None:
             progress(1)
     return report

@@ -75,6 +75,53 @@ def auc_ap_from_histograms(pos: np.ndarray, neg: np.ndarray) -> tuple[float | No
     return auc, ap
 
 
+def curves_from_histograms(pos: np.ndarray, neg: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    """ROC and precision-recall points from counts of positives and negatives per score value.
+
+    The points are those of sklearn's ``roc_curve`` (with the ``(0, 0)`` start and without
+    dropping collinear points) and ``precision_recall_curve`` (without its final ``(recall 0,
+    precision 1)`` point) for scores with these counts: one point per score value that holds a
+    pixel, thresholds descending. The trapezoid under ``(fpr, tpr)`` is the AUC and
+    ``sum(diff(recall, prepend=0) * precision)`` the AP of :func:`auc_ap_from_histograms`.
+
+    Args:
+        pos: ``(M,)`` number of positives at each score value, in **ascending** score order.
+        neg: ``(M,)`` number of negatives at the same score values.
+        values: ``(M,)`` the score values themselves (ascending).
+
+    Returns:
+        ``{"roc_thresholds", "fpr", "tpr"}`` (``K + 1`` points, the first at threshold ``inf``)
+        and ``{"pr_thresholds", "precision", "recall"}`` (``K`` points), float64 arrays; the ROC
+        arrays are empty without positives or negatives, the PR arrays without positives.
+
+    Raises:
+        ValueError: shapes differ or are not 1-D.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    neg = np.asarray(neg, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if pos.ndim != 1 or pos.shape != neg.shape or values.shape != pos.shape:
+        raise ValueError(
+            "pos, neg and values must be 1-D of the same length; "
+            f"got {pos.shape}, {neg.shape}, {values.shape}"
+        )
+    pos, neg, values = pos[::-1], neg[::-1], values[::-1]
+    held = (pos + neg) > 0  # a threshold at an empty cell adds no point
+    tp, fp, thr = np.cumsum(pos)[held], np.cumsum(neg)[held], values[held]
+    n_pos, n_neg = pos.sum(), neg.sum()
+    empty = np.zeros(0)
+    out = {k: empty for k in ("roc_thresholds", "fpr", "tpr", "pr_thresholds", "precision", "recall")}
+    if n_pos > 0 and n_neg > 0:
+        out["roc_thresholds"] = np.concatenate([[np.inf], thr])
+        out["fpr"] = np.concatenate([[0.0], fp / n_neg])
+        out["tpr"] = np.concatenate([[0.0], tp / n_pos])
+    if n_pos > 0:
+        out["pr_thresholds"] = thr
+        out["precision"] = tp / (tp + fp)
+        out["recall"] = tp / n_pos
+    return out
+
+
 def exact_ranking(scores: np.ndarray, labels: np.ndarray) -> tuple[float | None, float | None]:
     """Exact ROC AUC and average precision of scores against binary labels (ties as sklearn).
 
@@ -279,6 +326,19 @@ class StreamingRanking:
             out[name] = {"auc": auc, "ap": ap}
         return out
 
+    def curves(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per-class ROC and precision-recall points (:func:`curves_from_histograms`).
+
+        Returns:
+            ``{name: {"roc_thresholds", "fpr", "tpr", "pr_thresholds", "precision", "recall"}}``;
+            thresholds are the cell values ``k / bins``.
+        """
+        values = np.arange(self.bins + 1, dtype=np.float64) / self.bins
+        return {
+            name: curves_from_histograms(pos, neg, values)
+            for name, (neg, pos) in zip(self.names, self.histograms, strict=True)
+        }
+
 
 class PresenceAUC:
     """Image-level presence ranking: max probability per image vs "is the attribute present".
@@ -353,4 +413,10 @@ class PresenceAUC:
         return out
 
 
-__all__ = ["PresenceAUC", "StreamingRanking", "auc_ap_from_histograms", "exact_ranking"]
+__all__ = [
+    "PresenceAUC",
+    "StreamingRanking",
+    "auc_ap_from_histograms",
+    "curves_from_histograms",
+    "exact_ranking",
+]

@@ -42,11 +42,12 @@ from dermseg.data.dataset import IsicDataset
 from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
 from dermseg.data.sampling import ResumableSampler, SeededItems
-from dermseg.data.splits import split_layout
+from dermseg.data.splits import split_from_config
 from dermseg.data.transforms import build_eval_transform, build_train_transform
 from dermseg.errors import ConfigError, DataError, DermsegError
 from dermseg.losses import build_loss
 from dermseg.models.factory import create_model, parameter_groups
+from dermseg.presence import presence_loss
 from dermseg.reproducibility import (
     get_rng_state,
     provenance,
@@ -61,6 +62,7 @@ from dermseg.train_setup import (
     lr_lambda,
     model_kwargs,
     open_training_cache,
+    sampling_weights,
     transform_config,
 )
 from dermseg.validation import model_logits, validate
@@ -164,7 +166,7 @@ def train(
 
     # --- data: the official validation split when present, else a stratified hold-out
     layout = discover(data_dir)
-    split = split_layout(data_dir, val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed)
+    split = split_from_config(data_dir, asdict(cfg.data))
     by_id = {s.isic_id: s for s in layout.samples}
     train_ids = split.train[: cfg.data.limit] if cfg.data.limit else split.train
     val_samples = [by_id[i] for i in split.val]
@@ -173,6 +175,8 @@ def train(
     train_transform = build_train_transform(tcfg, seed=cfg.seed)
     train_set: IsicDataset | CachedIsicDataset
     val_set: IsicDataset | CachedIsicDataset
+    if cfg.data.cache and cfg.augment.lesion_crop > 0:
+        raise ConfigError("augment.lesion_crop needs the lesion masks, which data.cache does not hold")
     if cfg.data.cache:
         # Decoded, cropped and resized once by `dermseg prepare`; the eval transform's resize
         # to data.size is then a no-op, so validation sees the same pixels as without the cache.
@@ -185,6 +189,7 @@ def train(
             train_transform,
             decode_side=cfg.data.size,
             crop_background=cfg.data.crop_background,
+            lesion_masks=cfg.augment.lesion_crop > 0,
         )
         val_set = IsicDataset(
             val_samples,
@@ -213,6 +218,7 @@ def train(
         rank=info.rank,
         world_size=info.world_size,
         drop_last=len(train_set) >= cfg.train.batch_size * info.world_size,
+        weights=sampling_weights(cfg, train_set, run_dir, train_ids),
     )
     workers = cfg.data.workers
     train_loader = DataLoader(
@@ -242,7 +248,9 @@ def train(
     if info.enabled and cfg.loss.class_weights != "none":
         distributed.barrier(info)
         weights = class_weights(cfg, train_set, run_dir, train_ids)
-    loss_fn = build_loss(asdict(cfg.loss), cfg.model.encoding, class_weights=weights).to(info.device)
+    loss_cfg = asdict(cfg.loss)
+    presence_weight = float(loss_cfg.pop("presence_weight"))
+    loss_fn = build_loss(loss_cfg, cfg.model.encoding, class_weights=weights).to(info.device)
     groups = parameter_groups(model)
     optimizer = torch.optim.AdamW(
         [
@@ -331,8 +339,10 @@ def train(
             if cfg.train.channels_last and info.device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(info.device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model_logits(train_model(images))
-            loss = loss_fn(logits.float(), masks, labelled=labelled)
+                output = train_model(images)
+            loss = loss_fn(model_logits(output).float(), masks, labelled=labelled)
+            if isinstance(output, dict) and "presence" in output:  # the auxiliary image-level task
+                loss = loss + presence_weight * presence_loss(output["presence"], masks, labelled)
             if not torch.isfinite(loss):
                 # Stop before the bad step touches the weights; last_state.pt is the last good one.
                 raise TrainingDiverged(
@@ -406,26 +416,26 @@ def train(
             break
     if info.is_main and cfg.train.tune_thresholds and (ckpt_dir / "best.safetensors").is_file():
         # Tuned on the original images (the official metric's resolution), cache or not.
-        _tune_best(ckpt_dir / "best.safetensors", val_samples, info.device)
+        _tune_best(ckpt_dir / "best.safetensors", val_samples, info.device, tta=cfg.predict.tta)
     distributed.barrier(info)
     distributed.teardown()
     return {**records[-1], "best_jaccard": best, "best_epoch": best_epoch} if records else {}
 
 
-def _tune_best(path: Path, samples: list, device: torch.device) -> None:
+def _tune_best(path: Path, samples: list, device: torch.device, tta: bool = False) -> None:
     """Tune the best checkpoint's thresholds on the validation images and store them in it."""
     from dermseg.checkpoint import update_checkpoint_meta
     from dermseg.evaluate_model import tune_checkpoint
     from dermseg.predict import Segmenter
 
-    report = tune_checkpoint(Segmenter.from_checkpoint(path, device=str(device)), samples)
+    report = tune_checkpoint(Segmenter.from_checkpoint(path, device=str(device), tta=tta), samples)
     tuning = {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
     update_checkpoint_meta(
         path,
         {
             "postprocess": report["settings"],
             "thresholds": report["thresholds"],
-            "tuning": {**tuning, "subset": "val"},
+            "tuning": {**tuning, "subset": "val", "tta": tta},
         },
     )
     logger.info(

@@ -7,22 +7,28 @@ Kept apart from the loop in :mod:`dermseg.train` so the loop reads top to bottom
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.config import Config
 from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
 from dermseg.data.dataset import IsicDataset
-from dermseg.data.imageio import atomic_path
+from dermseg.data.imageio import atomic_path, read_mask
+from dermseg.data.sampling import attribute_balance_weights
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig
 from dermseg.encoding import num_output_channels
 from dermseg.errors import ConfigError
 from dermseg.losses import class_weights_from_counts, pixel_counts
+
+logger = logging.getLogger(__name__)
 
 
 def transform_config(cfg: Config) -> TransformConfig:
@@ -38,6 +44,10 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     kwargs["classes"] = num_output_channels(encoding)
     if cfg.model.arch != "unet_aspp":
         kwargs.pop("aspp_rates")
+        if kwargs.pop("presence_head"):
+            raise ConfigError(f"model.presence_head is available with unet_aspp only, not {cfg.model.arch}")
+    elif not kwargs["presence_head"]:
+        kwargs.pop("presence_head")  # so checkpoints without the head describe themselves as before
     if cfg.model.arch in ("smp_fpn", "smp_deeplabv3plus"):
         kwargs["decoder_channels"] = int(cfg.model.decoder_channels[0])  # one decoder width
     return kwargs
@@ -114,8 +124,48 @@ def class_weights(
         data = json.loads(cache.read_text())
         if data.get("key") == key:
             return torch.tensor(data["weights"], dtype=torch.float32)
-    masks = (train_set.load(i)[1] for i in range(len(train_set)))
+    masks = (train_set.load(i)[1][:NUM_ATTRIBUTES] for i in range(len(train_set)))  # no lesion channel
     weights = class_weights_from_counts(pixel_counts(masks, cfg.model.encoding))
     with atomic_path(cache) as tmp:
         tmp.write_text(json.dumps({"key": key, "weights": weights.tolist()}))
+    return weights
+
+
+def _image_presence(train_set: IsicDataset | CachedIsicDataset, index: int) -> np.ndarray:
+    """``(5,)`` bool: which attributes one training image holds (missing masks count as absent)."""
+    if isinstance(train_set, IsicDataset):  # read the masks alone: no image decode
+        sample = train_set.samples[index]
+        return np.array([p is not None and bool(read_mask(p).any()) for p in sample.mask_paths])
+    masks = train_set.load(index)[1]
+    return masks.reshape(len(masks), -1).any(axis=1)
+
+
+def sampling_weights(
+    cfg: Config, train_set: IsicDataset | CachedIsicDataset, run_dir: Path, ids: list[str]
+) -> np.ndarray | None:
+    """Attribute-balanced sampling weights (``data.balance``), computed once and cached in the run dir.
+
+    Returns:
+        ``(N,)`` weights of the training images, or ``None`` for uniform sampling.
+    """
+    if cfg.data.balance <= 0:
+        return None
+    cache = run_dir / "sampling_presence.json"
+    key = {"ids": ids}
+    presence = None
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        if data.get("key") == key:
+            presence = np.asarray(data["presence"], dtype=bool).reshape(len(ids), NUM_ATTRIBUTES)
+    if presence is None:
+        presence = np.stack([_image_presence(train_set, i) for i in range(len(train_set))])
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps({"key": key, "presence": presence.astype(int).tolist()}))
+    weights = attribute_balance_weights(presence, cfg.data.balance)
+    share = {a: float((weights * presence[:, k]).sum() / weights.sum()) for k, a in enumerate(ATTRIBUTES)}
+    logger.info(
+        "balanced sampling (power %.2f): expected share of images with each attribute %s",
+        cfg.data.balance,
+        share,
+    )
     return weights

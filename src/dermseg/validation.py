@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dermseg import distributed
-from dermseg.encoding import probabilities
+from dermseg.encoding import output_probabilities
 from dermseg.metrics import IsicTask2Metric, scores_from_counts
 
 
@@ -44,11 +44,11 @@ def validate(
         images = batch["image"].to(device, non_blocking=True)
         masks = batch["masks"].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model_logits(model(images))
-        logits = logits.float()
+            output = model(images)
+        logits = model_logits(output).float()
         loss_sum += float(loss_fn(logits, masks, labelled=batch["labelled"].to(device))) * len(images)
         n += len(images)
-        metric.update(probabilities(logits, encoding).cpu(), masks.cpu())
+        metric.update(output_probabilities(output, encoding).cpu(), masks.cpu())
     counts = torch.tensor(metric.counts_sum if metric.num_images else np.zeros((5, 4)), dtype=torch.float64)
     totals = torch.tensor([loss_sum, float(n)], dtype=torch.float64)
     if info is not None and info.enabled:

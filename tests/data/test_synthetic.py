@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.data.synthetic import (
+    SYNTHETIC_MARKER,
     SynthConfig,
     render_sample,
     sample_presence,
@@ -37,8 +38,12 @@ QUIET: dict[str, float] = {"hair_probability": 0.0, "veil_probability": 0.0}  # 
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    """Relative path -> content of every file under ``root``."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Relative path -> content of every image and mask under ``root`` (not the SYNTHETIC.txt marker)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != SYNTHETIC_MARKER
+    }
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
@@ -122,7 +127,8 @@ def test_official_layout_and_naming(tmp_path: Path, split: str) -> None:
     ids = write_dataset(tmp_path, 3, size=72, seed=0, split=split, start_id=41)
     assert ids == ["ISIC_0000041", "ISIC_0000042", "ISIC_0000043"]
     images_dir, truth_dir = FOLDERS[split]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([images_dir, truth_dir])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([images_dir, truth_dir, SYNTHETIC_MARKER])
+    assert "not" in (tmp_path / SYNTHETIC_MARKER).read_text()  # says what the data is not
     assert sorted(p.name for p in (tmp_path / images_dir).iterdir()) == [f"{i}.jpg" for i in ids]
     expected_masks = sorted(f"{i}_attribute_{a}.png" for i in ids for a in ATTRIBUTES)
     assert sorted(p.name for p in (tmp_path / truth_dir).iterdir()) == expected_masks

@@ -9,6 +9,9 @@ from dermseg.cli import (  # noqa: F401  (imported to register their commands)
     data_commands,
     download_commands,
     infer_commands,
+    report_commands,
+    reproduce_commands,
+    serve_commands,
     train_commands,
 )
 from dermseg.cli.app import app, main, run

@@ -144,3 +144,33 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+def write_run_report(run_dir: Path, data: Path | None, device: str | None) -> None:
+    """The HTML report of a training run, after ``train`` / ``evaluate --checkpoint`` (rank 0 only).
+
+    A failure is reported in one line and does not fail the command: the run itself is complete.
+    """
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        return
+    from dermseg.report import write_report
+
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        with _progress() as bar:
+            task = bar.add_task("report", total=None)
+            path = write_report(
+                run_dir,
+                data=data,
+                device=device,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except DermsegError as err:
+        err_console.print(f"report not written: {err}", markup=False, highlight=False, soft_wrap=True)
+        return
+    console.print(f"report: {path}", highlight=False, soft_wrap=True)

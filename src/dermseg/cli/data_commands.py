@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
 from dermseg.cli.app import _progress, _write_json, app, console, err_console
-from dermseg.errors import ConfigError, DermsegError
+from dermseg.errors import ConfigError, DermsegError, display_path
+
+
+def _shown(path: str | Path) -> str:
+    """A user's path in rich output: odd bytes escaped, brackets not taken for markup."""
+    return escape(display_path(path))
 
 
 @app.command()
@@ -37,12 +43,12 @@ def synth(
         ids = write_dataset(
             out, n=n, size=size, seed=seed, split=split, progress=lambda k: bar.advance(task, k)
         )
-    console.print(f"wrote {len(ids)} images and {len(ids) * len(ATTRIBUTES)} masks to {out}")
+    console.print(f"wrote {len(ids)} images and {len(ids) * len(ATTRIBUTES)} masks to {_shown(out)}")
 
 
 def _print_report(report_summary: dict) -> None:
     for name, split in report_summary["splits"].items():
-        table = Table(title=f"{report_summary['root']} — {name} ({split['images']} images)")
+        table = Table(title=f"{_shown(report_summary['root'])} — {name} ({split['images']} images)")
         table.add_column("attribute")
         table.add_column("images with it", justify="right")
         table.add_column("%", justify="right")
@@ -99,7 +105,7 @@ def check(
     if report.problems:
         err_console.print(f"[bold red]{len(report.problems)} problem(s) found:[/]")
         for problem in report.problems:
-            err_console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+            err_console.print(f"dermseg: error: {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     console.print("[green]no problems found[/]")
 
@@ -116,7 +122,7 @@ def split(
 
     result = split_layout(data, val_fraction=val_fraction, seed=seed)
     _write_json(out, result.to_dict())
-    console.print(f"{result.source} split: {len(result.train)} train, {len(result.val)} val -> {out}")
+    console.print(f"{result.source} split: {len(result.train)} train, {len(result.val)} val -> {_shown(out)}")
 
 
 @app.command()
@@ -143,7 +149,7 @@ def prepare(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(
-        f"cache {out}: {len(manifest.rebuilt)} image(s) decoded this time"
+        f"cache {_shown(out)}: {len(manifest.rebuilt)} image(s) decoded this time"
         + (" (nothing changed)" if not manifest.rebuilt else "")
-        + f"; train with --set data.cache={out} --set data.size={size}"
+        + f"; train with --set data.cache={_shown(out)} --set data.size={size}"
     )

@@ -5,18 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
-from dermseg.cli.app import _progress, _write_json, app, console, err_console, segmenter_config
-from dermseg.errors import ConfigError
+from dermseg.cli.app import (
+    _progress,
+    _write_json,
+    app,
+    console,
+    err_console,
+    segmenter_config,
+    write_run_report,
+)
+from dermseg.errors import ConfigError, display_path
+
+
+def _shown(path: str | Path) -> str:
+    """A user's path in rich output: odd bytes escaped, brackets not taken for markup."""
+    return escape(display_path(path))
 
 
 @app.command()
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
-    checkpoint: Path = typer.Option(
-        ..., "--checkpoint", help="A dermseg .safetensors checkpoint, or a .onnx model from `dermseg export`."
+    checkpoint: list[Path] = typer.Option(
+        ...,
+        "--checkpoint",
+        help="A dermseg .safetensors checkpoint, or a .onnx model from `dermseg export`; "
+        "repeat it to average several models (e.g. k folds).",
     ),
     out: Path = typer.Option(..., "--out", help="Folder for the masks (ISIC submission naming)."),
     overlays: bool = typer.Option(False, "--overlays", help="Also write image | prediction overlays."),
@@ -31,11 +48,11 @@ def predict(
     ),
 ) -> None:
     """Write the five masks of every image (0/255 PNG, image size); a bad image is reported, not fatal."""
-    from dermseg.predict import Segmenter
+    from dermseg.ensemble import ensemble_segmenter
     from dermseg.predict_folder import collect_images, predict_images
 
     images = collect_images(inputs)
-    segmenter = Segmenter.from_path(checkpoint, backend=backend, device=device, tta=tta)
+    segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
     with _progress() as bar:
         task = bar.add_task("predict", total=len(images))
         report = predict_images(
@@ -46,10 +63,15 @@ def predict(
             probabilities=probabilities,
             progress=lambda k: bar.advance(task, k),
         )
-    console.print(f"wrote masks of {len(report.written)} image(s) to {out}")
+    console.print(f"wrote masks of {len(report.written)} image(s) to {_shown(out)}")
     if report.failed:
         for path, message in report.failed:
-            err_console.print(f"{path}: {message}", markup=False, highlight=False, soft_wrap=True)
+            err_console.print(
+                f"dermseg: error: {display_path(path)}: {message}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         err_console.print(f"[bold red]{len(report.failed)} of {len(images)} image(s) failed[/]")
         raise typer.Exit(2)
 
@@ -66,7 +88,7 @@ def export(
 
     path = export_onnx(checkpoint, out, opset=opset, dynamic=not static)
     console.print(
-        f"wrote {path}: input 'image' (B, 3, H, W) float32, normalised; "
+        f"wrote {_shown(path)}: input 'image' (B, 3, H, W) float32, normalised; "
         "output 'probabilities' (B, 5, H, W); description in its metadata"
     )
 
@@ -106,7 +128,11 @@ def evaluate(
         None, "--checkpoint", help="Run this checkpoint instead of --pred."
     ),
     data: Path | None = typer.Option(None, "--data", help="Dataset to run the checkpoint on."),
-    subset: str = typer.Option("auto", "--subset", help="auto, val, test or all (with --checkpoint)."),
+    subset: str = typer.Option(
+        "auto",
+        "--subset",
+        help="auto, val (the selection split), validation or test (official folders), or all.",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the scores as JSON."),
     csv_out: Path | None = typer.Option(
         None, "--csv", help="Write per-attribute scores as CSV (with --pred)."
@@ -128,11 +154,16 @@ def evaluate(
             task = bar.add_task(f"evaluate {chosen}", total=len(samples))
             scores = evaluate_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
         console.print(
-            _scores_table(f"{checkpoint.name} on {data} ({chosen}: {scores['images']} images)", scores)
+            _scores_table(
+                f"{_shown(checkpoint.name)} on {_shown(data)} ({chosen}: {scores['images']} images)", scores
+            )
         )
         _print_per_image(scores)
         if json_out is not None:
             _write_json(json_out, scores)
+        run_dir = checkpoint.parent.parent
+        if checkpoint.parent.name == "checkpoints" and (run_dir / "metrics.jsonl").is_file():
+            write_run_report(run_dir, data, device)  # the run's report, on its validation split
         return
     if pred is None or gt is None:
         raise ConfigError("give --pred PRED_DIR --gt GT_DIR, or --checkpoint CKPT --data DATA_DIR")
@@ -146,11 +177,11 @@ def evaluate(
             )
     except EvaluationError as err:
         for problem in err.problems:
-            err_console.print(f"{problem}", markup=False, highlight=False, soft_wrap=True)
+            err_console.print(f"dermseg: error: {problem}", markup=False, highlight=False, soft_wrap=True)
         err_console.print(f"[bold red]{len(err.problems)} problem(s): nothing was scored[/]")
         raise typer.Exit(2) from None
     scores = result.to_dict()
-    console.print(_scores_table(f"{pred} against {gt} ({scores['images']} images)", scores))
+    console.print(_scores_table(f"{_shown(pred)} against {_shown(gt)} ({scores['images']} images)", scores))
     _print_per_image(scores)
     if json_out is not None:
         _write_json(json_out, scores)

@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
-from dermseg.cli.app import _progress, _TrainProgress, _write_json, app, console, segmenter_config
+from dermseg.cli.app import (
+    _progress,
+    _TrainProgress,
+    _write_json,
+    app,
+    console,
+    segmenter_config,
+    write_run_report,
+)
 from dermseg.errors import ConfigError
 
 
@@ -63,6 +71,7 @@ def train(
         f"at epoch {result.get('best_epoch')}; "
         f"checkpoint {out / 'checkpoints' / 'best.safetensors'}"
     )
+    write_run_report(out, data_dir, device)
 
 
 @app.command()

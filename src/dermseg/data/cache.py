@@ -21,6 +21,7 @@ used silently when stale: :func:`open_cache` compares it with the data folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -40,7 +41,7 @@ from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.data.background import CropBox
 from dermseg.data.dataset import make_item
 from dermseg.data.imageio import atomic_path
-from dermseg.data.layout import IsicSample, discover
+from dermseg.data.layout import IsicLayout, IsicSample, discover
 from dermseg.data.transforms import (
     SegmentationTransform,
     TransformConfig,
@@ -523,7 +524,10 @@ def prepare_cache(
         The manifest written (its ``rebuilt`` lists the ids decoded by this call).
 
     Raises:
-        DataError: the data folder or one of its files is unreadable or malformed.
+        DataError: the data folder has naming problems (a mask without its image, a broken
+            link, ...: see :meth:`~dermseg.data.layout.IsicLayout.raise_for_problems`), or one
+            of its files is unreadable or malformed. Nothing is left behind: the previous cache
+            (or none, and no new folder) stays as it was.
         ValueError: ``size`` < 1.
     """
     if size < 1:
@@ -531,7 +535,37 @@ def prepare_cache(
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
     workers = workers if workers is not None else (os.cpu_count() or 1)
     layout = discover(data_dir)
+    layout.raise_for_problems()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError("is a file, expected the cache folder", out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _prepare(layout, data_dir, out_dir, size, workers, progress, crop_background)
+    except BaseException:
+        # Splits written before the failure are referenced by no manifest: remove them.
+        with contextlib.suppress(OSError):
+            try:
+                keep = _read_manifest(out_dir)
+            except DataError:
+                keep = CacheManifest(out_dir, size, crop_background, str(data_dir), {})
+            _remove_unreferenced(keep)
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only when nothing is left in it
+        raise
+
+
+def _prepare(
+    layout: IsicLayout,
+    data_dir: Path,
+    out_dir: Path,
+    size: int,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+    crop_background: bool,
+) -> CacheManifest:
+    """:func:`prepare_cache` once the data folder is listed and the cache folder exists."""
     try:
         old: CacheManifest | None = _read_manifest(out_dir)
     except DataError as err:

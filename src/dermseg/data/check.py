@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from dermseg.data.imageio import image_size, mask_values, read_image, read_mask
+from dermseg.data.imageio import check_mask_header, image_size, mask_values, read_image, read_mask
 from dermseg.data.layout import IsicLayout, IsicSample, Problem, discover
 from dermseg.errors import DataError
 
@@ -200,3 +200,30 @@ def check_dataset(
             results[name] = list(pool.map(run, split.samples))
             problems.extend(p for s in results[name] for p in s.problems)
     return DatasetReport(layout=layout, samples=results, problems=problems)
+
+
+def check_headers(samples: Sequence[IsicSample], workers: int | None = None) -> None:
+    """Open the header of every image and mask of ``samples`` (nothing is decoded).
+
+    For commands that would otherwise find a bad file only after writing part of their output
+    (training writes its run folder first): a few milliseconds per file catch missing, empty,
+    unreadable, oversized and non-image files, broken links, and masks of the wrong size or of
+    a 16-bit mode. A file truncated after its header is found only when decoded.
+
+    Args:
+        samples: the samples to look at.
+        workers: threads (default: CPU count).
+
+    Raises:
+        DataError: naming the first bad file, in sample order.
+    """
+
+    def one(sample: IsicSample) -> None:
+        size = image_size(sample.image_path)
+        for path in sample.mask_paths:
+            if path is not None:
+                check_mask_header(path, expected_size=size)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for _ in pool.map(one, samples):  # re-raises the first error, in order
+            pass

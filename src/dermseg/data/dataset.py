@@ -43,6 +43,9 @@ class IsicDataset(Dataset):
         crop_background: crop to the dermoscope's field of view, detected from the image.
         allow_missing_masks: treat absent mask files as unlabelled (zeros, with
             ``labelled`` False) instead of an error; for partially annotated data.
+        lesion_masks: append the Task 1 lesion mask (zeros where a sample has none) as a
+            sixth mask channel before the transform, for lesion-centred crops; it is dropped
+            from the item after the transform.
 
     Raises:
         DataError: a sample lacks masks and ``allow_missing_masks`` is False.
@@ -64,8 +67,10 @@ class IsicDataset(Dataset):
         decode_side: int | None = None,
         crop_background: bool = True,
         allow_missing_masks: bool = False,
+        lesion_masks: bool = False,
     ) -> None:
         self.samples = list(samples)
+        self.lesion_masks = lesion_masks
         self.transform = transform
         self.decode_side = decode_side
         self.crop_background = crop_background
@@ -86,20 +91,24 @@ class IsicDataset(Dataset):
         """Decode one sample, background removed, before the transform.
 
         Returns:
-            image ``(h, w, 3)`` uint8, masks ``(5, h, w)`` uint8, labelled ``(5,)`` bool,
-            the crop box in original coordinates, and the original ``(H, W)``.
+            image ``(h, w, 3)`` uint8, masks ``(5, h, w)`` uint8 (``(6, h, w)`` with
+            ``lesion_masks``, the lesion last), labelled ``(5,)`` bool, the crop box in
+            original coordinates, and the original ``(H, W)``.
         """
         sample = self.samples[index]
         full_w, full_h = image_size(sample.image_path)
         image = read_image(sample.image_path, min_side=self.decode_side)
         h, w = image.shape[:2]
-        masks = np.zeros((NUM_ATTRIBUTES, h, w), dtype=np.uint8)
+        masks = np.zeros((NUM_ATTRIBUTES + int(self.lesion_masks), h, w), dtype=np.uint8)
         labelled = np.zeros(NUM_ATTRIBUTES, dtype=bool)
         for k, path in enumerate(sample.mask_paths):
             if path is None:
                 continue
             masks[k] = _resize_nearest(read_mask(path, expected_size=(full_w, full_h)), h, w)
             labelled[k] = True
+        if self.lesion_masks and sample.lesion_mask_path is not None:
+            lesion = read_mask(sample.lesion_mask_path, expected_size=(full_w, full_h))
+            masks[NUM_ATTRIBUTES] = _resize_nearest(lesion, h, w)
         box = CropBox.full(h, w)
         if self.crop_background:
             box = detect_field_of_view(image)
@@ -124,7 +133,7 @@ def make_item(
     """The dataset item (see :class:`IsicDataset`) of a decoded, background-cropped sample."""
     if transform is not None:
         image, masks = apply(transform, image, masks)
-    image_t, masks_t = to_tensor(image, masks)
+    image_t, masks_t = to_tensor(image, masks[:NUM_ATTRIBUTES])  # drops a lesion channel
     return {
         "image": image_t,
         "masks": masks_t,

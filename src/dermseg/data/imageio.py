@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -25,7 +26,17 @@ MAX_IMAGE_PIXELS: int = 100_000_000
 #: The official scorer binarises masks at ``value > 128``.
 MASK_THRESHOLD: int = 128
 
+#: What is wrong with a link that leads nowhere.
+BROKEN_LINK = "broken link (missing target or a link loop)"
+
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def too_large(err: Exception) -> str:
+    """The message of Pillow's decompression-bomb error or warning, stated against our limit."""
+    m = re.search(r"\((\d+) pixels\)", str(err))
+    pixels = f"{int(m.group(1))} pixels" if m else "its pixel count"
+    return f"image too large: {pixels} exceeds the limit of {MAX_IMAGE_PIXELS} pixels"
 
 
 def is_image_file(path: Path) -> bool:
@@ -40,7 +51,7 @@ def _open(path: Path) -> Iterator[Image.Image]:
     if path.is_dir():
         raise DataError("is a folder, expected an image file", path)
     if not path.exists():
-        raise DataError("file not found", path)
+        raise DataError(BROKEN_LINK if path.is_symlink() else "file not found", path)
     try:
         size = path.stat().st_size
     except OSError as err:
@@ -60,7 +71,7 @@ def _open(path: Path) -> Iterator[Image.Image]:
         except DataError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise DataError(f"image too large: {str(err).splitlines()[0]}", path) from None
+            raise DataError(too_large(err), path) from None
         except UnidentifiedImageError:
             raise DataError("not a readable image (unknown or corrupt format)", path) from None
         except PermissionError:
@@ -131,8 +142,9 @@ def read_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
 def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a binary attribute mask, binarised at ``> 128`` as the official scorer does.
 
-    Accepts 8-bit grayscale, 1-bit and palette PNGs (read through their palette),
-    and RGB masks whose three channels are equal.
+    Accepts 8-bit grayscale, 1-bit and palette PNGs (read through their palette: a
+    palette mapping indices 0/1 to black/white is a 0/255 mask), and RGB masks whose
+    three channels are equal.
 
     Args:
         path: mask PNG.
@@ -142,37 +154,64 @@ def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None) ->
         ``(H, W)`` bool array.
 
     Raises:
-        DataError: unreadable file, 16-bit or colour mask, or a size that
-            differs from ``expected_size``.
+        DataError: unreadable file, 16-bit or colour mask, a mask whose values are all
+            at most 128 but not all 0 (a 0/1 mask, which would read as empty), or a size
+            that differs from ``expected_size``.
     """
     path = Path(path)
     with _open(path) as img:
-        if expected_size is not None and img.size != tuple(expected_size):
-            w, h = img.size
-            ew, eh = expected_size
-            raise DataError(f"mask is {w}x{h} but its image is {ew}x{eh}", path)
+        _check_mask_header(img, path, expected_size)
         try:
             img.load()
         except OSError as err:
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise DataError(f"cannot decode mask ({msg})", path) from None
         mode = img.mode
-        if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            raise DataError(f"mask is {mode} (16/32-bit); expected 8-bit 0/255", path)
         if mode == "1":
             return np.asarray(img, dtype=bool).copy()
-        if mode in ("P", "PA"):
-            img = img.convert("L")
-        elif mode in ("RGB", "RGBA"):
+        if mode in ("P", "PA", "RGB", "RGBA"):
+            # a palette is read through its colours, which must be grays like an RGB mask's
             rgb = np.asarray(img.convert("RGB"))
             if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                raise DataError("mask has colour (RGB channels differ); expected grayscale 0/255", path)
-            return rgb[..., 0] > MASK_THRESHOLD
-        elif mode == "LA":
-            img = img.convert("L")
-        elif mode != "L":
-            raise DataError(f"unsupported mask mode {mode}; expected 8-bit grayscale 0/255", path)
-        return np.asarray(img) > MASK_THRESHOLD
+                what = "palette colours" if mode in ("P", "PA") else "RGB channels"
+                raise DataError(f"mask has colour ({what} differ); expected grayscale 0/255", path)
+            values = rgb[..., 0]
+        else:  # L, LA
+            values = np.asarray(img.convert("L"))
+        top = int(values.max(initial=0))
+        if 0 < top <= MASK_THRESHOLD:
+            # A 0/1 (or 0/100 ...) mask: binarised like the official scorer it would be empty.
+            held = np.unique(values)
+            shown = ", ".join(str(v) for v in held[held > 0][:5]) + (", ..." if (held > 0).sum() > 5 else "")
+            raise DataError(
+                f"mask is not binary 0/255 (also holds {shown}) and no value is above {MASK_THRESHOLD}, "
+                "so it would read as empty; save masks as 0/255",
+                path,
+            )
+        return values > MASK_THRESHOLD
+
+
+def _check_mask_header(img: Image.Image, path: Path, expected_size: tuple[int, int] | None) -> None:
+    """The checks of :func:`read_mask` that need no decoding: size and mode."""
+    if expected_size is not None and img.size != tuple(expected_size):
+        w, h = img.size
+        ew, eh = expected_size
+        raise DataError(f"mask is {w}x{h} but its image is {ew}x{eh}", path)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        raise DataError(f"mask is {img.mode} (16/32-bit); expected 8-bit 0/255", path)
+    if img.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA"):
+        raise DataError(f"unsupported mask mode {img.mode}; expected 8-bit grayscale 0/255", path)
+
+
+def check_mask_header(path: str | Path, expected_size: tuple[int, int] | None = None) -> None:
+    """What :func:`read_mask` checks from the file's header alone, without decoding it.
+
+    Raises:
+        DataError: missing, empty, unreadable or not an image, too large, 16-bit or of
+            another mode no mask has, or a size that differs from ``expected_size``.
+    """
+    with _open(Path(path)) as img:
+        _check_mask_header(img, Path(path), expected_size)
 
 
 def mask_values(path: str | Path) -> np.ndarray:
@@ -182,6 +221,20 @@ def mask_values(path: str | Path) -> np.ndarray:
         if img.mode not in ("L", "P", "1"):
             img = img.convert("L")
         return np.unique(np.asarray(img.convert("L")))
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries to disk (no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -204,6 +257,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # make the rename itself durable (a power cut keeps old or new)
     finally:
         tmp.unlink(missing_ok=True)
 

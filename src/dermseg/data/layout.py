@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from dermseg.errors import DataError
+from dermseg.errors import DataError, display_path
 
 #: Split names in the order of the challenge.
 SPLITS: tuple[str, ...] = ("training", "validation", "test")
@@ -55,7 +55,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        return f"{display_path(self.path)}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,21 @@ class IsicLayout:
         """All samples of all splits."""
         return [s for split in self.splits.values() for s in split.samples]
 
+    def raise_for_problems(self) -> None:
+        """Refuse a dataset with naming problems (for commands that build on it: prepare, train).
+
+        A mask without its image, a file named almost like an ISIC file, a broken link or a
+        folder where a file belongs means the folder is not what the user thinks it is;
+        training on the rest would silently drop data.
+
+        Raises:
+            DataError: naming the first problem's file; ``dermseg check`` lists them all.
+        """
+        if self.problems:
+            first, n = self.problems[0], len(self.problems)
+            more = f" (and {n - 1} more problem(s))" if n > 1 else ""
+            raise DataError(f"{first.message}{more}; run `dermseg check` for the full list", first.path)
+
 
 def list_dir(folder: Path, what: str = "") -> list[os.DirEntry[str]]:
     """Entries of ``folder`` sorted by name; every failure is a one-line DataError naming it.
@@ -193,7 +208,9 @@ def _pair(
             if _is_ignorable(entry_name) and kind != "broken":
                 continue
             if kind == "broken":
-                problems.append(Problem(path, "broken link or unreadable entry"))
+                problems.append(
+                    Problem(path, "broken link (missing target or a link loop) or unreadable entry")
+                )
                 continue
             if kind == "dir":
                 if _IMAGE_RE.match(entry_name) or _MASK_RE.match(entry_name):

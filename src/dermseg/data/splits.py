@@ -10,10 +10,11 @@ first, each of its images going to the side that still needs that label most.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,6 +114,39 @@ def stratified_split(
     return Split(train=train, val=val)
 
 
+def stratified_folds(ids: Sequence[str], presence: np.ndarray, folds: int, seed: int = 0) -> list[list[str]]:
+    """A stratified k-fold partition: fold ``i`` takes ``1 / (k - i)`` of what the folds before left.
+
+    Each fold is cut from the remaining ids with :func:`stratified_split`, so every fold holds
+    about the same share of each attribute, and the folds are disjoint and cover ``ids``.
+
+    Args:
+        ids: sample ids, length N.
+        presence: ``(N, L)`` bool label presence.
+        folds: k >= 2.
+        seed: the same seed and inputs always give the same folds.
+
+    Returns:
+        k sorted id lists.
+
+    Raises:
+        ConfigError: ``folds`` < 2 or more folds than ids.
+    """
+    if folds < 2 or folds > len(ids):
+        raise ConfigError(f"folds must be between 2 and the number of images ({len(ids)}), got {folds}")
+    presence = np.asarray(presence, dtype=bool)
+    row = {i: k for k, i in enumerate(ids)}
+    remaining = list(ids)
+    out: list[list[str]] = []
+    for i in range(folds - 1):
+        rows = presence[[row[x] for x in remaining]]
+        part = stratified_split(remaining, rows, val_fraction=1.0 / (folds - i), seed=seed + i)
+        out.append(part.val)
+        remaining = part.train
+    out.append(sorted(remaining))
+    return out
+
+
 def presence_table(split: Split, ids: Sequence[str], presence: np.ndarray) -> dict[str, dict[str, float]]:
     """Per-side frequency of each attribute, for reporting how well a split is balanced."""
     index = {i: k for k, i in enumerate(ids)}
@@ -128,14 +162,32 @@ def presence_table(split: Split, ids: Sequence[str], presence: np.ndarray) -> di
 
 
 def split_layout(
-    root: str | Path, val_fraction: float = 0.1, seed: int = 0, workers: int | None = None
+    root: str | Path,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    workers: int | None = None,
+    *,
+    holdout: bool = False,
+    folds: int = 1,
+    fold: int = 0,
 ) -> Split:
     """The train/validation split of a dataset folder.
 
     When the folder holds the official training and validation splits (with
-    their masks), those are used as such. Otherwise the training split (or the
-    flat folder) is split with :func:`stratified_split` on attribute presence,
-    read from the masks.
+    their masks), those are used as such, unless ``holdout`` or ``folds > 1``.
+    Otherwise the training split (or the flat folder) is split with
+    :func:`stratified_split` on attribute presence, read from the masks; with
+    ``folds > 1`` the validation side is fold ``fold`` of :func:`stratified_folds`.
+
+    Args:
+        root: dataset folder.
+        val_fraction: share held out (without folds).
+        seed: split seed.
+        workers: threads reading the masks.
+        holdout: hold out from the training images even when an official validation split
+            exists (which then stays untouched for scoring).
+        folds: k of a k-fold split (1: no folds).
+        fold: which fold is the validation side, ``0 <= fold < folds``.
 
     Raises:
         DataError: the folder has no masks to stratify on, or a mask is missing or unreadable
@@ -146,7 +198,10 @@ def split_layout(
 
     layout = discover(root)
     splits = layout.splits
-    if "training" in splits and "validation" in splits and splits["validation"].mask_dir is not None:
+    if folds > 1 and not 0 <= fold < folds:
+        raise ConfigError(f"fold must be between 0 and {folds - 1}, got {fold}")
+    official = "training" in splits and "validation" in splits and splits["validation"].mask_dir is not None
+    if official and not holdout and folds <= 1:
         return Split(train=splits["training"].ids, val=splits["validation"].ids, source="official")
     source = splits.get("training") or splits.get("all")
     if source is None or source.mask_dir is None:
@@ -158,4 +213,20 @@ def split_layout(
         more = f" (and {len(problems) - 1} more problems; run dermseg check)" if len(problems) > 1 else ""
         raise DataError(f"{problems[0].message}{more}", problems[0].path)
     presence = np.array([s.presence for s in stats], dtype=bool)
+    if folds > 1:
+        parts = stratified_folds(source.ids, presence, folds, seed=seed)
+        train = sorted(i for k, part in enumerate(parts) if k != fold for i in part)
+        return Split(train=train, val=parts[fold], source=f"fold {fold} of {folds}")
     return stratified_split(source.ids, presence, val_fraction=val_fraction, seed=seed)
+
+
+def split_from_config(root: str | Path, data: Mapping[str, Any]) -> Split:
+    """The split a run used, from its config's ``data`` section (a dict, as checkpoints store it)."""
+    return split_layout(
+        root,
+        val_fraction=data.get("val_fraction", 0.1),
+        seed=data.get("split_seed", 0),
+        holdout=data.get("validation", "auto") == "holdout",
+        folds=data.get("folds", 1),
+        fold=data.get("fold", 0),
+    )

@@ -26,7 +26,7 @@ import numpy as np
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.data import synth_draw as draw
-from dermseg.data.imageio import write_image, write_mask
+from dermseg.data.imageio import atomic_path, write_image, write_mask
 
 logger = logging.getLogger(__name__)
 
@@ -502,6 +502,10 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split][0], index])
 
 
+#: A file in the root of every synthetic dataset (layout discovery ignores ``.txt`` files).
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
+
+
 def write_dataset(
     out: Path,
     n: int,
@@ -511,6 +515,7 @@ def write_dataset(
     start_id: int = 0,
     progress: Callable[[int], None] | None = None,
     config: SynthConfig | None = None,
+    lesion_masks: bool = False,
 ) -> list[str]:
     """Write ``n`` synthetic samples in the official ISIC 2018 Task 2 layout.
 
@@ -529,6 +534,8 @@ def write_dataset(
         start_id: number of the first id (``ISIC_%07d``).
         progress: called with the number of samples written so far after each one.
         config: other generator settings; its ``size`` is replaced by ``size``.
+        lesion_masks: also write the Task 1 lesion masks,
+            ``out/ISIC2018_Task1_<Split>_GroundTruth/ISIC_<id>_segmentation.png``.
 
     Returns:
         The ids written, e.g. ``["ISIC_0000000", ...]``.
@@ -545,6 +552,14 @@ def write_dataset(
     images_dir, truth_dir = Path(out) / images_name, Path(out) / truth_name
     images_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
+    lesion_dir = Path(out) / f"ISIC2018_Task1_{split.capitalize()}_GroundTruth"
+    marker = Path(out) / SYNTHETIC_MARKER
+    if not marker.exists():  # tells reports (and people) that these are not real lesions
+        with atomic_path(marker) as tmp:
+            tmp.write_text(
+                "Synthetic dermoscopy images written by dermseg's generator (dermseg synth / demo).\n"
+                "Scores measured on them say nothing about accuracy on real lesions.\n"
+            )
     logger.info("writing %d synthetic %s samples of %dx%d to %s", n, split, *cfg.shape[::-1], out)
     ids: list[str] = []
     for i in range(n):
@@ -556,6 +571,8 @@ def write_dataset(
         write_image(images_dir / f"{isic_id}.jpg", sample.image, quality=quality)
         for channel, name in enumerate(ATTRIBUTES):
             write_mask(truth_dir / f"{isic_id}_attribute_{name}.png", sample.masks[channel])
+        if lesion_masks:
+            write_mask(lesion_dir / f"{isic_id}_segmentation.png", sample.lesion)
         ids.append(isic_id)
         if progress is not None:
             progress(i + 1)

@@ -70,6 +70,9 @@ class TransformConfig:
         scale_jitter: ``(low, high)``: in training, resize the short side to
             ``size * s`` with ``s`` drawn uniformly from this range (an image smaller
             than the crop is then zero-padded); None disables. ``0 < low <= high <= 4``.
+        lesion_crop: probability that a training crop is centred on the lesion
+            (:class:`~dermseg.data.lesion_crop.LesionCentredCrop`); the mask stack must then
+            end with the Task 1 lesion mask. 0 disables. In ``[0, 1]``.
 
     Raises:
         ConfigError: a value is of the wrong type or out of range (the message says which).
@@ -82,6 +85,7 @@ class TransformConfig:
     rotate90: bool = True
     color_jitter: float = 0.2
     scale_jitter: tuple[float, float] | None = None
+    lesion_crop: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("size", "crop_size"):
@@ -106,6 +110,12 @@ class TransformConfig:
         if not (math.isfinite(jitter) and 0.0 <= jitter <= 1.0):
             raise ConfigError(f"transform.color_jitter must be in [0, 1], got {jitter}")
         object.__setattr__(self, "color_jitter", float(jitter))
+        lesion = self.lesion_crop
+        if isinstance(lesion, bool) or not isinstance(lesion, (int, float, np.number)):
+            raise ConfigError(f"transform.lesion_crop must be a number, got {lesion!r}")
+        if not (math.isfinite(lesion) and 0.0 <= lesion <= 1.0):
+            raise ConfigError(f"transform.lesion_crop must be in [0, 1], got {lesion}")
+        object.__setattr__(self, "lesion_crop", float(lesion))
         if self.scale_jitter is not None:
             object.__setattr__(self, "scale_jitter", _check_scale_jitter(self.scale_jitter))
 
@@ -261,18 +271,22 @@ def build_train_transform(cfg: TransformConfig, seed: int | None = None) -> Segm
         low, high = cfg.scale_jitter
         sides = list(range(max(1, round(cfg.size * low)), max(1, round(cfg.size * high)) + 1))
         steps = [_resize_short_side(sides)]
-    steps.append(
-        A.RandomCrop(
-            height=cfg.crop_size,
-            width=cfg.crop_size,
-            pad_if_needed=True,
-            pad_position="random",
-            border_mode=cv2.BORDER_CONSTANT,
-            fill=0,
-            fill_mask=0,
-            p=1.0,
-        )
-    )
+    crop_args: dict[str, Any] = {
+        "height": cfg.crop_size,
+        "width": cfg.crop_size,
+        "pad_if_needed": True,
+        "pad_position": "random",
+        "border_mode": cv2.BORDER_CONSTANT,
+        "fill": 0,
+        "fill_mask": 0,
+        "p": 1.0,
+    }
+    if cfg.lesion_crop > 0:
+        from dermseg.data.lesion_crop import LesionCentredCrop
+
+        steps.append(LesionCentredCrop(lesion_p=cfg.lesion_crop, **crop_args))
+    else:
+        steps.append(A.RandomCrop(**crop_args))
     if cfg.hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     if cfg.vflip:
@@ -284,7 +298,7 @@ def build_train_transform(cfg: TransformConfig, seed: int | None = None) -> Segm
         steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=j / 4.0, p=1.0))
     name = (
         f"train size={cfg.size} crop={cfg.crop_size} hflip={cfg.hflip} vflip={cfg.vflip} "
-        f"rot90={cfg.rotate90} jitter={cfg.color_jitter} scale={cfg.scale_jitter}"
+        f"rot90={cfg.rotate90} jitter={cfg.color_jitter} scale={cfg.scale_jitter} lesion={cfg.lesion_crop}"
     )
     return SegmentationTransform(A.Compose(steps, p=1.0), name, seed)
 

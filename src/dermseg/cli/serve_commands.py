@@ -1,0 +1,64 @@
+"""The ``serve`` command: a local web app to look at the predicted structures of one image at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dermseg.cli.app import app, console, err_console
+from dermseg.errors import ConfigError
+
+
+@app.command()
+def serve(
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="A dermseg .safetensors checkpoint, or a .onnx model from `dermseg export`."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on; the default keeps the app on this computer."
+    ),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
+    max_upload_mb: float = typer.Option(
+        50.0, "--max-upload-mb", min=0.001, help="Largest image file accepted, in MB (10^6 bytes)."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    tta: bool = typer.Option(False, "--tta", help="Average with flipped predictions (3x slower)."),
+    backend: str | None = typer.Option(
+        None, "--backend", help="torch or onnxruntime (default: torch; onnxruntime for a .onnx model)."
+    ),
+) -> None:
+    """Serve a page where a dropped image is shown with its five structures overlaid (Ctrl-C stops)."""
+    try:
+        from dermseg.serve import create_app, is_loopback, listen, serve_forever, url_of
+        from dermseg.serve.server import LOCAL_HOST_HEADERS
+    except ImportError as err:
+        raise ConfigError(
+            f"dermseg serve needs the serve extra ({err.name} is missing): pip install 'dermseg[serve]'"
+        ) from None
+    from dermseg.checkpoint import read_meta
+    from dermseg.predict import Segmenter
+
+    segmenter = Segmenter.from_path(checkpoint, backend=backend, device=device, tta=tta)
+    is_onnx = checkpoint.suffix.lower() == ".onnx"
+    meta = getattr(segmenter.model, "meta", None) if is_onnx else read_meta(checkpoint)
+    local = is_loopback(host)
+    web_app = create_app(
+        segmenter,
+        max_upload_bytes=int(max_upload_mb * 1_000_000),
+        meta=meta,
+        source=checkpoint.name,
+        allowed_hosts=LOCAL_HOST_HEADERS if local else None,
+    )
+    sock = listen(host, port)
+    if not local:
+        err_console.print(
+            f"[bold yellow]warning:[/] listening on {host}: other computers on the network can reach this "
+            "app; it has no authentication and its uploads are medical images.",
+            highlight=False,
+        )
+    console.print(f"dermseg serve: open {url_of(sock)}  (Ctrl-C stops)", highlight=False)
+    try:
+        serve_forever(web_app, sock)
+    finally:
+        sock.close()

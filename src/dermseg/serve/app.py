@@ -1,0 +1,257 @@
+"""The local web app: a page where an image is dropped and its five structures are overlaid.
+
+Routes:
+    ``GET /``                                  the page (plain HTML/JS/CSS from ``static/``, no build step)
+    ``GET /api/info``                          attributes, colours, model description, upload limit
+    ``POST /api/predict``                      multipart upload (field ``file``) -> JSON result
+    ``GET /api/results/{id}/image.jpg``        the image as the page shows it
+    ``GET /api/results/{id}/masks/{name}.png`` one mask, 0/255 PNG at the image size
+    ``GET /api/results/{id}/masks.zip``        the five masks in submission naming
+
+Errors are JSON ``{"error": message}`` with 400 (corrupt or malformed), 404 (unknown result),
+413 (too large) or 415 (not an image). An upload only ever touches a private
+:class:`tempfile.TemporaryDirectory`, removed when the request ends. Inference runs in a worker
+thread under a lock, and every request keeps its own state, so concurrent uploads never mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dermseg.attributes import ATTRIBUTE_INFO, ATTRIBUTES
+from dermseg.data.imageio import read_image
+from dermseg.errors import DataError
+from dermseg.predict import Segmenter
+from dermseg.serve.results import Result, ResultStore, build_result
+from dermseg.serve.upload import UploadError, megabytes, receive_upload, result_stem
+
+logger = logging.getLogger(__name__)
+
+#: Default upload cap, in bytes.
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1_000_000
+
+NOTICE = "Research use only. Not a medical device: not for diagnosis or treatment decisions."
+PRESENCE_HELP = (
+    "Presence: the highest per-pixel probability of the attribute anywhere in the image (0-1). "
+    "The mask is drawn where the probability exceeds the model's threshold for that attribute."
+)
+AREA_HELP = "Area: the share of the image's pixels inside the predicted mask."
+
+_STATIC = Path(__file__).resolve().parent / "static"
+_PRIVATE = {"cache-control": "private, max-age=3600"}
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+        b"base-uri 'none'; frame-ancestors 'none'",
+    ),
+]
+
+
+def describe_model(
+    segmenter: Segmenter, meta: dict[str, Any] | None = None, source: str | None = None
+) -> dict:
+    """What the page's model panel shows.
+
+    Args:
+        segmenter: the model in use (backend, thresholds, test-time augmentation).
+        meta: the checkpoint's JSON description, when known.
+        source: the model file's name.
+
+    Returns:
+        ``{"fields": [[label, value], ...], "thresholds": {attribute: threshold}}``.
+    """
+    meta = meta or {}
+    kwargs = meta.get("model_kwargs") or {}
+    config = meta.get("config") or {}
+    data = config.get("data") or {}
+    fields: list[list[str]] = []
+
+    def add(label: str, value: Any) -> None:
+        if value not in (None, ""):
+            fields.append([label, str(value)])
+
+    add("Model file", source)
+    add("Architecture", meta.get("arch"))
+    add("Encoder", kwargs.get("encoder_name"))
+    add("Encoder initialisation", meta.get("encoder_init"))
+    add("Target encoding", segmenter.encoding)
+    add("Input size", f"short side resized to {segmenter.input_size} px")
+    if data.get("root"):
+        limit = f" (first {data['limit']} images)" if data.get("limit") else ""
+        add("Trained on", f"{Path(str(data['root'])).name or data['root']}{limit}")
+    if meta.get("epoch") is not None:
+        add("Checkpoint epoch", meta["epoch"])
+    if meta.get("jaccard") is not None:
+        add("Validation Jaccard (official)", f"{float(meta['jaccard']):.4f}")
+    tuning = meta.get("tuning") or {}
+    if tuning.get("overall_tuned") is not None:
+        add("Thresholds", f"tuned on {tuning.get('subset', 'validation')} images")
+    add("Backend", f"{segmenter.backend} on {segmenter.device}" + (", flip TTA" if segmenter.tta else ""))
+    add("dermseg version", meta.get("dermseg_version"))
+    thresholds = {name: round(float(t), 3) for name, t in zip(ATTRIBUTES, segmenter.thresholds, strict=True)}
+    return {"fields": fields, "thresholds": thresholds}
+
+
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers={"cache-control": "no-store"})
+
+
+async def _refused(request: Request, err: UploadError) -> Response:
+    return _error(err.message, err.status)
+
+
+class _SecurityHeaders:
+    """Adds a strict content-security policy and no-sniff headers to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + _SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(
+    segmenter: Segmenter,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    meta: dict[str, Any] | None = None,
+    source: str | None = None,
+    max_results: int = 32,
+    allowed_hosts: list[str] | None = None,
+) -> Starlette:
+    """Build the web app around a segmenter.
+
+    Args:
+        segmenter: the model; calls to it are serialised by a lock.
+        max_upload_bytes: the largest image file accepted (413 above it).
+        meta: the checkpoint's description, shown in the model panel.
+        source: the model file's name, shown in the model panel.
+        max_results: results kept in memory for their mask and zip downloads (oldest dropped).
+        allowed_hosts: accepted ``Host`` headers (guards a local server against DNS rebinding);
+            ``None`` accepts any.
+
+    Returns:
+        An ASGI application (serve it with uvicorn, or test it with Starlette's TestClient).
+
+    Raises:
+        ValueError: ``max_upload_bytes`` or ``max_results`` is below 1.
+    """
+    if max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+    store = ResultStore(max_results)
+    inference_lock = threading.Lock()
+    info = {
+        "attributes": [
+            {"name": a.name, "display_name": a.display_name, "colour": list(a.colour)} for a in ATTRIBUTE_INFO
+        ],
+        "model": describe_model(segmenter, meta, source),
+        "max_upload_bytes": max_upload_bytes,
+        "max_upload": megabytes(max_upload_bytes),
+        "notice": NOTICE,
+        "help": {"presence": PRESENCE_HELP, "area": AREA_HELP},
+    }
+
+    def analyse(path: Path, filename: str) -> Result:
+        try:
+            image = read_image(path)
+        except DataError as err:
+            # imageio's decompression-bomb guard says "image too large"; anything else is a broken file.
+            status = 413 if err.message.startswith("image too large") else 400
+            raise UploadError(f"{filename or 'The file'} could not be read: {err.message}.", status) from None
+        with inference_lock:  # one inference at a time: the model and its threads are shared
+            prediction = segmenter(image)
+        return build_result(image, prediction, result_stem(filename), filename)
+
+    async def page(request: Request) -> Response:
+        return FileResponse(str(_STATIC / "index.html"), headers={"cache-control": "no-cache"})
+
+    async def api_info(request: Request) -> Response:
+        return JSONResponse(info)
+
+    async def api_predict(request: Request) -> Response:
+        with tempfile.TemporaryDirectory(prefix="dermseg-serve-") as tmp:
+            try:
+                upload = await receive_upload(
+                    dict(request.headers), request.stream(), Path(tmp), max_upload_bytes
+                )
+                result = await run_in_threadpool(analyse, upload.path, upload.filename)
+            except UploadError as err:
+                return _error(err.message, err.status)
+            except ClientDisconnect:
+                return Response(status_code=400)
+            except Exception as err:  # the page shows a message rather than a bare 500
+                logger.exception("prediction failed")
+                return _error(f"The analysis failed ({type(err).__name__}: {err}).", 500)
+        store.add(result)
+        logger.info("analysed %s (%dx%d) as %s", result.filename, result.width, result.height, result.id)
+        return JSONResponse(result.to_json(request.scope.get("root_path", "") + "/"))
+
+    def lookup(request: Request) -> Result:
+        result = store.get(request.path_params["result_id"])
+        if result is None:
+            raise UploadError("This result is no longer available; upload the image again.", 404)
+        return result
+
+    async def result_image(request: Request) -> Response:
+        result = lookup(request)
+        return Response(result.display_jpeg, media_type="image/jpeg", headers=_PRIVATE)
+
+    async def result_zip(request: Request) -> Response:
+        result = lookup(request)
+        disposition = f'attachment; filename="{result.zip_name}"'
+        return Response(
+            result.submission_zip(),
+            media_type="application/zip",
+            headers={**_PRIVATE, "content-disposition": disposition},
+        )
+
+    async def result_mask(request: Request) -> Response:
+        result, name = lookup(request), request.path_params["attribute"]
+        if name not in result.mask_pngs:
+            raise UploadError(f"Unknown attribute {name!r}; expected one of {', '.join(ATTRIBUTES)}.", 404)
+        disposition = f'inline; filename="{result.mask_name(name)}"'
+        return Response(
+            result.mask_pngs[name],
+            media_type="image/png",
+            headers={**_PRIVATE, "content-disposition": disposition},
+        )
+
+    routes = [
+        Route("/", page),
+        Route("/api/info", api_info),
+        Route("/api/predict", api_predict, methods=["POST"]),
+        Route("/api/results/{result_id}/image.jpg", result_image),
+        Route("/api/results/{result_id}/masks.zip", result_zip),
+        Route("/api/results/{result_id}/masks/{attribute}.png", result_mask),
+        Mount("/static", app=StaticFiles(directory=str(_STATIC)), name="static"),
+    ]
+    middleware = [Middleware(_SecurityHeaders)]
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={UploadError: _refused})

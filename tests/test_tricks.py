@@ -1,0 +1,185 @@
+"""The 2018 winners' tricks as config options: each trains and changes what it should."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dermseg.checkpoint import load_checkpoint, read_meta
+from dermseg.cli import main
+from dermseg.config import load_config
+from dermseg.data.layout import discover
+from dermseg.data.splits import split_layout, stratified_folds
+from dermseg.data.transforms import TransformConfig, apply, build_train_transform
+from dermseg.ensemble import ensemble_segmenter
+from dermseg.errors import ConfigError
+from dermseg.predict import Segmenter
+from dermseg.presence import presence_loss, presence_targets
+from dermseg.train import train
+from tests.conftest import TINY_TRAIN
+
+QUICK = [*TINY_TRAIN, "train.tune_thresholds=false"]
+
+
+@pytest.fixture(scope="module")
+def lesion_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 training + 4 validation synthetic images with Task 1 lesion masks."""
+    from dermseg.data.synthetic import write_dataset
+
+    root = tmp_path_factory.mktemp("lesions")
+    write_dataset(root, 12, size=128, seed=2, split="training", lesion_masks=True)
+    write_dataset(root, 4, size=128, seed=2, split="validation", start_id=12, lesion_masks=True)
+    return root
+
+
+# --- auxiliary presence head ---------------------------------------------------------------
+
+
+def test_presence_targets_and_loss_by_hand() -> None:
+    masks = torch.zeros(2, 5, 2, 2)
+    masks[0, 1, 0, 0] = 1
+    assert presence_targets(masks).tolist() == [[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]]
+    logits = torch.zeros(2, 5)  # sigmoid 0.5: BCE ln 2 whatever the target
+    assert presence_loss(logits, masks).item() == pytest.approx(np.log(2))
+    labelled = torch.zeros(2, 5, dtype=torch.bool)
+    assert presence_loss(logits, masks, labelled).item() == 0.0  # nothing labelled, nothing learnt
+    confident = torch.full((2, 5), -20.0)
+    confident[0, 1] = 20.0
+    assert presence_loss(confident, masks).item() < 1e-6
+
+
+def test_presence_head_trains_and_gates_the_masks(synth_dataset: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, [*QUICK, "model.presence_head=true", "loss.presence_weight=1.0"])
+    train(cfg, synth_dataset, tmp_path / "run")
+    path = tmp_path / "run" / "checkpoints" / "best.safetensors"
+    assert read_meta(path)["model_kwargs"]["presence_head"] is True
+    assert any(k.startswith("presence_head.") for k in load_checkpoint(path).state_dict)
+
+    segmenter = Segmenter.from_checkpoint(path)
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        out = segmenter.model(x)
+    gate = torch.sigmoid(out["presence"])[:, :, None, None]
+    gated = segmenter.network_probabilities(x)
+    torch.testing.assert_close(gated, torch.sigmoid(out["masks"]) * gate)
+    assert (gated <= torch.sigmoid(out["masks"]) + 1e-7).all()  # the gate only ever removes
+
+
+def test_presence_head_is_refused_on_smp_models() -> None:
+    from dermseg.train_setup import model_kwargs
+
+    with pytest.raises(ConfigError, match="unet_aspp only"):
+        model_kwargs(load_config(None, [*QUICK, "model.arch=smp_unet", "model.presence_head=true"]))
+
+
+# --- attribute-balanced sampling -----------------------------------------------------------
+
+
+def test_balanced_sampling_draws_rare_attribute_images_more_often(
+    synth_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(None, [*QUICK, "data.balance=1.0"])
+    train(cfg, synth_dataset, tmp_path / "run")
+    presence = np.array(json.loads((tmp_path / "run" / "sampling_presence.json").read_text())["presence"])
+    from dermseg.data.sampling import ResumableSampler, attribute_balance_weights
+
+    rarest = int(np.argmin(np.where(presence.sum(0) > 0, presence.sum(0), 10**9)))
+    holders = presence[:, rarest].astype(bool)
+
+    def share(weights: np.ndarray | None) -> float:
+        s = ResumableSampler(len(presence), seed=0, batch_size=4, weights=weights)
+        drawn = []
+        for epoch in range(200):
+            s.set_epoch(epoch)
+            drawn += [i for i, _ in s]
+        return float(holders[drawn].mean())
+
+    assert share(attribute_balance_weights(presence, 1.0)) > share(None) + 0.05
+
+
+# --- lesion-centred crops ------------------------------------------------------------------
+
+
+def test_lesion_centred_crop_lands_on_the_lesion() -> None:
+    image = np.zeros((256, 512, 3), np.uint8)
+    masks = np.zeros((6, 256, 512), np.uint8)
+    masks[5, 200:210, 480:490] = 1  # a small lesion in a corner, the last channel
+
+    def hits(p: float) -> int:
+        t = build_train_transform(TransformConfig(size=256, crop_size=64, lesion_crop=p), seed=0)
+        count = 0
+        for seed in range(40):
+            t.reseed(seed)
+            _, out = apply(t, image, masks)
+            count += int(out[5].any())
+        return count
+
+    assert hits(1.0) == 40 and hits(0.0) < 10
+
+
+def test_training_with_lesion_crops_reads_the_lesion_masks(lesion_dataset: Path, tmp_path: Path) -> None:
+    assert all(s.lesion_mask_path is not None for s in discover(lesion_dataset).samples)
+    result = train(
+        load_config(None, [*QUICK, "augment.lesion_crop=1.0", "data.crop_size=64"]),
+        lesion_dataset,
+        tmp_path / "r",
+    )
+    assert result["step"] == 3 and np.isfinite(result["train_loss"])
+    with pytest.raises(ConfigError, match="lesion"):
+        train(
+            load_config(None, [*QUICK, "augment.lesion_crop=0.5", f"data.cache={tmp_path}"]),
+            lesion_dataset,
+            tmp_path / "r2",
+        )
+
+
+# --- k folds, hold-out validation and ensembles --------------------------------------------
+
+
+def test_stratified_folds_partition_the_ids() -> None:
+    rng = np.random.default_rng(0)
+    ids = [f"ISIC_{i:07d}" for i in range(50)]
+    presence = rng.random((50, 5)) < [0.2, 0.3, 0.1, 0.6, 0.1]
+    folds = stratified_folds(ids, presence, 5, seed=1)
+    assert sorted(i for f in folds for i in f) == ids and all(len(f) == 10 for f in folds)
+    assert folds == stratified_folds(list(reversed(ids)), presence[::-1], 5, seed=1)
+
+
+def test_fold_and_holdout_splits_of_a_dataset(synth_dataset: Path) -> None:
+    official = split_layout(synth_dataset)
+    assert official.source == "official" and len(official.val) == 4
+    holdout = split_layout(synth_dataset, val_fraction=0.25, holdout=True)
+    assert (
+        holdout.source == "stratified" and set(holdout.val) <= set(official.train) and len(holdout.val) == 3
+    )
+    folds = [split_layout(synth_dataset, folds=3, fold=k) for k in range(3)]
+    assert sorted(i for f in folds for i in f.val) == sorted(official.train)
+    assert all(set(f.val).isdisjoint(f.train) for f in folds)
+
+
+def test_ensemble_averages_the_members(
+    synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    paths = []
+    for fold in range(2):
+        cfg = load_config(None, [*QUICK, "data.folds=2", f"data.fold={fold}", f"seed={fold}"])
+        train(cfg, synth_dataset, tmp_path / f"fold{fold}")
+        assert (
+            json.loads((tmp_path / f"fold{fold}" / "split.json").read_text())["source"] == f"fold {fold} of 2"
+        )
+        paths.append(tmp_path / f"fold{fold}" / "checkpoints" / "best.safetensors")
+    image = np.asarray(np.random.default_rng(0).integers(0, 255, (120, 140, 3)), dtype=np.uint8)
+    members = [Segmenter.from_checkpoint(p) for p in paths]
+    ensemble = ensemble_segmenter(paths)
+    assert ensemble.backend == "ensemble of 2"
+    want = (members[0].probabilities(image) + members[1].probabilities(image)) / 2
+    np.testing.assert_allclose(ensemble.probabilities(image), want, atol=1e-6)
+
+    image_path = sorted((synth_dataset / "ISIC2018_Task1-2_Validation_Input").glob("*.jpg"))[0]
+    args = ["predict", str(image_path), "--out", str(tmp_path / "pred")]
+    assert main([*args, "--checkpoint", str(paths[0]), "--checkpoint", str(paths[1])]) == 0
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 5
