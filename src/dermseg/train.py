@@ -38,6 +38,7 @@ from dermseg import distributed
 from dermseg.checkpoint import load_train_state, save_checkpoint, save_train_state
 from dermseg.config import Config, dump_config, load_config
 from dermseg.data.cache import CachedIsicDataset
+from dermseg.data.check import check_headers
 from dermseg.data.dataset import IsicDataset
 from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
@@ -166,6 +167,7 @@ def train(
 
     # --- data: the official validation split when present, else a stratified hold-out
     layout = discover(data_dir)
+    layout.raise_for_problems()  # a mask without its image etc.: the folder is not what it seems
     split = split_from_config(data_dir, asdict(cfg.data))
     by_id = {s.isic_id: s for s in layout.samples}
     train_ids = split.train[: cfg.data.limit] if cfg.data.limit else split.train
@@ -199,6 +201,10 @@ def train(
         )
     if len(train_set) == 0 or len(val_set) == 0:
         raise ConfigError(f"need training and validation images; got {len(train_set)} and {len(val_set)}")
+    if not cfg.data.cache:
+        # Header of every file before anything is written: a bad file fails now, not in epoch 3,
+        # and leaves no half-made run folder.
+        check_headers([by_id[i] for i in train_ids] + val_samples)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / "config.yaml") as tmp:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dermseg import __version__
-from dermseg.errors import DermsegError
+from dermseg.errors import DermsegError, display_path
 
 app = typer.Typer(
     name="dermseg",
@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors (unknown option, missing argument) are reported by the command-line parser
     with exit code 2; :class:`DermsegError` becomes one line on stderr and exit code 2.
     """
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name must not crash the message
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         app(args=argv, prog_name="dermseg", standalone_mode=True)
     except SystemExit as exit_:
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # a file system refusal (permission, disk full, a file where a folder goes)
         if _state["debug"]:
             raise
-        where = f"{err.filename}: " if err.filename else ""
+        where = f"{display_path(err.filename)}: " if err.filename else ""
         print(f"dermseg: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -173,4 +177,4 @@ def write_run_report(run_dir: Path, data: Path | None, device: str | None) -> No
     except DermsegError as err:
         err_console.print(f"report not written: {err}", markup=False, highlight=False, soft_wrap=True)
         return
-    console.print(f"report: {path}", highlight=False, soft_wrap=True)
+    console.print(f"report: {display_path(path)}", markup=False, highlight=False, soft_wrap=True)

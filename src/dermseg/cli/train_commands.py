@@ -17,7 +17,7 @@ from dermseg.cli.app import (
     segmenter_config,
     write_run_report,
 )
-from dermseg.errors import ConfigError
+from dermseg.errors import ConfigError, display_path
 
 
 @app.command()
@@ -69,7 +69,9 @@ def train(
     console.print(
         f"best official Jaccard {result.get('best_jaccard', float('nan')):.4f} "
         f"at epoch {result.get('best_epoch')}; "
-        f"checkpoint {out / 'checkpoints' / 'best.safetensors'}"
+        f"checkpoint {display_path(out / 'checkpoints' / 'best.safetensors')}",
+        markup=False,
+        highlight=False,
     )
     write_run_report(out, data_dir, device)
 

@@ -1,0 +1,4 @@
+"""Malformed user files through every command that reads them.
+
+The commands: check, prepare, predict, evaluate, train and export.
+"""
