@@ -15,6 +15,7 @@ benchmarks/results/), then writes a summary section with the headline numbers of
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -57,7 +58,15 @@ def load(name: str) -> dict:
 def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     started = time.strftime("%Y-%m-%d %H:%M")
-    summary_only = "--summary-only" in sys.argv[1:]  # rebuild the summary from the last results
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="rewrite the summary from the last results, measure nothing",
+    )
+    summary_only = parser.parse_args().summary_only
     for step in [] if summary_only else STEPS:
         print(f"== {' '.join(step)}", flush=True)
         subprocess.run([sys.executable, str(HERE / step[0]), *step[1:]], cwd=HERE, env=env, check=True)

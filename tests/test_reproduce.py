@@ -50,7 +50,7 @@ def test_dry_run_writes_a_scored_submission_and_a_report(dry_run: Path) -> None:
     # selection and tuning used a hold-out of the training images, never the official sets
     split = json.loads((dry_run / "train" / "split.json").read_text())
     assert split["source"] == "stratified" and all(int(i[5:]) < 20 for i in split["val"])
-    assert {p.stem for p in (dry_run / "stages").glob("*.json")} == set(STAGES) - {"cache"}
+    assert {p.stem for p in (dry_run / "stages").glob("*.json")} == set(STAGES)
 
 
 def test_rerun_skips_every_finished_stage(dry_run: Path, capsys: pytest.CaptureFixture) -> None:
@@ -83,7 +83,7 @@ def test_plan_changes_nothing_and_a_other_config_is_refused(
     out = capsys.readouterr().out
     assert "[to do]" in out and "GPU-hours" in out and "not measurements" in out and not fresh.exists()
     assert main(["reproduce", "isic2018", "--dry-run", "--plan", "--out", str(dry_run)]) == 0
-    assert capsys.readouterr().out.count("[done]") == 6  # every stage but the skipped cache
+    assert capsys.readouterr().out.count("[done]") == 7
 
     args = ["reproduce", "isic2018", "--dry-run", "--out", str(dry_run), "--set", "train.epochs=3"]
     assert main(args) == 2

@@ -129,12 +129,11 @@ def test_training_with_lesion_crops_reads_the_lesion_masks(lesion_dataset: Path,
         tmp_path / "r",
     )
     assert result["step"] == 3 and np.isfinite(result["train_loss"])
-    with pytest.raises(ConfigError, match="lesion"):
-        train(
-            load_config(None, [*QUICK, "augment.lesion_crop=0.5", f"data.cache={tmp_path}"]),
-            lesion_dataset,
-            tmp_path / "r2",
-        )
+    # from a prepared cache, which holds the lesion masks too
+    cache = tmp_path / "cache"
+    assert main(["prepare", str(lesion_dataset), "--size", "96", "--out", str(cache)]) == 0
+    cfg = load_config(None, [*QUICK, "augment.lesion_crop=1.0", "data.crop_size=64", f"data.cache={cache}"])
+    assert train(cfg, lesion_dataset, tmp_path / "r2")["step"] == 3
 
 
 # --- k folds, hold-out validation and ensembles --------------------------------------------

@@ -103,6 +103,7 @@ def run_demo(
     empty = score_segmenter(None, test_samples)
 
     run = out / "run"
+    cfg.data.root = str(Path(data).resolve())  # recorded in the run, so `dermseg report` finds the data
     result = train(cfg, data, run, callbacks=callbacks)
     ckpt_path = run / "checkpoints" / "best.safetensors"
     segmenter = Segmenter.from_checkpoint(ckpt_path)

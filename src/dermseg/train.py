@@ -177,13 +177,13 @@ def train(
     train_transform = build_train_transform(tcfg, seed=cfg.seed)
     train_set: IsicDataset | CachedIsicDataset
     val_set: IsicDataset | CachedIsicDataset
-    if cfg.data.cache and cfg.augment.lesion_crop > 0:
-        raise ConfigError("augment.lesion_crop needs the lesion masks, which data.cache does not hold")
     if cfg.data.cache:
         # Decoded, cropped and resized once by `dermseg prepare`; the eval transform's resize
         # to data.size is then a no-op, so validation sees the same pixels as without the cache.
         cache = open_training_cache(cfg, data_dir)
-        train_set = CachedIsicDataset(cache, train_ids, train_transform)
+        train_set = CachedIsicDataset(
+            cache, train_ids, train_transform, lesion_masks=cfg.augment.lesion_crop > 0
+        )
         val_set = CachedIsicDataset(cache, split.val, build_eval_transform(tcfg))
     else:
         train_set = IsicDataset(
@@ -198,6 +198,10 @@ def train(
             build_eval_transform(tcfg),
             decode_side=cfg.data.size,
             crop_background=cfg.data.crop_background,
+        )
+    if cfg.augment.lesion_crop > 0 and not any(s.lesion_mask_path for s in layout.samples):
+        logger.warning(
+            "augment.lesion_crop is set but %s has no Task 1 lesion masks: crops stay uniform", data_dir
         )
     if len(train_set) == 0 or len(val_set) == 0:
         raise ConfigError(f"need training and validation images; got {len(train_set)} and {len(val_set)}")

@@ -136,7 +136,7 @@ def _image_presence(train_set: IsicDataset | CachedIsicDataset, index: int) -> n
     if isinstance(train_set, IsicDataset):  # read the masks alone: no image decode
         sample = train_set.samples[index]
         return np.array([p is not None and bool(read_mask(p).any()) for p in sample.mask_paths])
-    masks = train_set.load(index)[1]
+    masks = train_set.load(index)[1][:NUM_ATTRIBUTES]  # not a lesion channel
     return masks.reshape(len(masks), -1).any(axis=1)
 
 

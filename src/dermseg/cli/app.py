@@ -13,7 +13,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from dermseg import __version__
 from dermseg.errors import DermsegError, display_path
@@ -51,11 +58,13 @@ def _root(
     )
 
 
-def _progress() -> Progress:
+def progress_bar(*middle: ProgressColumn) -> Progress:
+    """A progress bar on stderr: the task's name, a bar, ``middle`` columns (default: done/total),
+    and the time left; drawn only on a terminal (logs and tests stay clean)."""
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        *(middle or (MofNCompleteColumn(),)),
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
@@ -63,18 +72,16 @@ def _progress() -> Progress:
     )
 
 
+def _progress() -> Progress:
+    return progress_bar()
+
+
 class _TrainProgress:
     """Rich progress bar for training: loss, images/s and ETA per epoch; one line per epoch."""
 
     def __init__(self) -> None:
-        self.bar = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[ips]:.1f} img/s"),
-            TimeRemainingColumn(),
-            console=err_console,
-            disable=not err_console.is_terminal,
+        self.bar = progress_bar(
+            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}  {task.fields[ips]:.1f} img/s")
         )
         self.task: int | None = None
 

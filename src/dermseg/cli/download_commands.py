@@ -6,17 +6,13 @@ from pathlib import Path
 
 import typer
 from rich.progress import (
-    BarColumn,
     DownloadColumn,
-    Progress,
     TaskID,
-    TextColumn,
-    TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
 
-from dermseg.cli.app import app, console, err_console
+from dermseg.cli.app import app, console, progress_bar
 from dermseg.data.download import ARCHIVES, ISIC2018_URL, archive_names
 
 download_app = typer.Typer(help="Download public datasets.", no_args_is_help=True)
@@ -51,15 +47,7 @@ class _ByteProgress:
     """One bar per label (archive download or extraction): bytes, speed, time left."""
 
     def __init__(self) -> None:
-        self.bar = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            disable=not err_console.is_terminal,
-        )
+        self.bar = progress_bar(DownloadColumn(), TransferSpeedColumn())
         self.tasks: dict[str, TaskID] = {}
 
     def __call__(self, label: str, done: int, total: int | None) -> None:

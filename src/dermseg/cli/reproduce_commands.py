@@ -6,9 +6,9 @@ import contextlib
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import TaskID
 
-from dermseg.cli.app import _TrainProgress, app, console, err_console
+from dermseg.cli.app import _TrainProgress, app, console, progress_bar
 from dermseg.errors import ConfigError
 
 reproduce_app = typer.Typer(help="Reproduce a published benchmark end to end.", no_args_is_help=True)
@@ -19,14 +19,7 @@ class _StageProgress:
     """One line per stage event and one bar per long-running label."""
 
     def __init__(self) -> None:
-        self.bar = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            disable=not err_console.is_terminal,
-        )
+        self.bar = progress_bar()
         self.tasks: dict[str, TaskID] = {}
 
     def stage(self, name: str, state: str, detail: str) -> None:

@@ -10,13 +10,19 @@ nearest neighbour for masks). A cache folder holds::
 
     manifest.json                       what is where, and the source files' size and mtime
     <split>-<token>.images.u8           the split's images, (h, w, 3) uint8 each, back to back
-    <split>-<token>.masks.u8            their (5, h, w) mask stacks, np.packbits of each stack
+    <split>-<token>.masks.u8            their mask stacks, np.packbits of each: (5, h, w), or
+                                        (6, h, w) with the Task 1 lesion mask last where the
+                                        sample has one (manifest entry ``"lesion": true``)
 
 Crash safety: data files get a fresh name (``token``) whenever they are rewritten
 and go through a temporary file and a rename; the manifest is written last,
 atomically, so an interrupted preparation leaves the previous cache (or none)
 valid and never a manifest that points into half-written data. A cache is never
 used silently when stale: :func:`open_cache` compares it with the data folder.
+
+The manifest lives in :mod:`dermseg.data.cache_manifest`, the staleness checks in
+:mod:`dermseg.data.cache_sources`, the dataset in :mod:`dermseg.data.cache_dataset`;
+every public name is importable from here.
 """
 
 from __future__ import annotations
@@ -27,19 +33,27 @@ import logging
 import multiprocessing
 import os
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.data.background import CropBox
-from dermseg.data.dataset import make_item
+from dermseg.data.cache_dataset import CachedIsicDataset
+from dermseg.data.cache_manifest import (
+    DATA_SUFFIXES,
+    FORMAT_VERSION,
+    MANIFEST,
+    CachedSample,
+    CachedSplit,
+    CacheManifest,
+    FileStamp,
+    read_manifest,
+)
+from dermseg.data.cache_sources import open_cache, sample_stamps
 from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import IsicLayout, IsicSample, discover
 from dermseg.data.transforms import (
@@ -50,331 +64,19 @@ from dermseg.data.transforms import (
 )
 from dermseg.errors import DataError
 
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "CachedIsicDataset",
+    "CachedSample",
+    "CachedSplit",
+    "CacheManifest",
+    "FileStamp",
+    "open_cache",
+    "prepare_cache",
+]
+
 logger = logging.getLogger(__name__)
-
-#: Bumped whenever the file layout or the preprocessing changes; older caches are rebuilt.
-FORMAT_VERSION: int = 1
-MANIFEST: str = "manifest.json"
-_FORMAT_NAME = "dermseg-prepared-cache"
-_DATA_SUFFIXES = (".images.u8", ".masks.u8")
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-@dataclass(frozen=True)
-class FileStamp:
-    """A source file as it was when the cache was prepared.
-
-    Attributes:
-        path: path relative to the data folder (POSIX separators).
-        size: size in bytes.
-        mtime_ns: modification time, nanoseconds.
-    """
-
-    path: str
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, path: Path, root: Path) -> FileStamp:
-        """Stat ``path`` (a file under ``root``).
-
-        Raises:
-            DataError: the file cannot be stat'ed.
-        """
-        try:
-            st = path.stat()
-        except OSError as err:
-            raise DataError(f"cannot read ({err.strerror})", path) from None
-        return cls(Path(os.path.relpath(path, root)).as_posix(), st.st_size, st.st_mtime_ns)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns}
-
-
-@dataclass(frozen=True)
-class CachedSample:
-    """One sample of the cache.
-
-    Attributes:
-        isic_id: ``ISIC_<7 digits>``.
-        split: split it came from.
-        image: the source image's stamp.
-        masks: the five mask stamps (ATTRIBUTES order), ``None`` where absent.
-        original: ``(H, W)`` of the source image.
-        crop: kept field of view, in original coordinates.
-        shape: ``(h, w)`` of the cached image (short side = the cache's ``size``).
-        offset: byte offset of the image in the split's image file.
-        mask_offset: byte offset of the packed masks in the split's mask file.
-        labelled: ``(5,)`` whether each mask was annotated.
-    """
-
-    isic_id: str
-    split: str
-    image: FileStamp
-    masks: tuple[FileStamp | None, ...]
-    original: tuple[int, int]
-    crop: CropBox
-    shape: tuple[int, int]
-    offset: int
-    mask_offset: int
-    labelled: tuple[bool, ...]
-
-    @property
-    def image_bytes(self) -> int:
-        """Bytes of the ``(h, w, 3)`` image."""
-        return self.shape[0] * self.shape[1] * 3
-
-    @property
-    def mask_bytes(self) -> int:
-        """Bytes of the packed ``(5, h, w)`` mask stack."""
-        return (NUM_ATTRIBUTES * self.shape[0] * self.shape[1] + 7) // 8
-
-    @property
-    def stamps(self) -> tuple[FileStamp | None, ...]:
-        """The image stamp followed by the five mask stamps."""
-        return (self.image, *self.masks)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.isic_id,
-            "split": self.split,
-            "image": self.image.to_dict(),
-            "masks": [m.to_dict() if m is not None else None for m in self.masks],
-            "original": list(self.original),
-            "crop": self.crop.to_dict(),
-            "shape": list(self.shape),
-            "offset": self.offset,
-            "mask_offset": self.mask_offset,
-            "labelled": list(self.labelled),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CachedSample:
-        return cls(
-            isic_id=str(d["id"]),
-            split=str(d["split"]),
-            image=FileStamp(**d["image"]),
-            masks=tuple(FileStamp(**m) if m is not None else None for m in d["masks"]),
-            original=(int(d["original"][0]), int(d["original"][1])),
-            crop=CropBox.from_dict(d["crop"]),
-            shape=(int(d["shape"][0]), int(d["shape"][1])),
-            offset=int(d["offset"]),
-            mask_offset=int(d["mask_offset"]),
-            labelled=tuple(bool(v) for v in d["labelled"]),
-        )
-
-
-@dataclass
-class CachedSplit:
-    """The data files of one split and its samples.
-
-    Attributes:
-        images_file: file name (in the cache folder) of the images.
-        masks_file: file name of the packed masks.
-        images_bytes: expected size of ``images_file``.
-        masks_bytes: expected size of ``masks_file``.
-        samples: samples in file order (sorted by id).
-    """
-
-    images_file: str
-    masks_file: str
-    images_bytes: int
-    masks_bytes: int
-    samples: list[CachedSample]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "images_file": self.images_file,
-            "masks_file": self.masks_file,
-            "images_bytes": self.images_bytes,
-            "masks_bytes": self.masks_bytes,
-            "samples": [s.to_dict() for s in self.samples],
-        }
-
-
-@dataclass
-class CacheManifest:
-    """A prepared cache: its settings, its splits, and where it lives.
-
-    Attributes:
-        root: the cache folder.
-        size: short side of every cached image, pixels.
-        crop_background: whether the field of view was cropped.
-        data_dir: the data folder it was prepared from (absolute, as given then).
-        splits: split name -> split.
-        rebuilt: ids (re)processed by the :func:`prepare_cache` call that returned
-            this manifest (empty for a no-op or from :func:`open_cache`); not stored.
-    """
-
-    root: Path
-    size: int
-    crop_background: bool
-    data_dir: str
-    splits: dict[str, CachedSplit]
-    rebuilt: list[str] = field(default_factory=list)
-
-    @property
-    def samples(self) -> list[CachedSample]:
-        """All samples of all splits."""
-        return [s for split in self.splits.values() for s in split.samples]
-
-    def rebuild_hint(self) -> str:
-        """The command that brings this cache up to date."""
-        return f"rebuild it with `dermseg prepare {self.data_dir} --size {self.size} --out {self.root}`"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": _FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "size": self.size,
-            "crop_background": self.crop_background,
-            "decode": "jpeg draft at size, background crop, short side resized to size",
-            "data_dir": self.data_dir,
-            "splits": {name: split.to_dict() for name, split in self.splits.items()},
-        }
-
-
-def _read_manifest(cache_dir: Path) -> CacheManifest:
-    """Parse and check ``cache_dir/manifest.json`` and the sizes of its data files.
-
-    Raises:
-        DataError: no manifest, unreadable or malformed manifest, another format
-            version, or a data file missing or of the wrong size (truncated).
-    """
-    path = cache_dir / MANIFEST
-    if not path.is_file():
-        raise DataError(
-            f"no {MANIFEST}: not a prepared cache, or its preparation did not finish; "
-            "run `dermseg prepare DATA_DIR --size PX --out CACHE_DIR`",
-            cache_dir,
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"unreadable cache manifest ({err}); prepare the cache again", path) from None
-    if not isinstance(data, dict) or data.get("format") != _FORMAT_NAME:
-        raise DataError("not a dermseg cache manifest", path)
-    if data.get("version") != FORMAT_VERSION:
-        raise DataError(
-            f"cache format version {data.get('version')} (this dermseg reads {FORMAT_VERSION}); "
-            "prepare the cache again",
-            path,
-        )
-    try:
-        splits = {
-            name: CachedSplit(
-                images_file=str(s["images_file"]),
-                masks_file=str(s["masks_file"]),
-                images_bytes=int(s["images_bytes"]),
-                masks_bytes=int(s["masks_bytes"]),
-                samples=[CachedSample.from_dict(d) for d in s["samples"]],
-            )
-            for name, s in data["splits"].items()
-        }
-        manifest = CacheManifest(
-            root=cache_dir,
-            size=int(data["size"]),
-            crop_background=bool(data["crop_background"]),
-            data_dir=str(data["data_dir"]),
-            splits=splits,
-        )
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise DataError(f"malformed cache manifest ({type(err).__name__}: {err})", path) from None
-    for split in manifest.splits.values():
-        for name, expected in (
-            (split.images_file, split.images_bytes),
-            (split.masks_file, split.masks_bytes),
-        ):
-            file = cache_dir / name
-            if not file.is_file():
-                raise DataError(f"cache data file missing; {manifest.rebuild_hint()}", file)
-            actual = file.stat().st_size
-            if actual != expected:
-                raise DataError(
-                    f"cache data file has {actual} bytes, expected {expected} (truncated or replaced); "
-                    + manifest.rebuild_hint(),
-                    file,
-                )
-        for s in split.samples:
-            if (
-                s.offset + s.image_bytes > split.images_bytes
-                or s.mask_offset + s.mask_bytes > split.masks_bytes
-            ):
-                raise DataError(f"malformed cache manifest (sample {s.isic_id} lies outside its file)", path)
-    return manifest
-
-
-# --------------------------------------------------------------------------- checking against the sources
-
-
-def _stamps(sample: IsicSample, root: Path) -> tuple[FileStamp | None, ...]:
-    """Stamps of a sample's image and five masks."""
-    image = FileStamp.of(sample.image_path, root)
-    return (image, *(FileStamp.of(p, root) if p is not None else None for p in sample.mask_paths))
-
-
-def _difference(
-    old: tuple[FileStamp | None, ...], new: tuple[FileStamp | None, ...], root: Path
-) -> tuple[Path, str] | None:
-    """The first source file that differs between two stamp tuples, with what changed."""
-    for o, n in zip(old, new, strict=True):
-        if o == n:
-            continue
-        if o is None and n is not None:
-            return root / n.path, "added since the cache was prepared"
-        if n is None and o is not None:
-            return root / o.path, "removed since the cache was prepared"
-        assert o is not None and n is not None
-        if o.path != n.path:
-            return root / n.path, f"replaces {o.path} since the cache was prepared"
-        what = "size" if o.size != n.size else "modification time"
-        return root / n.path, f"changed since the cache was prepared ({what} differs)"
-    return None
-
-
-def _check_sources(manifest: CacheManifest, data_dir: Path) -> None:
-    """Raise DataError naming the first source file that differs from the cache."""
-    layout = discover(data_dir)
-    cached = {(s.split, s.isic_id): s for s in manifest.samples}
-    current = {(name, s.isic_id): s for name, split in layout.splits.items() for s in split.samples}
-    hint = manifest.rebuild_hint().replace(manifest.data_dir, str(data_dir), 1)
-    for key, sample in current.items():
-        if key not in cached:
-            raise DataError(
-                f"image not in the cache (added since it was prepared); {hint}", sample.image_path
-            )
-        diff = _difference(cached[key].stamps, _stamps(sample, data_dir), data_dir)
-        if diff is not None:
-            raise DataError(f"{diff[1]}; {hint}", diff[0])
-    for key, entry in cached.items():
-        if key not in current:
-            raise DataError(
-                f"image removed since the cache was prepared; {hint}", data_dir / entry.image.path
-            )
-
-
-def open_cache(cache_dir: str | Path, data_dir: str | Path | None = None) -> CacheManifest:
-    """Open a prepared cache, checking its files and, when ``data_dir`` is given, its sources.
-
-    Args:
-        cache_dir: folder written by :func:`prepare_cache`.
-        data_dir: the data folder; every image and mask is stat'ed (no decoding) and
-            compared with the manifest's size and mtime.
-
-    Returns:
-        The manifest.
-
-    Raises:
-        DataError: not a cache, a data file missing or truncated, or (with ``data_dir``)
-            a source image or mask added, removed or changed since; the message names
-            the file and says how to rebuild.
-    """
-    manifest = _read_manifest(Path(cache_dir))
-    if data_dir is not None:
-        _check_sources(manifest, Path(data_dir))
-    return manifest
 
 
 # --------------------------------------------------------------------------- preparing
@@ -391,13 +93,19 @@ def _process(
     """Decode, crop and resize one sample as the uncached training path does.
 
     Returns:
-        image ``(h, w, 3)`` uint8, packed masks (``np.packbits`` of the ``(5, h, w)`` stack),
-        labelled ``(5,)`` bool, crop box in original coordinates, original ``(H, W)``.
+        image ``(h, w, 3)`` uint8, packed masks (``np.packbits`` of the ``(5, h, w)`` stack, or
+        ``(6, h, w)`` with the lesion mask last when the sample has one), labelled ``(5,)`` bool,
+        crop box in original coordinates, original ``(H, W)``.
     """
     from dermseg.data.dataset import IsicDataset
 
     ds = IsicDataset(
-        [sample], None, decode_side=size, crop_background=crop_background, allow_missing_masks=True
+        [sample],
+        None,
+        decode_side=size,
+        crop_background=crop_background,
+        allow_missing_masks=True,
+        lesion_masks=sample.lesion_mask_path is not None,  # no all-zero channel stored
     )
     image, masks, labelled, box, full = ds.load(0)
     image, masks = apply(_resize_transform(size), image, masks)
@@ -471,17 +179,20 @@ def _write_split(
             image_stamp = stamp[0]
             assert image_stamp is not None
             entry = CachedSample(
-                sample.isic_id,
-                name,
-                image_stamp,
-                stamp[1:],
-                original,
-                crop,
-                shape,
-                offset,
-                mask_offset,
-                labelled,
+                isic_id=sample.isic_id,
+                split=name,
+                image=image_stamp,
+                masks=stamp[1 : 1 + NUM_ATTRIBUTES],
+                lesion_mask=stamp[1 + NUM_ATTRIBUTES],
+                original=original,
+                crop=crop,
+                shape=shape,
+                offset=offset,
+                mask_offset=mask_offset,
+                labelled=labelled,
             )
+            # the stamps and the decoded channels come from the same IsicSample
+            assert len(mask_buf) == entry.mask_bytes, (sample.isic_id, len(mask_buf), entry.mask_bytes)
             entries.append(entry)
             offset += entry.image_bytes
             mask_offset += entry.mask_bytes
@@ -506,6 +217,8 @@ def prepare_cache(
     (area interpolation when shrinking; masks nearest neighbour), exactly as
     :class:`~dermseg.data.dataset.IsicDataset` with ``decode_side=size`` followed by
     the evaluation transform. Missing masks are stored as empty and not labelled.
+    Where a sample has a Task 1 lesion mask it is stored too, as a sixth channel
+    (``IsicDataset(lesion_masks=True)``), for lesion-centred training crops.
 
     An up-to-date cache is left untouched (only the sources are stat'ed). When
     sources were added, removed or changed, only the splits concerned are rewritten,
@@ -546,7 +259,7 @@ def prepare_cache(
         # Splits written before the failure are referenced by no manifest: remove them.
         with contextlib.suppress(OSError):
             try:
-                keep = _read_manifest(out_dir)
+                keep = read_manifest(out_dir)
             except DataError:
                 keep = CacheManifest(out_dir, size, crop_background, str(data_dir), {})
             _remove_unreferenced(keep)
@@ -567,7 +280,7 @@ def _prepare(
 ) -> CacheManifest:
     """:func:`prepare_cache` once the data folder is listed and the cache folder exists."""
     try:
-        old: CacheManifest | None = _read_manifest(out_dir)
+        old: CacheManifest | None = read_manifest(out_dir)
     except DataError as err:
         old = None
         if (out_dir / MANIFEST).exists():
@@ -586,7 +299,7 @@ def _prepare(
 
     changed = old is None or set(old.splits) != set(layout.splits) or old.data_dir != str(data_dir)
     for name, split in layout.splits.items():
-        stamps = [_stamps(s, data_dir) for s in split.samples]
+        stamps = [sample_stamps(s, data_dir) for s in split.samples]
         old_split = old.splits.get(name) if old is not None else None
         old_by_id = {s.isic_id: s for s in old_split.samples} if old_split is not None else {}
         reusable = {
@@ -618,96 +331,8 @@ def _remove_unreferenced(manifest: CacheManifest) -> None:
     keep = {f for s in manifest.splits.values() for f in (s.images_file, s.masks_file)}
     for path in manifest.root.iterdir():
         name = path.name
-        ours = name.endswith(_DATA_SUFFIXES) or (
-            name.startswith(".") and ".tmp" in name and any(x in name for x in (*_DATA_SUFFIXES, MANIFEST))
+        ours = name.endswith(DATA_SUFFIXES) or (
+            name.startswith(".") and ".tmp" in name and any(x in name for x in (*DATA_SUFFIXES, MANIFEST))
         )
         if ours and name not in keep and path.is_file():
             path.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------- the dataset
-
-
-class CachedIsicDataset(Dataset):
-    """:class:`~dermseg.data.dataset.IsicDataset` items, read from a prepared cache.
-
-    Images are read from a read-only memory map opened lazily in each process, so
-    the dataset is cheap to send to DataLoader worker processes.
-
-    Args:
-        cache: from :func:`open_cache` (validated against the data folder by the caller).
-        split_ids: ISIC ids of the samples, in item order (from any split of the cache).
-        transform: a pipeline from :mod:`dermseg.data.transforms`, ``None`` for none.
-        allow_missing_masks: accept samples whose masks were not all present.
-
-    Raises:
-        DataError: an id is not in the cache, or (without ``allow_missing_masks``) a
-            sample lacks masks.
-
-    Each item is a dict as :class:`~dermseg.data.dataset.IsicDataset` gives:
-        ``image`` ``(3, h, w)`` float32 ImageNet-normalised; ``masks`` ``(5, h, w)`` uint8;
-        ``labelled`` ``(5,)`` bool; ``id``; ``crop`` ``(4,)`` int64 top, left, bottom, right
-        in original coordinates; ``size`` ``(2,)`` int64 original ``H, W``.
-    """
-
-    def __init__(
-        self,
-        cache: CacheManifest,
-        split_ids: Sequence[str],
-        transform: Callable[..., Any] | None = None,
-        *,
-        allow_missing_masks: bool = False,
-    ) -> None:
-        by_id = {s.isic_id: s for s in cache.samples}
-        missing = [i for i in split_ids if i not in by_id]
-        if missing:
-            raise DataError(
-                f"{len(missing)} image(s) not in the cache, e.g. {missing[0]}; {cache.rebuild_hint()}",
-                cache.root,
-            )
-        self.root = cache.root
-        self.entries = [by_id[i] for i in split_ids]
-        self.files = {
-            name: (cache.root / s.images_file, cache.root / s.masks_file) for name, s in cache.splits.items()
-        }
-        self.transform = transform
-        if not allow_missing_masks:
-            for e in self.entries:
-                if not all(e.labelled):
-                    raise DataError(f"{e.isic_id} lacks masks in the cache", self.root / e.image.path)
-        self._maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._pid = -1
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_maps"], state["_pid"] = {}, -1  # each process opens its own memory maps
-        return state
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def _arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        if self._pid != os.getpid():
-            self._maps, self._pid = {}, os.getpid()
-        if split not in self._maps:
-            images, masks = self.files[split]
-            self._maps[split] = (np.memmap(images, np.uint8, mode="r"), np.memmap(masks, np.uint8, mode="r"))
-        return self._maps[split]
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, CropBox, tuple[int, int]]:
-        """One cached sample, before the transform.
-
-        Returns:
-            image ``(h, w, 3)`` uint8, masks ``(5, h, w)`` uint8, labelled ``(5,)`` bool,
-            the crop box in original coordinates, and the original ``(H, W)``.
-        """
-        e = self.entries[index]
-        images, masks = self._arrays(e.split)
-        h, w = e.shape
-        image = np.array(images[e.offset : e.offset + e.image_bytes]).reshape(h, w, 3)
-        packed = np.asarray(masks[e.mask_offset : e.mask_offset + e.mask_bytes])
-        stack = np.unpackbits(packed, count=NUM_ATTRIBUTES * h * w).reshape(NUM_ATTRIBUTES, h, w)
-        return image, stack, np.array(e.labelled, dtype=bool), e.crop, e.original
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return make_item(self.entries[index].isic_id, *self.load(index), self.transform)

@@ -272,7 +272,7 @@ def collect_report(
         {
             "format": REPORT_FORMAT,
             "run": {
-                "name": files.root.resolve().name,
+                "name": "/".join(files.root.resolve().parts[-2:]),  # e.g. demo_run/run
                 "folder": str(files.root.resolve()),
                 "trained": _isoformat(files.checkpoint.stat().st_mtime),
                 "generated": _isoformat(),

@@ -34,7 +34,7 @@ def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI, facecolor="white")
+    fig.savefig(buffer, format="png", dpi=_DPI, facecolor="white", bbox_inches="tight")
     return buffer.getvalue()
 
 
@@ -66,7 +66,7 @@ def training_figure(records: list[dict[str, Any]], references: dict[str, dict[st
         ax_j.axhline(ref["value"], color="0.35", ls=style, lw=1.2, label=f"{ref['label']} {ref['value']:.3f}")
     ax_j.set(xlabel="epoch", ylabel="Jaccard", title="Official Jaccard (validation)", ylim=(0, 1))
     ax_j.grid(alpha=0.3)
-    ax_j.legend(fontsize=7, loc="upper left", ncol=2)
+    ax_j.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: no curve hidden
     for ax in (ax_loss, ax_j):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(epochs) == 1:  # one point: keep the axis readable
@@ -97,7 +97,7 @@ def roc_figure(roc: dict[str, dict[str, Any] | None]) -> bytes:
     ax.set(xlim=(0, 1), ylim=(0, 1.01), title="ROC, pixels of the validation images")
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
 
 
@@ -124,7 +124,7 @@ def pr_figure(pr: dict[str, dict[str, Any] | None]) -> bytes:
     ax.set(xlabel="recall (sensitivity)", ylabel="precision (positive predictive value)")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), title="Precision-recall, pixels of the validation images")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
 
 
@@ -146,7 +146,7 @@ def threshold_figure(thresholds: dict[str, Any]) -> bytes:
     ax.set(xlabel="probability threshold", ylabel="official Jaccard", xlim=(0, 1), ylim=(0, 1.01))
     ax.set_title("Official Jaccard vs threshold (validation; dots: the checkpoint's thresholds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _png(fig)
 
 

@@ -61,6 +61,9 @@ nav {
   background:#fff;
   border-bottom:1px solid var(--line);
   padding:8px 32px;
+  display:flex;
+  flex-wrap:wrap;
+  row-gap:4px;
 }
 nav a {
   margin-right:16px;
@@ -71,7 +74,10 @@ nav a {
 }
 nav a:hover { text-decoration:underline; }
 main { max-width:1120px; margin:0 auto; padding:8px 32px 40px; }
-section { padding-top:12px; border-bottom:1px solid var(--line); padding-bottom:18px; }
+section {
+  padding-top:12px; border-bottom:1px solid var(--line); padding-bottom:18px; scroll-margin-top:48px;
+}
+.scroll { overflow-x:auto; }
 h2 { font-size:20px; margin:18px 0 10px; }
 h3 { font-size:16px; margin:16px 0 8px; }
 .banner {
@@ -349,7 +355,7 @@ def _attributes(c: dict[str, Any]) -> str:
             "<td>2018 test set</td>" + _num(ref["value"], 3) + empty * 5 + "</tr>"
         )
     return (
-        f"<table>{head}<tbody>{''.join(rows)}</tbody></table>"
+        f'<div class="scroll"><table>{head}<tbody>{"".join(rows)}</tbody></table></div>'
         '<p class="note">Jaccard and Dice: the official ISIC 2018 Task 2 metric at each image\'s '
         "original size (confusion counts normalised by the image's pixel count, summed over images, "
         "then the ratio); "

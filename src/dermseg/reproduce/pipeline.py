@@ -111,8 +111,8 @@ class Reproduction:
         return self.run_dir / "stages" / f"{stage}.json"
 
     def uses_cache(self) -> bool:
-        """Lesion-centred crops read the lesion masks, which the cache does not hold."""
-        return self.cfg.augment.lesion_crop == 0
+        """Whether training reads the prepared cache (it holds the lesion masks too)."""
+        return self.cfg.data.cache is None
 
     def resolved_device(self) -> str:
         if self.device:
@@ -187,7 +187,7 @@ def plan(r: Reproduction) -> list[PlannedStage]:
         states["train"] = "to do"
     for stage in ("tune", "predict", "score", "report"):
         states[stage] = "done" if _done(r, stage) else "to do"
-    notes = {"cache": "lesion-centred crops read the lesion masks, which the cache does not hold"}
+    notes = {"cache": "data.cache is set in the config: training reads that cache"}
     return [
         PlannedStage(
             name,
@@ -224,11 +224,18 @@ def _stage_download(r: Reproduction, hooks: Hooks) -> None:
 
 def _stage_cache(r: Reproduction, hooks: Hooks) -> None:
     if not r.uses_cache():
-        hooks.stage("cache", "skipped", "lesion-centred crops read the images and lesion masks directly")
+        hooks.stage("cache", "skipped", f"the config's data.cache {r.cfg.data.cache} is used")
         return
-    from dermseg.data.cache import prepare_cache
+    from dermseg.data.cache import open_cache, prepare_cache
 
-    # Always called: an up-to-date cache is only stat'ed, a changed source is redone.
+    if _done(r, "cache"):
+        try:  # every source file is stat'ed against the manifest
+            open_cache(r.cache_dir, r.data_dir)
+            hooks.stage("cache", "done", f"{r.cache_dir} is up to date with {r.data_dir}")
+            return
+        except DataError as err:
+            hooks.stage("cache", "stale", str(err))
+    # An up-to-date part of a cache is kept; only changed or new sources are decoded.
     hooks.stage("cache", "running", f"at {r.cfg.data.size} px into {r.cache_dir}")
     prepare_cache(
         r.data_dir,

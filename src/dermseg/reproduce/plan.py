@@ -22,6 +22,8 @@ ASSUMED_INFER_IMG_S = 40.0
 #: Images/s one DataLoader worker decodes from 4288x2848 JPEGs (draft mode) to 512 px: measured
 #: by benchmarks/data_loading.py on one x86_64 core (BENCHMARKS.md); bounds training without a cache.
 MEASURED_DRAFT_DECODE_IMG_S = 6.25
+#: Images/s one worker reads from the prepared cache at 512 px (same benchmark, lowest of our runs).
+MEASURED_CACHE_IMG_S = 104.0
 #: Official image counts of ISIC 2018 Task 2.
 OFFICIAL_IMAGES = {"training": 2594, "validation": 100, "test": 1000}
 
@@ -61,12 +63,14 @@ def download_bytes(cfg: Config) -> int:
     return sum(ARCHIVES[name].approx_bytes for name in archive_names(parts, lesions))
 
 
+def _worker_rate(cfg: Config) -> float:
+    return MEASURED_CACHE_IMG_S if cfg.data.cache is None else MEASURED_DRAFT_DECODE_IMG_S
+
+
 def training_rate(cfg: Config) -> float:
-    """Images/s per GPU: the assumed GPU rate, or the decoding rate of the workers when that is
-    lower (without the cache, e.g. for lesion-centred crops, JPEGs are decoded every epoch)."""
-    if cfg.augment.lesion_crop == 0:
-        return ASSUMED_TRAIN_IMG_S
-    return min(ASSUMED_TRAIN_IMG_S, max(1, cfg.data.workers) * MEASURED_DRAFT_DECODE_IMG_S)
+    """Images/s per GPU: the assumed GPU rate, or the loading rate of the workers when that is
+    lower (from the prepared cache, or JPEGs decoded every epoch without one)."""
+    return min(ASSUMED_TRAIN_IMG_S, max(1, cfg.data.workers) * _worker_rate(cfg))  # reproduce makes a cache
 
 
 def training_hours(cfg: Config, gpus: int, images: int = OFFICIAL_IMAGES["training"]) -> float:
@@ -100,8 +104,7 @@ def describe(cfg: Config, gpus: int, dry_run: bool = False) -> dict[str, str]:
             + (
                 f"assumed GPU rate {ASSUMED_TRAIN_IMG_S:.0f}"
                 if training_rate(cfg) == ASSUMED_TRAIN_IMG_S
-                else f"JPEG decoding by {cfg.data.workers} workers at a measured "
-                f"{MEASURED_DRAFT_DECODE_IMG_S} img/s each"
+                else f"loading by {cfg.data.workers} workers at a measured {_worker_rate(cfg)} img/s each"
             )
             + ")"
         ),
