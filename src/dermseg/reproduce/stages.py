@@ -1,0 +1,244 @@
+"""The stages of ``dermseg reproduce``: each does its work, or says why it is already done."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dermseg.checkpoint import read_meta
+from dermseg.config import Config, dump_config
+from dermseg.data.imageio import atomic_path
+from dermseg.data.layout import discover
+from dermseg.errors import DataError
+from dermseg.reproduce.plan import (
+    parts_needed,
+)
+from dermseg.reproduce.state import (
+    PREDICTED_SPLITS,
+    Hooks,
+    Reproduction,
+    data_missing,
+    is_done,
+    mark,
+    submission_complete,
+    write_json,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def stage_download(r: Reproduction, hooks: Hooks) -> None:
+    missing = data_missing(r)
+    if not missing:
+        hooks.stage("download", "done", f"{r.data_dir} holds every split the recipe needs")
+        if not is_done(r, "download"):
+            mark(r, "download", downloaded=[])
+        return
+    from dermseg.data.download import ISIC2018_URL, download_isic2018
+
+    hooks.stage("download", "running", "missing: " + ", ".join(missing))
+    parts, lesions = parts_needed(r.cfg)
+    download_isic2018(
+        r.data_dir, parts, lesion_masks=lesions, base_url=r.base_url or ISIC2018_URL, progress=hooks.progress
+    )
+    still = data_missing(r)
+    if still:
+        raise DataError("after the download the data folder still lacks " + ", ".join(still), r.data_dir)
+    mark(r, "download", downloaded=missing)
+
+
+def stage_cache(r: Reproduction, hooks: Hooks) -> None:
+    if not r.uses_cache():
+        hooks.stage("cache", "skipped", f"the config's data.cache {r.cfg.data.cache} is used")
+        return
+    from dermseg.data.cache import open_cache, prepare_cache
+
+    if is_done(r, "cache"):
+        try:  # every source file is stat'ed against the manifest
+            open_cache(r.cache_dir, r.data_dir)
+            hooks.stage("cache", "done", f"{r.cache_dir} is up to date with {r.data_dir}")
+            return
+        except DataError as err:
+            hooks.stage("cache", "stale", str(err))
+    # An up-to-date part of a cache is kept; only changed or new sources are decoded.
+    hooks.stage("cache", "running", f"at {r.cfg.data.size} px into {r.cache_dir}")
+    prepare_cache(
+        r.data_dir,
+        r.cache_dir,
+        r.cfg.data.size,
+        workers=None,
+        progress=lambda done, total: hooks.progress("cache", done, total),
+        crop_background=r.cfg.data.crop_background,
+    )
+    mark(r, "cache", size=r.cfg.data.size)
+
+
+def _train_config(r: Reproduction) -> Config:
+    cfg = copy.deepcopy(r.cfg)
+    cfg.data.root = str(r.data_dir.resolve())
+    if r.uses_cache():
+        cfg.data.cache = str(r.cache_dir.resolve())
+    return cfg
+
+
+def stage_train(r: Reproduction, hooks: Hooks) -> None:
+    if is_done(r, "train") and r.best.is_file():
+        hooks.stage("train", "done", f"best checkpoint {r.best}")
+        return
+    resume = (r.train_dir / "checkpoints" / "last_state.pt").is_file()
+    cfg = _train_config(r)
+    hooks.stage("train", "running", ("resuming " if resume else "") + f"into {r.train_dir}")
+    if r.gpus > 1:
+        _train_torchrun(r, cfg, resume)
+    else:
+        from dermseg.train import train
+
+        train(cfg, r.data_dir, r.train_dir, resume=resume, callbacks=hooks.train_callbacks, device=r.device)
+    if not r.best.is_file():
+        raise DataError("training ended without a best checkpoint", r.train_dir)
+    meta = read_meta(r.best)
+    mark(r, "train", best_epoch=meta.get("epoch"), jaccard_at_working_size=meta.get("jaccard"))
+
+
+def _train_torchrun(r: Reproduction, cfg: Config, resume: bool) -> None:
+    """Train on ``r.gpus`` GPUs of this machine with torchrun (one process per GPU)."""
+    config_path = r.run_dir / "train_config.yaml"
+    with atomic_path(config_path) as tmp:
+        tmp.write_text(dump_config(cfg))
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={r.gpus}"]
+    args += ["-m", "dermseg", "train", "--data", str(r.data_dir)]
+    args += (
+        ["--resume", str(r.train_dir)]
+        if resume
+        else ["--out", str(r.train_dir), "--config", str(config_path)]
+    )
+    if r.device:
+        args += ["--device", r.device]
+    logger.info("launching %s", " ".join(args))
+    code = subprocess.run(args, env=os.environ.copy(), check=False).returncode
+    if code != 0:
+        raise DataError(
+            f"torchrun training exited with code {code}; rerun the command to resume", r.train_dir
+        )
+
+
+def stage_tune(r: Reproduction, hooks: Hooks) -> None:
+    if is_done(r, "tune"):
+        hooks.stage("tune", "done", "thresholds stored in the best checkpoint")
+        return
+    meta = read_meta(r.best)
+    tuning = meta.get("tuning")
+    if tuning is None or bool(tuning.get("tta", False)) != r.cfg.predict.tta:
+        from dermseg.checkpoint import update_checkpoint_meta
+        from dermseg.evaluate_model import select_samples, tune_checkpoint
+        from dermseg.predict import Segmenter
+
+        hooks.stage("tune", "running", "on the held-out images")
+        segmenter = Segmenter.from_checkpoint(r.best, device=r.resolved_device(), tta=r.cfg.predict.tta)
+        samples = select_samples(r.data_dir, "val", meta)
+        report = tune_checkpoint(segmenter, samples)
+        tuning = {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
+        tuning |= {"subset": "val", "tta": r.cfg.predict.tta}
+        update_checkpoint_meta(
+            r.best, {"postprocess": report["settings"], "thresholds": report["thresholds"], "tuning": tuning}
+        )
+    mark(r, "tune", **{k: tuning[k] for k in ("overall_at_default", "overall_tuned", "images")})
+
+
+def _official_images(r: Reproduction, split: str) -> list[Path]:
+    found = discover(r.data_dir).splits.get(split)
+    return [s.image_path for s in found.samples] if found is not None else []
+
+
+def _zip_submission(folder: Path, target: Path) -> None:
+    """The masks of a split as one zip (the challenge took the PNGs zipped, flat)."""
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for png in sorted(folder.glob("ISIC_*_attribute_*.png")):
+            zf.write(png, png.name)
+
+
+def _counter(hooks: Hooks, label: str, total: int) -> Callable[[int], None]:
+    """A ``progress(k)`` callback adding up to ``hooks.progress(label, done, total)``."""
+    done = 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        hooks.progress(label, done, total)
+
+    return tick
+
+
+def stage_predict(r: Reproduction, hooks: Hooks) -> None:
+    folders = {split: r.run_dir / "submission" / split for split in PREDICTED_SPLITS}
+    images = {split: _official_images(r, split) for split in PREDICTED_SPLITS}
+    complete = all(submission_complete(folders[s], images[s]) for s in PREDICTED_SPLITS)
+    if is_done(r, "predict") and complete:
+        hooks.stage("predict", "done", f"masks in {r.run_dir / 'submission'}")
+        return
+    from dermseg.predict import Segmenter
+    from dermseg.predict_folder import predict_images
+
+    segmenter = Segmenter.from_checkpoint(r.best, device=r.resolved_device(), tta=r.cfg.predict.tta)
+    counts = {}
+    for split in PREDICTED_SPLITS:
+        todo = [p for p in images[split] if not submission_complete(folders[split], [p])]
+        hooks.stage("predict", "running", f"{split}: {len(todo)} of {len(images[split])} images to do")
+        report = predict_images(
+            segmenter, todo, folders[split], progress=_counter(hooks, f"predict {split}", len(todo))
+        )
+        if report.failed:
+            path, message = report.failed[0]
+            raise DataError(f"{len(report.failed)} image(s) could not be predicted, first: {message}", path)
+        if images[split]:
+            _zip_submission(folders[split], r.run_dir / "submission" / f"{split}.zip")
+        counts[split] = len(images[split])
+    mark(r, "predict", images=counts, tta=r.cfg.predict.tta)
+
+
+def stage_score(r: Reproduction, hooks: Hooks) -> dict[str, Any]:
+    from dermseg.evaluate import evaluate_folders
+
+    layout = discover(r.data_dir)
+    scores: dict[str, Any] = {}
+    for split in PREDICTED_SPLITS:
+        found = layout.splits.get(split)
+        path = r.run_dir / "scores" / f"{split}.json"
+        if found is None or found.mask_dir is None:
+            hooks.stage("score", "skipped", f"{split}: no ground truth in the data folder")
+            continue
+        if is_done(r, "score") and path.is_file():
+            scores[split] = json.loads(path.read_text())
+            continue
+        hooks.stage("score", "running", f"{split} against {found.mask_dir}")
+        result = evaluate_folders(r.run_dir / "submission" / split, found.mask_dir)
+        scores[split] = result.to_dict()
+        write_json(path, scores[split])
+    mark(r, "score", splits=sorted(scores))
+    return scores
+
+
+def stage_report(r: Reproduction, hooks: Hooks) -> Path:
+    html = r.train_dir / "report.html"
+    if is_done(r, "report") and html.is_file():
+        hooks.stage("report", "done", str(html))
+        return html
+    from dermseg.report import write_report
+
+    hooks.stage("report", "running", str(html))
+    path = write_report(
+        r.train_dir,
+        data=r.data_dir,
+        device=r.resolved_device(),
+        progress=lambda done, total: hooks.progress("report", done, total),
+    )
+    mark(r, "report", html=str(path))
+    return path
