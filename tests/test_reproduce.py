@@ -99,3 +99,15 @@ def test_unreachable_archive_host_is_one_line(tmp_path: Path, capsys: pytest.Cap
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "Traceback" not in err[0]
+
+
+def test_gpus_launch_torchrun_processes(tmp_path: Path) -> None:
+    # --gpus N trains through torchrun; on CPU the processes use gloo, as on N GPUs they use NCCL
+    out = tmp_path / "ddp"
+    args = ["reproduce", "isic2018", "--dry-run", "--out", str(out), "--gpus", "2", "--device", "cpu"]
+    assert main([*args, "--set", "train.epochs=1"]) == 0
+    assert (out / "train_config.yaml").is_file()  # what the torchrun processes were given
+    records = [json.loads(x) for x in (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    # 16 training images over 2 processes of batch 4: 2 steps each, not 4 as in one process
+    assert len(records) == 1 and records[0]["step"] == 2
+    assert json.loads((out / "results.json").read_text())["rows"]
