@@ -206,7 +206,8 @@ class Config:
         seed: seeds the weights' initialisation, the training order and every augmentation.
         deterministic: use deterministic kernels only (``torch.use_deterministic_algorithms``):
             on CPU a run is then bit-identical for the same seed, data and thread count,
-            also when it was killed and resumed; slower on GPU.
+            also when it was killed and resumed; slower on GPU, where a few kernels (bilinear
+            upsampling's backward) have no deterministic version and only warn.
     """
 
     seed: int = 0
