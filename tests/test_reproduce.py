@@ -111,3 +111,16 @@ def test_gpus_launch_torchrun_processes(tmp_path: Path) -> None:
     # 16 training images over 2 processes of batch 4: 2 steps each, not 4 as in one process
     assert len(records) == 1 and records[0]["step"] == 2
     assert json.loads((out / "results.json").read_text())["rows"]
+
+
+def test_folds_train_every_fold_and_predict_with_their_ensemble(tmp_path: Path) -> None:
+    out = tmp_path / "folds"
+    args = ["reproduce", "isic2018", "--dry-run", "--out", str(out)]
+    assert main([*args, "--set", "data.folds=2", "--set", "train.epochs=1"]) == 0
+    splits = [json.loads((out / f"train-fold{k}" / "split.json").read_text()) for k in range(2)]
+    assert [s["source"] for s in splits] == ["fold 0 of 2", "fold 1 of 2"]
+    assert set(splits[0]["val"]).isdisjoint(splits[1]["val"])
+    assert all((out / f"train-fold{k}" / "report.html").is_file() for k in range(2))
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert rows and all("ensemble of 2 folds" in r["model"] for r in rows)
+    assert len(list((out / "submission" / "test").glob("*.png"))) == 4 * len(ATTRIBUTES)

@@ -72,9 +72,9 @@ def plan(r: Reproduction) -> list[PlannedStage]:
     )
     if is_done(r, "cache") and r.uses_cache():
         states["cache"] = "done"
-    if is_done(r, "train") and r.best.is_file():
+    if is_done(r, "train") and all(b.is_file() for b in r.bests):
         states["train"] = "done"
-    elif (r.train_dir / "checkpoints" / "last_state.pt").is_file():
+    elif any((r.fold_dir(k) / "checkpoints" / "last_state.pt").is_file() for k in range(r.folds)):
         states["train"] = "resume"
     else:
         states["train"] = "to do"
@@ -103,7 +103,7 @@ def _hardware(device: str) -> str:
 
 
 def _results(r: Reproduction, scores: dict[str, Any], report: Path, command: list[str]) -> dict[str, Any]:
-    meta = read_meta(r.best)
+    metas = [read_meta(b) for b in r.bests]
     timings = {}
     for stage in STAGES:
         if r.marker(stage).is_file():
@@ -112,7 +112,8 @@ def _results(r: Reproduction, scores: dict[str, Any], report: Path, command: lis
     for split, s in scores.items():
         rows.append(
             {
-                "model": f"{r.cfg.model.arch} / {r.cfg.model.encoder_name}",
+                "model": f"{r.cfg.model.arch} / {r.cfg.model.encoder_name}"
+                + (f", ensemble of {r.folds} folds" if r.folds > 1 else ""),
                 "split": split,
                 "images": s.get("images"),
                 "official_jaccard": s["overall"],
@@ -125,8 +126,8 @@ def _results(r: Reproduction, scores: dict[str, Any], report: Path, command: lis
         "stage_seconds": timings,
         "wall_seconds": sum(v for v in timings.values() if v),
         "command": " ".join(command),
-        "best_epoch": meta.get("epoch"),
-        "tuning": meta.get("tuning"),
+        "best_epoch": metas[0].get("epoch") if r.folds == 1 else [m.get("epoch") for m in metas],
+        "tuning": metas[0].get("tuning") if r.folds == 1 else [m.get("tuning") for m in metas],
         "report": str(report),
         "config": asdict(r.cfg),
     }

@@ -78,7 +78,7 @@ def training_hours(cfg: Config, gpus: int, images: int = OFFICIAL_IMAGES["traini
     if cfg.data.validation == "holdout" or cfg.data.folds > 1:
         held = images // cfg.data.folds if cfg.data.folds > 1 else round(images * cfg.data.val_fraction)
         images -= held
-    return cfg.train.epochs * images / training_rate(cfg) / 3600.0
+    return max(1, cfg.data.folds) * cfg.train.epochs * images / training_rate(cfg) / 3600.0
 
 
 def inference_hours(cfg: Config) -> float:
@@ -120,7 +120,7 @@ def stage_descriptions(cfg: Config) -> dict[str, str]:
     """What each stage does with this config."""
     parts, lesions = parts_needed(cfg)
     selection = (
-        f"fold {cfg.data.fold} of {cfg.data.folds} of the training images"
+        "each model's held-out fold"
         if cfg.data.folds > 1
         else (
             f"a stratified {cfg.data.val_fraction:.0%} hold-out of the training images"
@@ -134,10 +134,16 @@ def stage_descriptions(cfg: Config) -> dict[str, str]:
         + (" + Task 1 lesion masks" if lesions else "")
         + ")",
         "cache": "decode, crop and resize every image once (dermseg prepare)",
-        "train": f"train {cfg.model.arch}/{cfg.model.encoder_name} on the training images, "
-        f"selecting the best epoch on {selection}",
+        "train": (
+            f"train {cfg.data.folds} {cfg.model.arch}/{cfg.model.encoder_name} models, one per fold, "
+            "each selecting its best epoch on its held-out fold"
+            if cfg.data.folds > 1
+            else f"train {cfg.model.arch}/{cfg.model.encoder_name} on the training images, "
+            f"selecting the best epoch on {selection}"
+        ),
         "tune": f"tune per-attribute thresholds on {selection}",
-        "predict": "write the official validation and test masks in submission format (and zips)",
+        "predict": "write the official validation and test masks in submission format (and zips)"
+        + (f", averaging the {cfg.data.folds} folds' probabilities" if cfg.data.folds > 1 else ""),
         "score": "score them with the official metric where their ground truth is present",
         "report": "write the HTML report of the run",
     }

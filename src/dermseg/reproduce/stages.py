@@ -81,76 +81,92 @@ def stage_cache(r: Reproduction, hooks: Hooks) -> None:
     mark(r, "cache", size=r.cfg.data.size)
 
 
-def _train_config(r: Reproduction) -> Config:
+def _train_config(r: Reproduction, fold: int) -> Config:
     cfg = copy.deepcopy(r.cfg)
     cfg.data.root = str(r.data_dir.resolve())
+    cfg.data.fold = fold
     if r.uses_cache():
         cfg.data.cache = str(r.cache_dir.resolve())
     return cfg
 
 
 def stage_train(r: Reproduction, hooks: Hooks) -> None:
-    if is_done(r, "train") and r.best.is_file():
-        hooks.stage("train", "done", f"best checkpoint {r.best}")
+    """Train the model (or each fold's model); a killed training resumes from its last state."""
+    if is_done(r, "train") and all(b.is_file() for b in r.bests):
+        hooks.stage(
+            "train", "done", "best checkpoint" + (f"s of {r.folds} folds" if r.folds > 1 else f" {r.best}")
+        )
         return
-    resume = (r.train_dir / "checkpoints" / "last_state.pt").is_file()
-    cfg = _train_config(r)
-    hooks.stage("train", "running", ("resuming " if resume else "") + f"into {r.train_dir}")
-    if r.gpus > 1:
-        _train_torchrun(r, cfg, resume)
-    else:
-        from dermseg.train import train
+    for fold in range(r.folds):
+        name = "train" if r.folds == 1 else f"train-fold{fold}"
+        run_dir, best = r.fold_dir(fold), r.fold_best(fold)
+        if r.folds > 1 and is_done(r, name) and best.is_file():
+            hooks.stage("train", "done", f"fold {fold}: {best}")
+            continue
+        resume = (run_dir / "checkpoints" / "last_state.pt").is_file()
+        cfg = _train_config(r, fold)
+        what = f"fold {fold} of {r.folds} " if r.folds > 1 else ""
+        hooks.stage("train", "running", ("resuming " if resume else "") + f"{what}into {run_dir}")
+        if r.gpus > 1:
+            _train_torchrun(r, cfg, run_dir, resume)
+        else:
+            from dermseg.train import train
 
-        train(cfg, r.data_dir, r.train_dir, resume=resume, callbacks=hooks.train_callbacks, device=r.device)
-    if not r.best.is_file():
-        raise DataError("training ended without a best checkpoint", r.train_dir)
-    meta = read_meta(r.best)
-    mark(r, "train", best_epoch=meta.get("epoch"), jaccard_at_working_size=meta.get("jaccard"))
+            train(cfg, r.data_dir, run_dir, resume=resume, callbacks=hooks.train_callbacks, device=r.device)
+        if not best.is_file():
+            raise DataError("training ended without a best checkpoint", run_dir)
+        if r.folds > 1:
+            mark(r, name, best_epoch=read_meta(best).get("epoch"))
+    metas = [read_meta(b) for b in r.bests]
+    mark(
+        r,
+        "train",
+        best_epoch=[m.get("epoch") for m in metas],
+        jaccard_at_working_size=[m.get("jaccard") for m in metas],
+    )
 
 
-def _train_torchrun(r: Reproduction, cfg: Config, resume: bool) -> None:
+def _train_torchrun(r: Reproduction, cfg: Config, run_dir: Path, resume: bool) -> None:
     """Train on ``r.gpus`` GPUs of this machine with torchrun (one process per GPU)."""
-    config_path = r.run_dir / "train_config.yaml"
+    config_path = r.run_dir / f"{run_dir.name}_config.yaml"
     with atomic_path(config_path) as tmp:
         tmp.write_text(dump_config(cfg))
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={r.gpus}"]
     args += ["-m", "dermseg", "train", "--data", str(r.data_dir)]
-    args += (
-        ["--resume", str(r.train_dir)]
-        if resume
-        else ["--out", str(r.train_dir), "--config", str(config_path)]
-    )
+    args += ["--resume", str(run_dir)] if resume else ["--out", str(run_dir), "--config", str(config_path)]
     if r.device:
         args += ["--device", r.device]
     logger.info("launching %s", " ".join(args))
     code = subprocess.run(args, env=os.environ.copy(), check=False).returncode
     if code != 0:
-        raise DataError(
-            f"torchrun training exited with code {code}; rerun the command to resume", r.train_dir
-        )
+        raise DataError(f"torchrun training exited with code {code}; rerun the command to resume", run_dir)
 
 
 def stage_tune(r: Reproduction, hooks: Hooks) -> None:
+    """Thresholds of each model, tuned on its own held-out images (training usually did it)."""
     if is_done(r, "tune"):
-        hooks.stage("tune", "done", "thresholds stored in the best checkpoint")
+        hooks.stage("tune", "done", "thresholds stored in the best checkpoint" + ("s" if r.folds > 1 else ""))
         return
-    meta = read_meta(r.best)
-    tuning = meta.get("tuning")
-    if tuning is None or bool(tuning.get("tta", False)) != r.cfg.predict.tta:
-        from dermseg.checkpoint import update_checkpoint_meta
-        from dermseg.evaluate_model import select_samples, tune_checkpoint
-        from dermseg.predict import Segmenter
+    summary = []
+    for best in r.bests:
+        meta = read_meta(best)
+        tuning = meta.get("tuning")
+        if tuning is None or bool(tuning.get("tta", False)) != r.cfg.predict.tta:
+            from dermseg.checkpoint import update_checkpoint_meta
+            from dermseg.evaluate_model import select_samples, tune_checkpoint
+            from dermseg.predict import Segmenter
 
-        hooks.stage("tune", "running", "on the held-out images")
-        segmenter = Segmenter.from_checkpoint(r.best, device=r.resolved_device(), tta=r.cfg.predict.tta)
-        samples = select_samples(r.data_dir, "val", meta)
-        report = tune_checkpoint(segmenter, samples)
-        tuning = {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
-        tuning |= {"subset": "val", "tta": r.cfg.predict.tta}
-        update_checkpoint_meta(
-            r.best, {"postprocess": report["settings"], "thresholds": report["thresholds"], "tuning": tuning}
-        )
-    mark(r, "tune", **{k: tuning[k] for k in ("overall_at_default", "overall_tuned", "images")})
+            hooks.stage("tune", "running", f"{best} on its held-out images")
+            segmenter = Segmenter.from_checkpoint(best, device=r.resolved_device(), tta=r.cfg.predict.tta)
+            report = tune_checkpoint(segmenter, select_samples(r.data_dir, "val", meta))
+            tuning = {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
+            tuning |= {"subset": "val", "tta": r.cfg.predict.tta}
+            update_checkpoint_meta(
+                best,
+                {"postprocess": report["settings"], "thresholds": report["thresholds"], "tuning": tuning},
+            )
+        summary.append({k: tuning[k] for k in ("overall_at_default", "overall_tuned", "images")})
+    mark(r, "tune", **(summary[0] if r.folds == 1 else {"folds": summary}))
 
 
 def _official_images(r: Reproduction, split: str) -> list[Path]:
@@ -184,10 +200,11 @@ def stage_predict(r: Reproduction, hooks: Hooks) -> None:
     if is_done(r, "predict") and complete:
         hooks.stage("predict", "done", f"masks in {r.run_dir / 'submission'}")
         return
-    from dermseg.predict import Segmenter
+    from dermseg.ensemble import ensemble_segmenter
     from dermseg.predict_folder import predict_images
 
-    segmenter = Segmenter.from_checkpoint(r.best, device=r.resolved_device(), tta=r.cfg.predict.tta)
+    # one model, or the folds' probabilities averaged
+    segmenter = ensemble_segmenter(r.bests, device=r.resolved_device(), tta=r.cfg.predict.tta)
     counts = {}
     for split in PREDICTED_SPLITS:
         todo = [p for p in images[split] if not submission_complete(folders[split], [p])]
@@ -227,18 +244,25 @@ def stage_score(r: Reproduction, hooks: Hooks) -> dict[str, Any]:
 
 
 def stage_report(r: Reproduction, hooks: Hooks) -> Path:
-    html = r.train_dir / "report.html"
-    if is_done(r, "report") and html.is_file():
-        hooks.stage("report", "done", str(html))
-        return html
+    """The HTML report of each training run (each fold's, with folds); returns the first."""
+    pages = [r.fold_dir(k) / "report.html" for k in range(r.folds)]
+    if is_done(r, "report") and all(p.is_file() for p in pages):
+        hooks.stage(
+            "report", "done", str(pages[0]) + (f" (and {r.folds - 1} more folds)" if r.folds > 1 else "")
+        )
+        return pages[0]
     from dermseg.report import write_report
 
-    hooks.stage("report", "running", str(html))
-    path = write_report(
-        r.train_dir,
-        data=r.data_dir,
-        device=r.resolved_device(),
-        progress=lambda done, total: hooks.progress("report", done, total),
-    )
-    mark(r, "report", html=str(path))
-    return path
+    written = []
+    for k in range(r.folds):
+        hooks.stage("report", "running", str(pages[k]))
+        written.append(
+            write_report(
+                r.fold_dir(k),
+                data=r.data_dir,
+                device=r.resolved_device(),
+                progress=lambda done, total: hooks.progress("report", done, total),
+            )
+        )
+    mark(r, "report", html=[str(p) for p in written])
+    return written[0]

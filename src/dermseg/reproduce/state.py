@@ -69,12 +69,30 @@ class Reproduction:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
+    def folds(self) -> int:
+        """Models trained: 1, or k with ``data.folds: k`` (every fold, then their ensemble)."""
+        return max(1, self.cfg.data.folds)
+
+    def fold_dir(self, fold: int) -> Path:
+        """The training run of one fold (``train/`` when there are no folds)."""
+        return self.run_dir / ("train" if self.folds == 1 else f"train-fold{fold}")
+
+    def fold_best(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "checkpoints" / "best.safetensors"
+
+    @property
     def train_dir(self) -> Path:
-        return self.run_dir / "train"
+        """The first (or only) training run: its report is the run's report."""
+        return self.fold_dir(0)
 
     @property
     def best(self) -> Path:
-        return self.train_dir / "checkpoints" / "best.safetensors"
+        return self.fold_best(0)
+
+    @property
+    def bests(self) -> list[Path]:
+        """The best checkpoint of every fold (one without folds)."""
+        return [self.fold_best(k) for k in range(self.folds)]
 
     @property
     def cache_dir(self) -> Path:
