@@ -38,20 +38,20 @@ from dermseg.data.synthetic import SynthConfig, render_sample, sample_rng
 from dermseg.predict import Segmenter
 from dermseg.serve import BackgroundServer, create_app
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests/
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - the browser flags the tests use
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 MAX_BYTES = 300_000
+
+
+def _launch(playwright: object) -> object:
+    """Headless Debian chromium with the flags the browser tests use."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+
+
 REPORT_MAX_BYTES = 400_000
 IMAGES = Path(__file__).parent / "images"
 
@@ -117,7 +117,9 @@ def serve_screenshot(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         image = args.image or synthetic_lesion(Path(tmp), segmenter)
         with BackgroundServer(app) as server, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
             page = browser.new_page(viewport={"width": args.width, "height": args.height})
             page.goto(server.url)
             page.wait_for_selector("body[data-state=idle]")
@@ -136,7 +138,7 @@ def report_screenshots(args: argparse.Namespace) -> None:
     if not path.is_file():
         raise SystemExit(f"no report at {path} (write one with `dermseg report RUN_DIR`)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = _launch(playwright)
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
         page.goto(path.resolve().as_uri(), wait_until="load")
         page.wait_for_function("() => Array.from(document.images).every((img) => img.complete)")
