@@ -182,3 +182,16 @@ def test_ensemble_averages_the_members(
     args = ["predict", str(image_path), "--out", str(tmp_path / "pred")]
     assert main([*args, "--checkpoint", str(paths[0]), "--checkpoint", str(paths[1])]) == 0
     assert len(list((tmp_path / "pred").glob("*.png"))) == 5
+
+    # the ensemble is scored on an official folder; each member's own hold-out is refused
+    both = ["--checkpoint", str(paths[0]), "--checkpoint", str(paths[1])]
+    scores = tmp_path / "scores.json"
+    capsys.readouterr()
+    evaluate = ["evaluate", "--data", str(synth_dataset), *both]
+    assert main([*evaluate, "--subset", "validation", "--json", str(scores)]) == 0
+    from dermseg.evaluate_model import evaluate_checkpoint, select_samples
+
+    want = evaluate_checkpoint(ensemble, select_samples(synth_dataset, "validation", {}))
+    assert json.loads(scores.read_text())["overall"] == pytest.approx(want["overall"], abs=1e-12)
+    assert main([*evaluate, "--subset", "val"]) == 2
+    assert "own hold-out" in capsys.readouterr().err

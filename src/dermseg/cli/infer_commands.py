@@ -124,8 +124,10 @@ def _scores_table(title: str, scores: dict) -> Table:
 def evaluate(
     pred: Path | None = typer.Option(None, "--pred", help="Folder of predicted masks (submission naming)."),
     gt: Path | None = typer.Option(None, "--gt", help="Folder of ground-truth masks."),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Run this checkpoint instead of --pred."
+    checkpoint: list[Path] = typer.Option(
+        [],
+        "--checkpoint",
+        help="Run this checkpoint instead of --pred; repeat it to score the average of several models.",
     ),
     data: Path | None = typer.Option(None, "--data", help="Dataset to run the checkpoint on."),
     subset: str = typer.Option(
@@ -141,28 +143,35 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="Flip test-time augmentation (with --checkpoint)."),
 ) -> None:
     """Score masks with the official ISIC 2018 Task 2 metric: a prediction folder, or a checkpoint on data."""
-    if checkpoint is not None:
+    if checkpoint:
         if data is None or pred is not None:
             raise ConfigError("--checkpoint needs --data (and no --pred)")
+        from dermseg.ensemble import ensemble_segmenter
         from dermseg.evaluate_model import auto_subset, evaluate_checkpoint, select_samples
-        from dermseg.predict import Segmenter
 
-        segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
         chosen = auto_subset(data) if subset == "auto" else subset
-        samples = select_samples(data, chosen, {"config": segmenter_config(checkpoint)})
+        if len(checkpoint) > 1 and chosen == "val":
+            raise ConfigError(
+                "--subset val is each model's own hold-out; score an ensemble on validation, test or all"
+            )
+        segmenter = ensemble_segmenter(checkpoint, device=device, tta=tta)
+        samples = select_samples(data, chosen, {"config": segmenter_config(checkpoint[0])})
         with _progress() as bar:
             task = bar.add_task(f"evaluate {chosen}", total=len(samples))
             scores = evaluate_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
         console.print(
             _scores_table(
-                f"{_shown(checkpoint.name)} on {_shown(data)} ({chosen}: {scores['images']} images)", scores
+                f"{_shown(', '.join(c.name for c in checkpoint))} on {_shown(data)} "
+                f"({chosen}: {scores['images']} images)",
+                scores,
             )
         )
         _print_per_image(scores)
         if json_out is not None:
             _write_json(json_out, scores)
-        run_dir = checkpoint.parent.parent
-        if checkpoint.parent.name == "checkpoints" and (run_dir / "metrics.jsonl").is_file():
+        run_dir = checkpoint[0].parent.parent
+        in_run = checkpoint[0].parent.name == "checkpoints" and (run_dir / "metrics.jsonl").is_file()
+        if len(checkpoint) == 1 and in_run:
             write_run_report(run_dir, data, device)  # the run's report, on its validation split
         return
     if pred is None or gt is None:
