@@ -102,6 +102,25 @@ TINY_TRAIN = [
 ]
 
 
+def write_tiny_checkpoint(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Path:
+    """Save an untrained TINY_TRAIN model (plus ``overrides``) as a dermseg checkpoint at ``path``.
+
+    Prediction, export and serving need no trained weights; seeded, so the file is always the same.
+    """
+    import torch
+
+    from dermseg.checkpoint import save_checkpoint
+    from dermseg.config import load_config
+    from dermseg.models.factory import create_model
+    from dermseg.train import checkpoint_meta, model_kwargs
+
+    cfg = load_config(None, [*TINY_TRAIN, *overrides])
+    torch.manual_seed(0)
+    model = create_model(cfg.model.arch, **model_kwargs(cfg))
+    save_checkpoint(path, model, checkpoint_meta(cfg))
+    return path
+
+
 @pytest.fixture(scope="session")
 def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic dataset in the official layout: 12 training and 4 validation images of 128 px."""

@@ -12,17 +12,14 @@ import torch
 from PIL import Image
 
 from dermseg.attributes import ATTRIBUTES
-from dermseg.checkpoint import save_checkpoint
 from dermseg.cli import main
-from dermseg.config import load_config
 from dermseg.data.imageio import read_mask
 from dermseg.encoding import output_probabilities
 from dermseg.errors import ConfigError, DataError
 from dermseg.export import META_KEYS, ProbabilityNet, export_model, export_onnx
 from dermseg.models.factory import create_model
 from dermseg.predict import Segmenter
-from dermseg.train import checkpoint_meta, model_kwargs
-from tests.conftest import TINY_TRAIN
+from tests.conftest import write_tiny_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -112,12 +109,8 @@ def test_probability_net_equals_the_models_own_forward() -> None:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = load_config(None, [*TINY_TRAIN, "postprocess.thresholds=[0.4,0.5,0.6,0.5,0.3]"])
-    torch.manual_seed(0)
-    model = create_model(cfg.model.arch, **model_kwargs(cfg))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, model, checkpoint_meta(cfg))
-    return path
+    return write_tiny_checkpoint(path, ["postprocess.thresholds=[0.4,0.5,0.6,0.5,0.3]"])
 
 
 @pytest.fixture(scope="module")

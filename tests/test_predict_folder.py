@@ -4,28 +4,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from dermseg import Segmenter
 from dermseg.attributes import ATTRIBUTES
-from dermseg.checkpoint import save_checkpoint
 from dermseg.cli import main
-from dermseg.config import load_config
-from dermseg.models.factory import create_model
-from dermseg.train import checkpoint_meta, model_kwargs
-from tests.conftest import TINY_TRAIN
+from tests.conftest import write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny model saved as a dermseg checkpoint (prediction needs no training)."""
-    cfg = load_config(None, TINY_TRAIN)
-    torch.manual_seed(0)
-    model = create_model(cfg.model.arch, **model_kwargs(cfg))
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, model, checkpoint_meta(cfg))
-    return path
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 @pytest.fixture

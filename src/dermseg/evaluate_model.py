@@ -110,6 +110,18 @@ def evaluate_checkpoint(
         ranking.update(probs, truth)
         presence.update(probs, truth)
         with_attribute += truth.any(axis=(1, 2))
+    return summarise_scores(metric, ranking, presence, with_attribute)
+
+
+def summarise_scores(
+    metric: IsicTask2Metric, ranking: StreamingRanking, presence: PresenceAUC, with_attribute: np.ndarray
+) -> dict[str, Any]:
+    """The dict :func:`evaluate_checkpoint` returns, from its accumulators (also used by the report).
+
+    Args:
+        metric, ranking, presence: the accumulators, updated with every image.
+        with_attribute: ``(5,)`` number of images whose ground truth holds each attribute.
+    """
     scores = metric.compute()
     scores["mean_attribute_jaccard"] = float(np.mean([scores[a]["jaccard"] for a in ATTRIBUTES]))
     scores["per_image_mean_jaccard"] = metric.per_image_mean_jaccard()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY_TRAIN
+from tests.conftest import write_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -28,17 +28,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Without the background crop every 64 px image reaches the network at the same size: on
     CPU each new input size costs ~0.5 s of kernel set-up, which would dominate these tests.
     """
-    from dermseg.checkpoint import save_checkpoint
-    from dermseg.config import load_config
-    from dermseg.models.factory import create_model
-    from dermseg.train import checkpoint_meta, model_kwargs
-
-    cfg = load_config(None, [*TINY_TRAIN, "data.crop_background=false"])
-    torch.manual_seed(0)
-    model = create_model(cfg.model.arch, **model_kwargs(cfg))
     path = tmp_path_factory.mktemp("bad_input_ckpt") / "tiny.safetensors"
-    save_checkpoint(path, model, checkpoint_meta(cfg))
-    return path
+    return write_tiny_checkpoint(path, ["data.crop_background=false"])
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ import numpy as np
 from dermseg.attributes import ATTRIBUTES
 from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import IsicSample
+from dermseg.evaluate_model import summarise_scores
 from dermseg.metrics import IsicTask2Metric, jaccard_from_counts
 from dermseg.postprocess import PostprocessSettings
 from dermseg.predict import Segmenter
@@ -164,14 +165,7 @@ def evaluate_for_report(
         if progress is not None:
             progress(done, len(samples))
 
-    # -- the numbers of evaluate_checkpoint, computed the same way
-    scores = metric.compute()
-    scores["mean_attribute_jaccard"] = float(np.mean([scores[a]["jaccard"] for a in ATTRIBUTES]))
-    scores["per_image_mean_jaccard"] = metric.per_image_mean_jaccard()
-    scores["pixel"] = ranking.compute()
-    scores["presence"] = presence.compute()
-    scores["images"] = metric.num_images
-    scores["images_with_attribute"] = {a: int(n) for a, n in zip(ATTRIBUTES, with_attribute, strict=True)}
+    scores = summarise_scores(metric, ranking, presence, with_attribute)  # as evaluate_checkpoint
     # the thesis's metric once more, skipping the images where an attribute is neither present nor predicted
     scores["per_image_mean_jaccard_skip_empty"] = metric.per_image_mean_jaccard(empty_score=None)
 
