@@ -124,3 +124,29 @@ def test_folds_train_every_fold_and_predict_with_their_ensemble(tmp_path: Path) 
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert rows and all("ensemble of 2 folds" in r["model"] for r in rows)
     assert len(list((out / "submission" / "test").glob("*.png"))) == 4 * len(ATTRIBUTES)
+
+
+def test_data_that_is_a_file_or_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a_file = tmp_path / "data.txt"
+    a_file.write_text("not a folder")
+    assert main(["reproduce", "isic2018", "--out", str(tmp_path / "r"), "--data", str(a_file), "--plan"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(a_file) in err[0] and "is a file" in err[0]
+    assert not (tmp_path / "r").exists()
+    # an empty folder is where the archives go: the plan says so instead of failing
+    (tmp_path / "empty").mkdir()
+    assert (
+        main(
+            [
+                "reproduce",
+                "isic2018",
+                "--out",
+                str(tmp_path / "r"),
+                "--data",
+                str(tmp_path / "empty"),
+                "--plan",
+            ]
+        )
+        == 0
+    )
+    assert "download  [to do]" in capsys.readouterr().out

@@ -18,6 +18,7 @@ from dermseg.attributes import ATTRIBUTES
 from dermseg.config import Config
 from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
+from dermseg.errors import DataError
 from dermseg.reproduce.plan import (
     parts_needed,
 )
@@ -136,10 +137,19 @@ def mark(r: Reproduction, stage: str, **info: Any) -> None:
 
 
 def data_missing(r: Reproduction) -> list[str]:
-    """What the recipe needs that the data folder lacks (empty when complete)."""
+    """What the recipe needs that the data folder lacks (empty when complete).
+
+    Raises:
+        DataError: ``data_dir`` is a file.
+    """
+    if r.data_dir.exists() and not r.data_dir.is_dir():
+        raise DataError("is a file, expected the dataset folder (or a folder to download into)", r.data_dir)
     if not r.data_dir.is_dir():
         return ["the data folder"]
-    layout = discover(r.data_dir)
+    try:
+        layout = discover(r.data_dir)
+    except DataError:  # empty, or only a download in progress: nothing usable yet
+        return ["every part (no ISIC images found yet)"]
     missing = []
     wanted = {"training": "train", "validation": "val", "test": "test"}
     for split, part in wanted.items():
