@@ -195,3 +195,26 @@ def test_ensemble_averages_the_members(
     assert json.loads(scores.read_text())["overall"] == pytest.approx(want["overall"], abs=1e-12)
     assert main([*evaluate, "--subset", "val"]) == 2
     assert "own hold-out" in capsys.readouterr().err
+
+
+def test_a_broken_lesion_mask_stops_lesion_crop_training_before_it_starts(
+    lesion_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(lesion_dataset, data)
+    broken = sorted((data / "ISIC2018_Task1_Training_GroundTruth").glob("*.png"))[0]
+    from PIL import Image
+
+    Image.new("L", (7, 7)).save(broken)  # a readable mask of the wrong size
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--set", "augment.lesion_crop=1.0"]
+    for item in [*QUICK, "data.crop_size=64"]:
+        args += ["--set", item]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and broken.name in err[0] and "7x7" in err[0]
+    assert not (tmp_path / "run").exists()  # nothing written
+    # without lesion crops the lesion masks are not read, so they do not stop training
+    args[args.index("augment.lesion_crop=1.0")] = "augment.lesion_crop=0.0"
+    assert main(args) == 0

@@ -208,7 +208,7 @@ def train(
     if not cfg.data.cache:
         # Header of every file before anything is written: a bad file fails now, not in epoch 3,
         # and leaves no half-made run folder.
-        check_headers([by_id[i] for i in train_ids] + val_samples)
+        check_headers([by_id[i] for i in train_ids] + val_samples, lesion_masks=cfg.augment.lesion_crop > 0)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / "config.yaml") as tmp:

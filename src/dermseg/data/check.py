@@ -202,7 +202,9 @@ def check_dataset(
     return DatasetReport(layout=layout, samples=results, problems=problems)
 
 
-def check_headers(samples: Sequence[IsicSample], workers: int | None = None) -> None:
+def check_headers(
+    samples: Sequence[IsicSample], workers: int | None = None, *, lesion_masks: bool = False
+) -> None:
     """Open the header of every image and mask of ``samples`` (nothing is decoded).
 
     For commands that would otherwise find a bad file only after writing part of their output
@@ -213,6 +215,7 @@ def check_headers(samples: Sequence[IsicSample], workers: int | None = None) -> 
     Args:
         samples: the samples to look at.
         workers: threads (default: CPU count).
+        lesion_masks: also the Task 1 lesion masks (for training with lesion-centred crops).
 
     Raises:
         DataError: naming the first bad file, in sample order.
@@ -220,7 +223,8 @@ def check_headers(samples: Sequence[IsicSample], workers: int | None = None) -> 
 
     def one(sample: IsicSample) -> None:
         size = image_size(sample.image_path)
-        for path in sample.mask_paths:
+        lesion = (sample.lesion_mask_path,) if lesion_masks else ()
+        for path in (*sample.mask_paths, *lesion):
             if path is not None:
                 check_mask_header(path, expected_size=size)
 
