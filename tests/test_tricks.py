@@ -218,3 +218,42 @@ def test_a_broken_lesion_mask_stops_lesion_crop_training_before_it_starts(
     # without lesion crops the lesion masks are not read, so they do not stop training
     args[args.index("augment.lesion_crop=1.0")] = "augment.lesion_crop=0.0"
     assert main(args) == 0
+
+
+# --- flip TTA ------------------------------------------------------------------------------
+
+
+class _LeftToRight(torch.nn.Module):
+    """Logits that rise from left to right whatever the image: not flip-invariant."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(-4.0, 4.0, x.shape[-1])
+        return ramp.expand(x.shape[0], 5, x.shape[-2], x.shape[-1]).clone()
+
+
+def test_flip_tta_averages_the_flipped_predictions() -> None:
+    meta = {
+        "encoding": "multilabel",
+        "input_size": 64,
+        "normalization": {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+        "thresholds": [0.5] * 5,
+        "crop_background": False,
+    }
+    image = np.full((64, 96, 3), 120, np.uint8)
+    plain = Segmenter.from_model(_LeftToRight(), meta).probabilities(image)
+    tta = Segmenter.from_model(_LeftToRight(), meta, tta=True).probabilities(image)
+    # plain: (p + p + p) / 3 without flips; TTA: (p + hflip(p) + vflip(p)) / 3, by hand
+    np.testing.assert_allclose(tta, (2 * plain + plain[:, :, ::-1]) / 3, atol=1e-5)
+    assert plain[0, 0, -1] - plain[0, 0, 0] > 0.9  # the ramp...
+    assert abs(tta[0, 0, -1] - tta[0, 0, 0]) < plain[0, 0, -1] - plain[0, 0, 0]  # ...flattened by TTA
+
+
+def test_the_isic2018_recipe_uses_the_tricks() -> None:
+    # what the shipped recipe promises in its comments: >= 512 px crops and each trick switched on
+    from dermseg.config import resolve_config_path
+
+    cfg = load_config(resolve_config_path("isic2018"))
+    assert cfg.data.crop_size >= 512 and cfg.data.size >= cfg.data.crop_size
+    assert cfg.model.presence_head and cfg.loss.presence_weight > 0
+    assert cfg.data.balance > 0 and cfg.augment.lesion_crop > 0 and cfg.predict.tta
+    assert cfg.data.validation == "holdout" and cfg.data.folds == 1  # one model is the headline
