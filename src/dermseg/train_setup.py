@@ -21,7 +21,7 @@ from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.config import Config
 from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
 from dermseg.data.dataset import IsicDataset
-from dermseg.data.imageio import atomic_path, read_mask
+from dermseg.data.imageio import atomic_path
 from dermseg.data.sampling import attribute_balance_weights
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig
 from dermseg.encoding import num_output_channels
@@ -131,15 +131,6 @@ def class_weights(
     return weights
 
 
-def _image_presence(train_set: IsicDataset | CachedIsicDataset, index: int) -> np.ndarray:
-    """``(5,)`` bool: which attributes one training image holds (missing masks count as absent)."""
-    if isinstance(train_set, IsicDataset):  # read the masks alone: no image decode
-        sample = train_set.samples[index]
-        return np.array([p is not None and bool(read_mask(p).any()) for p in sample.mask_paths])
-    masks = train_set.load(index)[1][:NUM_ATTRIBUTES]  # not a lesion channel
-    return masks.reshape(len(masks), -1).any(axis=1)
-
-
 def sampling_weights(
     cfg: Config, train_set: IsicDataset | CachedIsicDataset, run_dir: Path, ids: list[str]
 ) -> np.ndarray | None:
@@ -158,7 +149,7 @@ def sampling_weights(
         if data.get("key") == key:
             presence = np.asarray(data["presence"], dtype=bool).reshape(len(ids), NUM_ATTRIBUTES)
     if presence is None:
-        presence = np.stack([_image_presence(train_set, i) for i in range(len(train_set))])
+        presence = np.stack([train_set.presence(i) for i in range(len(train_set))])
         with atomic_path(cache) as tmp:
             tmp.write_text(json.dumps({"key": key, "presence": presence.astype(int).tolist()}))
     weights = attribute_balance_weights(presence, cfg.data.balance)

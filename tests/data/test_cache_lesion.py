@@ -73,6 +73,11 @@ def test_lesion_channel_equals_the_uncached_path(data: Path, tmp_path: Path) -> 
         np.testing.assert_array_equal(five.load(i)[1], masks[:5])  # (5, h, w) without the option
         assert masks[5].any() == (isic_id in with_lesion)  # zeros where there is no lesion mask
         assert six[i]["masks"].shape == five[i]["masks"].shape == (5, *masks.shape[1:])
+        # presence (for balanced sampling): the attributes, never the lesion channel
+        assert six.presence(i).tolist() == masks[:5].reshape(5, -1).any(axis=1).tolist()
+    folder = IsicDataset(discover(data).samples, lesion_masks=True)
+    by_id = {s.isic_id: k for k, s in enumerate(folder.samples)}
+    assert all(six.presence(i).tolist() == folder.presence(by_id[x]).tolist() for i, x in enumerate(ids))
 
     record = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     for split in record["splits"].values():

@@ -111,5 +111,10 @@ class CachedIsicDataset(Dataset):
             stack = np.concatenate([stack, np.zeros((1, h, w), np.uint8)])
         return image, stack, np.array(e.labelled, dtype=bool), e.crop, e.original
 
+    def presence(self, index: int) -> np.ndarray:
+        """``(5,)`` bool: which attributes sample ``index`` holds."""
+        masks = self.load(index)[1][:NUM_ATTRIBUTES]  # not a lesion channel
+        return masks.reshape(len(masks), -1).any(axis=1)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         return make_item(self.entries[index].isic_id, *self.load(index), self.transform)

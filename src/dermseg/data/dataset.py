@@ -117,6 +117,11 @@ class IsicDataset(Dataset):
         original_box = box.scaled(full_w / w, full_h / h).clipped(full_h, full_w)
         return image, masks, labelled, original_box, (full_h, full_w)
 
+    def presence(self, index: int) -> np.ndarray:
+        """``(5,)`` bool: which attributes sample ``index`` holds (its masks alone are read)."""
+        sample = self.samples[index]
+        return np.array([p is not None and bool(read_mask(p).any()) for p in sample.mask_paths])
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         return make_item(self.samples[index].isic_id, *self.load(index), self.transform)
 
