@@ -238,7 +238,7 @@ needs_real = pytest.mark.skipif(not REAL, reason="real sample images not availab
 
 @needs_real
 def test_real_samples_crop_never_removes_lesion_or_bright_pixels() -> None:
-    assert len(REAL) == 30
+    assert len(REAL) == 146  # 6 ISIC + 140 PH2 (../shared/data)
     for image_path, mask_path in REAL:
         image = read_image(image_path)
         lesion = read_mask(mask_path)  # used only to verify the crop, never as an input

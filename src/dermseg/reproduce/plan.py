@@ -1,9 +1,10 @@
 """What ``dermseg reproduce isic2018`` will do: its stages, their state, sizes and time estimates.
 
 The estimates are arithmetic on stated assumptions, not measurements: the download sizes
-are the archives' approximate sizes, and the GPU time assumes :data:`ASSUMED_TRAIN_IMG_S`
-training and :data:`ASSUMED_INFER_IMG_S` inference images per second per GPU for
-Inception-v3 at 512 px with bf16, typical of an A100/H100-class card. ``--plan`` prints
+are the archives' approximate sizes, and the GPU time takes :data:`ASSUMED_TRAIN_IMG_S`
+training images per second per GPU (measured once on an H200, whole run) and
+:data:`ASSUMED_INFER_IMG_S` inference images per second (assumed) for Inception-v3 at 512 px
+with bf16. ``--plan`` prints
 them as such; the real throughput is in ``metrics.jsonl`` once a run has started.
 """
 
@@ -15,8 +16,10 @@ from pathlib import Path
 from dermseg.config import Config
 from dermseg.data.download import ARCHIVES, archive_names
 
-#: Assumed training throughput per GPU (Inception-v3 U-Net, 512 px crops, bf16): an estimate.
-ASSUMED_TRAIN_IMG_S = 120.0
+#: Training throughput per GPU (Inception-v3 UNetASPP, 512 px crops, batch 16, bf16): dermseg's
+#: own loop fed from the cache, measured once on an NVIDIA H200 over a whole run, epoch ends
+#: included (benchmarks/gpu_numbers.py, BENCHMARKS.md); a slower GPU takes longer.
+ASSUMED_TRAIN_IMG_S = 70.0
 #: Assumed whole-image inference throughput per GPU (one forward pass, 640 px): an estimate.
 ASSUMED_INFER_IMG_S = 40.0
 #: Images/s one DataLoader worker decodes from 4288x2848 JPEGs (draft mode) to 512 px: measured
@@ -102,7 +105,7 @@ def describe(cfg: Config, gpus: int, dry_run: bool = False) -> dict[str, str]:
             f"estimate: {train_h:.1f} GPU-hours ({wall:.1f} h on {max(1, gpus)} GPU(s)) for "
             f"{cfg.train.epochs} epochs at {training_rate(cfg):.0f} img/s per GPU ("
             + (
-                f"assumed GPU rate {ASSUMED_TRAIN_IMG_S:.0f}"
+                f"GPU rate {ASSUMED_TRAIN_IMG_S:.0f} (measured on an H200)"
                 if training_rate(cfg) == ASSUMED_TRAIN_IMG_S
                 else f"loading by {cfg.data.workers} workers at a measured {_worker_rate(cfg)} img/s each"
             )
