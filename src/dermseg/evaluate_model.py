@@ -67,6 +67,31 @@ def select_samples(data_dir: str | Path, subset: str, meta: dict[str, Any]) -> l
     return samples
 
 
+#: What thresholds may be tuned on: ``val`` (the checkpoint's own selection split) and
+#: ``validation`` (the official validation folder). Never ``test`` (it would leak into the test
+#: score) nor ``all`` (the test images, and the training images whose probabilities are overfit).
+TUNE_SUBSETS: tuple[str, ...] = ("val", "validation")
+
+
+def tuning_samples(data_dir: str | Path, subset: str, meta: dict[str, Any]) -> list[IsicSample]:
+    """The samples thresholds are tuned on: :func:`select_samples` restricted to :data:`TUNE_SUBSETS`.
+
+    Raises:
+        ConfigError: ``subset`` is not in :data:`TUNE_SUBSETS` (``test``, ``all``, ``auto``, ...).
+        DataError: as :func:`select_samples`.
+    """
+    if subset not in TUNE_SUBSETS:
+        why = {
+            "test": "tuning on the test set would leak it into the score",
+            "all": "all holds the test images and the training images, whose probabilities are overfit",
+        }.get(subset, f"got {subset!r}")
+        raise ConfigError(
+            f"--subset must be val (the checkpoint's own hold-out) or validation (the official "
+            f"validation folder): {why}"
+        )
+    return select_samples(data_dir, subset, meta)
+
+
 def auto_subset(data_dir: str | Path) -> str:
     """``test`` when the official test ground truth is there, else ``val`` for the official
     layout, else ``all`` (a flat folder is taken as the set to score)."""

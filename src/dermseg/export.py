@@ -8,7 +8,8 @@ knowledge of the target encoding. Batch, height and width are dynamic (sides >= 
 Everything else :class:`~dermseg.predict.Segmenter` needs (attributes, normalisation,
 input size, thresholds and post-processing, background crop) is stored as JSON strings in
 the model's ``metadata_props`` under :data:`META_KEYS`, with the full checkpoint description
-under ``dermseg_checkpoint_meta``.
+under ``dermseg_checkpoint_meta``, and whether the thresholds were tuned with flip TTA under
+``tuning_tta`` (the default TTA of a segmenter on the export, as for the checkpoint).
 
 Why :class:`ProbabilityNet` re-wires the models instead of calling their ``forward``: the
 TorchScript-based exporter traces Python, and ``int(tensor.shape[i])`` or a Python ``if`` on
@@ -74,7 +75,10 @@ META_KEYS: tuple[str, ...] = (
     "postprocess_side",
     "crop_background",
     "dermseg_checkpoint_meta",
+    "tuning_tta",
 )
+#: Keys of :data:`META_KEYS` that older exports lack: such a file still loads.
+OPTIONAL_META_KEYS: tuple[str, ...] = ("tuning_tta",)
 #: Example input traced at export: odd and non-square, so no size coincidence is baked in.
 _TRACE_SHAPE = (1, 3, 97, 130)
 #: Second size the exported graph is checked at against PyTorch.
@@ -157,7 +161,7 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
     Args:
         meta: a checkpoint description (:attr:`dermseg.checkpoint.Checkpoint.meta`).
     """
-    from dermseg.predict import postprocess_from_meta
+    from dermseg.predict import postprocess_from_meta, tuned_tta
 
     values = {
         "dermseg_version": __version__,
@@ -170,6 +174,7 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
         "postprocess_side": int(meta.get("postprocess_side", meta["input_size"])),
         "crop_background": bool(meta.get("crop_background", True)),
         "dermseg_checkpoint_meta": meta,
+        "tuning_tta": tuned_tta(meta),  # null: the thresholds were not tuned
     }
     return {key: json.dumps(values[key]) for key in META_KEYS}
 
@@ -365,22 +370,34 @@ def read_onnx_meta(props: dict[str, str], path: str | Path) -> dict[str, Any]:
 
     Returns:
         ``{"encoding", "input_size", "normalization", "postprocess", "postprocess_side",
-        "crop_background", "attributes", "dermseg_version", "checkpoint_meta"}``.
+        "crop_background", "attributes", "dermseg_version", "checkpoint_meta", "tuning"}``;
+        ``tuning`` is the checkpoint's tuning record with ``tta`` as ``tuning_tta`` says
+        (``None`` when the thresholds were not tuned).
 
     Raises:
         DataError: the metadata is missing, not JSON, or for other attributes.
     """
-    missing = [key for key in META_KEYS if key not in props]
-    if len(missing) == len(META_KEYS):
+    missing = [key for key in META_KEYS if key not in props and key not in OPTIONAL_META_KEYS]
+    if len(missing) == len(META_KEYS) - len(OPTIONAL_META_KEYS):
         raise DataError("not a dermseg ONNX model (no dermseg metadata)", path)
     if missing:
         raise DataError(f"ONNX metadata lacks {', '.join(missing)}", path)
     try:
-        values = {key: json.loads(props[key]) for key in META_KEYS}
+        values = {key: json.loads(props[key]) for key in META_KEYS if key in props}
     except json.JSONDecodeError:
         raise DataError("ONNX metadata is not valid JSON", path) from None
     if list(values["attributes"]) != list(ATTRIBUTES):
         raise DataError(f"model was trained for attributes {values['attributes']}", path)
+    checkpoint_meta = values["dermseg_checkpoint_meta"]
+    if not isinstance(checkpoint_meta, dict):
+        raise DataError("ONNX metadata dermseg_checkpoint_meta is not a mapping", path)
+    tuning = checkpoint_meta.get("tuning")
+    tuning = dict(tuning) if isinstance(tuning, dict) else None
+    tta = values.get("tuning_tta")
+    if tta is not None and not isinstance(tta, bool):
+        raise DataError(f"ONNX metadata tuning_tta is {tta!r}, expected true, false or null", path)
+    if tta is not None:  # the explicit key wins over the copy of the checkpoint's description
+        tuning = {**(tuning or {}), "tta": tta}
     return {
         "attributes": values["attributes"],
         "encoding": values["encoding"],
@@ -390,5 +407,6 @@ def read_onnx_meta(props: dict[str, str], path: str | Path) -> dict[str, Any]:
         "postprocess_side": values["postprocess_side"],
         "crop_background": values["crop_background"],
         "dermseg_version": values["dermseg_version"],
-        "checkpoint_meta": values["dermseg_checkpoint_meta"],
+        "checkpoint_meta": checkpoint_meta,
+        "tuning": tuning,
     }

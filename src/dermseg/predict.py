@@ -95,7 +95,10 @@ class Segmenter:
             size); they are rescaled to each image's short side.
         crop_background: crop to the dermoscope's field first.
         device: where the model runs.
-        tta: average with horizontally and vertically flipped predictions.
+        tta: average with horizontally and vertically flipped predictions (the setting used).
+        tuned_tta: whether the thresholds were tuned with flip TTA, as the checkpoint's tuning
+            record says; ``None`` when no record says (untuned thresholds, or ensemble members
+            tuned differently). The ``from_*`` constructors use it as the default ``tta``.
     """
 
     model: nn.Module | OnnxRuntimeNet | Any
@@ -108,13 +111,32 @@ class Segmenter:
     crop_background: bool = True
     device: torch.device = torch.device("cpu")
     tta: bool = False
+    tuned_tta: bool | None = None
 
     def __post_init__(self) -> None:
         torch.set_flush_denormal(True)  # denormal weights make CPU inference many times slower
 
+    @property
+    def tta_description(self) -> str:
+        """Which flip TTA is used and why, e.g. ``flip TTA: on (as tuned)`` or
+        ``flip TTA: off (overridden; the thresholds were tuned with it on)``."""
+        used = "on" if self.tta else "off"
+        if self.tuned_tta is None:
+            return f"flip TTA: {used} (no tuning record says how the thresholds were tuned)"
+        if self.tuned_tta == self.tta:
+            return f"flip TTA: {used} (as tuned)"
+        tuned = "on" if self.tuned_tta else "off"
+        return f"flip TTA: {used} (overridden; the thresholds were tuned with it {tuned})"
+
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", tta: bool = False) -> Segmenter:
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", tta: bool | None = None) -> Segmenter:
         """Build a segmenter from a checkpoint alone.
+
+        Args:
+            path: a dermseg ``.safetensors`` checkpoint.
+            device: ``cpu`` or ``cuda``.
+            tta: flip test-time augmentation; ``None`` (default): as the checkpoint's thresholds
+                were tuned (:func:`tuned_tta`; off when they were not tuned).
 
         Raises:
             DataError: the file is not a usable dermseg checkpoint.
@@ -132,14 +154,19 @@ class Segmenter:
 
     @classmethod
     def from_model(
-        cls, model: nn.Module, meta: dict[str, Any], device: str = "cpu", tta: bool = False
+        cls, model: nn.Module, meta: dict[str, Any], device: str = "cpu", tta: bool | None = None
     ) -> Segmenter:
-        """Wrap an in-memory model with the same description a checkpoint carries."""
+        """Wrap an in-memory model with the same description a checkpoint carries.
+
+        ``tta=None`` follows the description's tuning record, as :meth:`from_checkpoint` does.
+        """
         return cls._from_meta(model.to(resolve_device(device)).eval(), meta, device=device, tta=tta)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, device: str = "cpu", tta: bool = False) -> Segmenter:
+    def from_onnx(cls, path: str | Path, device: str = "cpu", tta: bool | None = None) -> Segmenter:
         """Build a segmenter on ONNX Runtime from a ``.onnx`` file of :func:`dermseg.export.export_onnx`.
+
+        ``tta=None`` follows the tuning record the export carries, as :meth:`from_checkpoint` does.
 
         Raises:
             ConfigError: onnxruntime is not installed (``pip install 'dermseg[onnx]'``).
@@ -152,7 +179,7 @@ class Segmenter:
 
     @classmethod
     def from_path(
-        cls, path: str | Path, backend: str | None = None, device: str = "cpu", tta: bool = False
+        cls, path: str | Path, backend: str | None = None, device: str = "cpu", tta: bool | None = None
     ) -> Segmenter:
         """Build a segmenter from a ``.safetensors`` checkpoint or a ``.onnx`` export.
 
@@ -161,7 +188,8 @@ class Segmenter:
             backend: ``torch`` or ``onnxruntime``; ``None`` picks by the file suffix. A checkpoint
                 with ``onnxruntime`` is exported to a temporary ONNX file first.
             device: ``cpu`` or ``cuda``.
-            tta: flip test-time augmentation.
+            tta: flip test-time augmentation; ``None`` (default): as the model's thresholds were
+                tuned (off when they were not tuned).
 
         Raises:
             ConfigError: unknown backend, ``torch`` asked for a ``.onnx`` file, or onnxruntime missing.
@@ -187,8 +215,9 @@ class Segmenter:
 
     @classmethod
     def _from_meta(
-        cls, model: nn.Module | OnnxRuntimeNet, meta: dict[str, Any], device: str, tta: bool
+        cls, model: nn.Module | OnnxRuntimeNet, meta: dict[str, Any], device: str, tta: bool | None
     ) -> Segmenter:
+        tuned = tuned_tta(meta)
         return cls(
             model=model,
             encoding=meta["encoding"],
@@ -199,7 +228,8 @@ class Segmenter:
             postprocess_side=int(meta.get("postprocess_side", meta["input_size"])),
             crop_background=bool(meta.get("crop_background", True)),
             device=torch.device(device),
-            tta=tta,
+            tta=bool(tuned) if tta is None else bool(tta),
+            tuned_tta=tuned,
         )
 
     @property
@@ -300,6 +330,23 @@ class Segmenter:
         """Read an image file and return it with its ``(5, H, W)`` probabilities."""
         image = read_image(path)
         return image, self.probabilities(image)
+
+
+def tuned_tta(meta: dict[str, Any]) -> bool | None:
+    """Whether a checkpoint's thresholds were tuned with flip TTA: its ``tuning`` record's ``tta``.
+
+    ``None`` when the description has no tuning record (thresholds not tuned); a record
+    without ``tta`` was written by a ``dermseg tune`` that always tuned without TTA: ``False``.
+
+    Raises:
+        TypeError: the tuning record is not a mapping (malformed metadata).
+    """
+    tuning = meta.get("tuning")
+    if tuning is None:
+        return None
+    if not isinstance(tuning, dict):
+        raise TypeError(f"'tuning' is a {type(tuning).__name__}, expected a mapping")
+    return bool(tuning.get("tta", False))
 
 
 def postprocess_from_meta(meta: dict[str, Any]) -> PostprocessSettings:

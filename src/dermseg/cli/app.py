@@ -157,8 +157,10 @@ def run() -> None:
     sys.exit(main())
 
 
-def write_run_report(run_dir: Path, data: Path | None, device: str | None) -> None:
+def write_run_report(run_dir: Path, data: Path | None, device: str | None, tta: bool | None = None) -> None:
     """The HTML report of a training run, after ``train`` / ``evaluate --checkpoint`` (rank 0 only).
+
+    ``tta``: flip TTA of the evaluation pass (``None``: as the checkpoint's thresholds were tuned).
 
     A failure is reported in one line and does not fail the command: the run itself is complete.
     """
@@ -179,6 +181,7 @@ def write_run_report(run_dir: Path, data: Path | None, device: str | None) -> No
                 run_dir,
                 data=data,
                 device=device,
+                tta=tta,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except DermsegError as err:

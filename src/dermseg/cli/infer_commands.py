@@ -38,7 +38,12 @@ def predict(
     out: Path = typer.Option(..., "--out", help="Folder for the masks (ISIC submission naming)."),
     overlays: bool = typer.Option(False, "--overlays", help="Also write image | prediction overlays."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write 16-bit probability maps."),
-    tta: bool = typer.Option(False, "--tta", help="Average with flipped predictions."),
+    tta: bool | None = typer.Option(
+        None,
+        "--tta/--no-tta",
+        help="Average with flipped predictions, or not (default: as the checkpoint's thresholds "
+        "were tuned; off for untuned thresholds).",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     backend: str | None = typer.Option(
         None,
@@ -53,6 +58,7 @@ def predict(
 
     images = collect_images(inputs)
     segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
+    console.print(segmenter.tta_description, markup=False, highlight=False)
     with _progress() as bar:
         task = bar.add_task("predict", total=len(images))
         report = predict_images(
@@ -140,7 +146,12 @@ def evaluate(
         None, "--csv", help="Write per-attribute scores as CSV (with --pred)."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (with --checkpoint)."),
-    tta: bool = typer.Option(False, "--tta", help="Flip test-time augmentation (with --checkpoint)."),
+    tta: bool | None = typer.Option(
+        None,
+        "--tta/--no-tta",
+        help="Flip test-time augmentation on or off (with --checkpoint; default: as the checkpoint's "
+        "thresholds were tuned, off for untuned thresholds).",
+    ),
 ) -> None:
     """Score masks with the official ISIC 2018 Task 2 metric: a prediction folder, or a checkpoint on data."""
     if checkpoint:
@@ -162,17 +173,17 @@ def evaluate(
         console.print(
             _scores_table(
                 f"{_shown(', '.join(c.name for c in checkpoint))} on {_shown(data)} "
-                f"({chosen}: {scores['images']} images)",
+                f"({chosen}: {scores['images']} images, {segmenter.tta_description})",
                 scores,
             )
         )
         _print_per_image(scores)
         if json_out is not None:
-            _write_json(json_out, scores)
+            _write_json(json_out, {**scores, "tta": segmenter.tta})
         run_dir = checkpoint[0].parent.parent
         in_run = checkpoint[0].parent.name == "checkpoints" and (run_dir / "metrics.jsonl").is_file()
         if len(checkpoint) == 1 and in_run:
-            write_run_report(run_dir, data, device)  # the run's report, on its validation split
+            write_run_report(run_dir, data, device, tta=tta)  # the run's report, on its validation split
         return
     if pred is None or gt is None:
         raise ConfigError("give --pred PRED_DIR --gt GT_DIR, or --checkpoint CKPT --data DATA_DIR")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dermseg.cli.app import _progress, app, console
+from dermseg.errors import ConfigError
 
 
 @app.command()
@@ -19,6 +20,12 @@ def report(
     ),
     data: Path | None = typer.Option(None, "--data", help="Dataset folder (default: the run's data.root)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for the evaluation pass."),
+    tta: bool | None = typer.Option(
+        None,
+        "--tta/--no-tta",
+        help="Flip TTA in the evaluation pass, on or off (default: as the checkpoint's thresholds "
+        "were tuned). The report says which was used.",
+    ),
     rebuild: bool = typer.Option(
         False, "--rebuild", help="Redraw the page from the report's .json without running the model."
     ),
@@ -27,6 +34,10 @@ def report(
     from dermseg.report import rebuild_report, write_report
 
     if rebuild:
+        if tta is not None:
+            raise ConfigError(
+                "--rebuild redraws the saved report without the model; leave out --tta/--no-tta"
+            )
         path = rebuild_report(run_dir, out)
     else:
         with _progress() as bar:
@@ -36,6 +47,7 @@ def report(
                 out,
                 data=data,
                 device=device,
+                tta=tta,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}")

@@ -59,7 +59,8 @@ def isic2018(
     """Download, prepare, train, tune, predict and score ISIC 2018 Task 2 with the official metric.
 
     Model selection and threshold tuning use a stratified hold-out of the training images
-    (data.validation: holdout), so the official validation and test scores are unbiased.
+    (data.validation: holdout, or k folds), so the official validation and test scores are
+    unbiased; a config with data.validation: auto (e.g. seed) is refused.
     """
     from dermseg.config import load_config, resolve_config_path
     from dermseg.reproduce import (
@@ -71,10 +72,13 @@ def isic2018(
         plan,
         run,
     )
+    from dermseg.reproduce.state import check_selection
 
     if dry_run and base_url:
         raise ConfigError("--dry-run serves its own archives; leave out --base-url")
-    cfg = load_config(resolve_config_path(config), [*(DRY_RUN_OVERRIDES if dry_run else []), *overrides])
+    config_path = resolve_config_path(config)
+    cfg = load_config(config_path, [*(DRY_RUN_OVERRIDES if dry_run else []), *overrides])
+    check_selection(cfg, config_path)  # before anything is written
     data_dir = data or out / "data"
     repro = Reproduction(cfg, data_dir, out, gpus=gpus, device=device, base_url=base_url, dry_run=dry_run)
     if plan_only:

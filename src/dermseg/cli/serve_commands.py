@@ -23,7 +23,12 @@ def serve(
         50.0, "--max-upload-mb", min=0.001, help="Largest image file accepted, in MB (10^6 bytes)."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    tta: bool = typer.Option(False, "--tta", help="Average with flipped predictions (3x slower)."),
+    tta: bool | None = typer.Option(
+        None,
+        "--tta/--no-tta",
+        help="Average with flipped predictions (3x slower), or not (default: as the model's "
+        "thresholds were tuned; off for untuned thresholds).",
+    ),
     backend: str | None = typer.Option(
         None, "--backend", help="torch or onnxruntime (default: torch; onnxruntime for a .onnx model)."
     ),
@@ -57,6 +62,7 @@ def serve(
             "app; it has no authentication and its uploads are medical images.",
             highlight=False,
         )
+    console.print(segmenter.tta_description, markup=False, highlight=False)
     console.print(f"dermseg serve: open {url_of(sock)}  (Ctrl-C stops)", highlight=False)
     try:
         serve_forever(web_app, sock)

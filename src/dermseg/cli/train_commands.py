@@ -125,29 +125,45 @@ def demo(
 def tune(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="The checkpoint to tune."),
     data: Path = typer.Option(..., "--data", help="Dataset; its validation split is used (see --subset)."),
-    subset: str = typer.Option("val", "--subset", help="val (default) or all; never tune on the test set."),
+    subset: str = typer.Option(
+        "val",
+        "--subset",
+        help="val (default: the split the checkpoint was selected on) or validation (the official "
+        "validation folder). Never test or all: they hold the test images and the training images.",
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Write the tuned checkpoint here (default: in place)."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the tuning report as JSON."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    tta: bool | None = typer.Option(
+        None,
+        "--tta/--no-tta",
+        help="Tune with flip TTA on or off (default: as the checkpoint's thresholds were tuned; "
+        "an untuned checkpoint: its recipe's predict.tta). Stored with the thresholds: prediction "
+        "then uses the same setting by default.",
+    ),
 ) -> None:
     """Tune per-attribute thresholds for the official Jaccard; report each post-processing step's effect."""
     from dermseg.checkpoint import update_checkpoint_meta
-    from dermseg.evaluate_model import select_samples, tune_checkpoint
+    from dermseg.evaluate_model import tune_checkpoint, tuning_samples
     from dermseg.postprocess import PostprocessSettings
     from dermseg.predict import Segmenter
 
-    if subset not in ("val", "all"):
-        raise ConfigError("--subset must be val or all: tuning on the test set would leak it into the score")
-    segmenter = Segmenter.from_checkpoint(checkpoint, device=device)
-    samples = select_samples(data, subset, {"config": segmenter_config(checkpoint)})
+    segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
+    config = segmenter_config(checkpoint)
+    if tta is None and segmenter.tuned_tta is None:  # never tuned: as its recipe predicts
+        segmenter.tta = bool((config.get("predict") or {}).get("tta", False))
+    samples = tuning_samples(data, subset, {"config": config})
     thresholds_only = PostprocessSettings(thresholds=segmenter.postprocess.thresholds)
     passes = 1 if segmenter.postprocess == thresholds_only else 2  # a second pass scores the steps
     with _progress() as bar:
         task = bar.add_task("tune", total=len(samples) * passes)
         report = tune_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
-    table = Table(title=f"Threshold tuning on {report['images']} {subset} images (official Jaccard)")
+    table = Table(
+        title=f"Threshold tuning on {report['images']} {subset} images (official Jaccard), "
+        f"flip TTA {'on' if segmenter.tta else 'off'}"
+    )
     table.add_column("attribute")
     table.add_column("threshold", justify="right")
     table.add_column("Jaccard", justify="right")
@@ -165,7 +181,7 @@ def tune(
             "postprocess": report["settings"],
             "thresholds": report["thresholds"],
             "tuning": {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
-            | {"subset": subset},
+            | {"subset": subset, "tta": segmenter.tta},
         },
         out,
     )

@@ -55,6 +55,7 @@ def write_report(
     *,
     data: str | Path | None = None,
     device: str = "cpu",
+    tta: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Evaluate a run's best checkpoint on its validation split and write its HTML report.
@@ -66,6 +67,8 @@ def write_report(
             ``.json``) is written beside it.
         data: dataset folder; default the run's ``data.root``.
         device: where the evaluation pass runs (``cpu``, ``cuda``).
+        tta: flip TTA of the evaluation pass; ``None`` (default): as the checkpoint's thresholds
+            were tuned. The report says which was used.
         progress: called with ``(images done, images in all)`` during the evaluation pass.
 
     Returns:
@@ -76,7 +79,7 @@ def write_report(
             bad ``out``; nothing is written then.
     """
     html_path, json_path = report_paths(run_dir, out)
-    content = collect_report(run_dir, data=data, device=device, progress=progress)
+    content = collect_report(run_dir, data=data, device=device, tta=tta, progress=progress)
     return _write(content, html_path, json_path)
 
 

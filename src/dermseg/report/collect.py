@@ -172,6 +172,29 @@ def validation_samples(files: RunFiles, data_dir: Path) -> list[IsicSample]:
     return samples
 
 
+def selection_split(split_path: Path) -> str:
+    """Which images selected a run's best epoch and tuned its thresholds, in words.
+
+    From the run's ``split.json`` (its ``source``): ``the official validation set``, ``a stratified hold-out
+    of the training images`` or ``fold k of n of the training images``.
+
+    Raises:
+        DataError: ``split.json`` is not a JSON object.
+    """
+    try:
+        split = json.loads(split_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise DataError("not JSON", split_path) from None
+    if not isinstance(split, dict):
+        raise DataError("not a split file (expected a JSON object)", split_path)
+    source = str(split.get("source", "stratified"))
+    if source == "official":
+        return "the official validation set"
+    if source == "stratified":
+        return "a stratified hold-out of the training images"
+    return f"{source} of the training images" if source.startswith("fold ") else source
+
+
 def is_synthetic(data_dir: Path) -> bool:
     """Whether ``data_dir`` is marked as synthetic by a :data:`SYNTHETIC_MARKER` file.
 
@@ -236,6 +259,7 @@ def collect_report(
     *,
     data: str | Path | None = None,
     device: str = "cpu",
+    tta: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Everything a run report shows, as a JSON-able dict.
@@ -244,10 +268,12 @@ def collect_report(
         run_dir: a training run folder (``dermseg train --out``).
         data: dataset folder; default the run's ``data.root``.
         device: where the evaluation pass runs (``cpu``, ``cuda``).
+        tta: flip TTA of the evaluation pass; ``None``: as the checkpoint's thresholds were tuned.
         progress: called with ``(images done, images in all)`` during the evaluation pass.
 
     Returns:
-        ``format``, ``run`` (name, folder, dates, model, data), ``config`` (YAML text and
+        ``format``, ``run`` (name, folder, dates, model, data and the split that selected the
+        epoch, flip TTA used and as tuned), ``config`` (YAML text and
         content), ``versions``, ``checkpoint`` (its description), ``records`` (metrics.jsonl),
         ``references`` and ``evaluation`` (see :func:`~dermseg.report.evaluation.evaluate_for_report`).
 
@@ -264,7 +290,8 @@ def collect_report(
     meta = read_meta(files.checkpoint)
     data_dir = data_folder(files, config, data)
     samples = validation_samples(files, data_dir)
-    segmenter = Segmenter.from_checkpoint(files.checkpoint, device=device)
+    selection = selection_split(files.split)
+    segmenter = Segmenter.from_checkpoint(files.checkpoint, device=device, tta=tta)
     parameters = sum(p.numel() for p in segmenter.model.parameters())
     evaluation = evaluate_for_report(segmenter, samples, progress=progress)
     model_cfg = config.get("model") or {}
@@ -288,9 +315,15 @@ def collect_report(
                     "folder": str(data_dir.resolve()),
                     "synthetic": is_synthetic(data_dir),
                     "subset": "validation split of the run (split.json)",
+                    "selection": selection,  # these images selected the epoch and tuned the thresholds
                     "images": len(samples),
                 },
                 "device": device,
+                "tta": {
+                    "used": segmenter.tta,
+                    "tuned": segmenter.tuned_tta,
+                    "description": segmenter.tta_description,
+                },
                 "checkpoint": str(files.checkpoint.resolve()),
                 "checkpoint_fingerprint": checkpoint_fingerprint(files.checkpoint),
             },

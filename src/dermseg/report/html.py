@@ -227,7 +227,8 @@ def _header(c: dict[str, Any]) -> str:
         f"input {model['input_size']} px \u00b7 {model['parameters'] / 1e6:.1f} M parameters"
     )
     kind = "synthetic images \u00b7 " if data["synthetic"] else ""
-    data_text = f"{kind}{data['folder']} \u00b7 {data['images']} validation images"
+    selection = f" ({data['selection']})" if data.get("selection") else ""
+    data_text = f"{kind}{data['folder']} \u00b7 {data['images']} validation images{selection}"
     ckpt = c["checkpoint"]
     best = (
         f" \u00b7 best epoch {ckpt['epoch']} of {len(c['records'])}" if ckpt.get("epoch") is not None else ""
@@ -239,7 +240,8 @@ def _header(c: dict[str, Any]) -> str:
         (
             "Report",
             f"{_when(run['generated'])} \u00b7 dermseg {c['versions']['dermseg']} "
-            f"\u00b7 evaluated on {run['device']}",
+            f"\u00b7 evaluated on {run['device']}"
+            + (f" \u00b7 {run['tta']['description']}" if run.get("tta") else ""),
         ),
     ]
     rows = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
@@ -270,6 +272,13 @@ def _summary(c: dict[str, Any]) -> str:
     per_image = (scores.get("per_image_mean_jaccard") or {}).get("mean")
     per_image_skip = (scores.get("per_image_mean_jaccard_skip_empty") or {}).get("mean")
     tuning = c["checkpoint"].get("tuning") or {}
+    tuned_here = tuning.get("subset") == "val"
+    chose = (
+        f" ({data['selection']}), which selected the best epoch"
+        + (" and tuned the thresholds" if tuned_here else "")
+        if data.get("selection")
+        else ""
+    )
     parts = []
     if data["synthetic"]:
         parts.append(
@@ -288,7 +297,7 @@ def _summary(c: dict[str, Any]) -> str:
         '<div class="card"><div class="label">Official Jaccard (ISIC 2018 Task 2, micro-averaged over the '
         "five attributes)</div>"
         f"{_big(overall)}"
-        f'<div class="note">on {esc(data["images"])} validation images of this run</div>'
+        f'<div class="note">on {esc(data["images"])} validation images of this run{esc(chose)}</div>'
         f'<div class="bars">{bars}</div>'
         '<p class="note">The leaderboard numbers are on the 2018 test set (1,000 images); this run\'s is on '
         "its validation split: the same metric, not the same images.</p></div>"
@@ -307,7 +316,14 @@ def _summary(c: dict[str, Any]) -> str:
         f"<li>best epoch by validation Jaccard: {esc(c['checkpoint'].get('epoch'))}</li>"
         "</ul></div></div>"
     )
-    if tuning.get("subset") == "val":
+    if data.get("selection") == "the official validation set":
+        parts.append(
+            '<p class="banner">The best epoch was selected'
+            + (" and the thresholds tuned" if tuned_here else "")
+            + " on the official validation set: no score on it is unbiased, here or elsewhere. "
+            "Train with data.validation: holdout to keep it unseen.</p>"
+        )
+    if tuned_here:
         parts.append(
             '<p class="banner">The thresholds were tuned on these same validation images '
             f"({esc(fmt(tuning.get('overall_at_default')))} at 0.5 \u2192 "

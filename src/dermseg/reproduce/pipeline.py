@@ -103,7 +103,13 @@ def _hardware(device: str) -> str:
 
 
 def _results(r: Reproduction, scores: dict[str, Any], report: Path, command: list[str]) -> dict[str, Any]:
+    from dermseg.report.collect import selection_split
+
     metas = [read_meta(b) for b in r.bests]
+    split_file = r.train_dir / "split.json"
+    selection = selection_split(split_file) if split_file.is_file() else "unknown (no split.json)"
+    if r.folds > 1:
+        selection = f"each model's own fold of the training images ({r.folds} folds)"
     timings = {}
     for stage in STAGES:
         if r.marker(stage).is_file():
@@ -118,6 +124,7 @@ def _results(r: Reproduction, scores: dict[str, Any], report: Path, command: lis
                 "images": s.get("images"),
                 "official_jaccard": s["overall"],
                 "per_attribute": {a: s[a]["jaccard"] for a in ATTRIBUTES if a in s},
+                "selected_on": selection,
             }
         )
     return {
@@ -128,6 +135,7 @@ def _results(r: Reproduction, scores: dict[str, Any], report: Path, command: lis
         "command": " ".join(command),
         "best_epoch": metas[0].get("epoch") if r.folds == 1 else [m.get("epoch") for m in metas],
         "tuning": metas[0].get("tuning") if r.folds == 1 else [m.get("tuning") for m in metas],
+        "selected_on": selection,
         "report": str(report),
         "config": asdict(r.cfg),
     }
@@ -145,6 +153,19 @@ def results_markdown(results: dict[str, Any]) -> str:
             f"| {per} | {results['hardware']} | {minutes:.0f} min |"
         )
     lines.append("")
+    chosen = sorted({row["selected_on"] for row in results["rows"] if row.get("selected_on")})
+    if chosen:
+        biased = "the official validation set" in chosen
+        lines.append(
+            "The best epoch was selected and the thresholds tuned on "
+            + "; ".join(chosen)
+            + (
+                ": the validation row's score is optimistic (its images chose them)."
+                if biased
+                else ": no row's images chose anything."
+            )
+        )
+        lines.append("")
     lines.append(f"Command: `{results['command']}`")
     return "\n".join(lines) + "\n"
 

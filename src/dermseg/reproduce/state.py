@@ -18,7 +18,7 @@ from dermseg.attributes import ATTRIBUTES
 from dermseg.config import Config
 from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
-from dermseg.errors import DataError
+from dermseg.errors import ConfigError, DataError
 from dermseg.reproduce.plan import (
     parts_needed,
 )
@@ -46,6 +46,31 @@ class Hooks:
     train_callbacks: Any = None
 
 
+def check_selection(cfg: Config, source: str | Path | None = None) -> None:
+    """Refuse a recipe that would select the epoch and tune the thresholds on the official validation set.
+
+    A reproduction scores the official validation and test sets; a score is only unbiased on
+    images that chose nothing. The epoch and thresholds must therefore come from held-out
+    training images: ``data.validation: holdout``, or k folds (``data.folds > 1``: each model is
+    selected on its own fold of the training images).
+
+    Args:
+        cfg: the recipe.
+        source: its file, named in the error.
+
+    Raises:
+        ConfigError: ``data.validation`` is not ``holdout`` and there are no folds.
+    """
+    if cfg.data.validation == "holdout" or cfg.data.folds > 1:
+        return
+    raise ConfigError(
+        f"data.validation is {cfg.data.validation}: the best epoch and the thresholds would be chosen on "
+        "the official validation set, whose score reproduce reports; set data.validation: holdout "
+        "(--set data.validation=holdout)",
+        source,
+    )
+
+
 @dataclass
 class Reproduction:
     """Where a reproduction lives and how it runs.
@@ -58,6 +83,9 @@ class Reproduction:
         device: ``cpu``/``cuda``; ``None`` picks CUDA when available.
         base_url: where the official archives are fetched from.
         stage_seconds: wall time of each stage run now (filled while running).
+
+    Raises:
+        ConfigError: the recipe selects on the official validation set (:func:`check_selection`).
     """
 
     cfg: Config
@@ -68,6 +96,9 @@ class Reproduction:
     base_url: str | None = None
     dry_run: bool = False
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_selection(self.cfg)
 
     @property
     def folds(self) -> int:

@@ -103,7 +103,8 @@ def describe_model(
     tuning = meta.get("tuning") or {}
     if tuning.get("overall_tuned") is not None:
         add("Thresholds", f"tuned on {tuning.get('subset', 'validation')} images")
-    add("Backend", f"{segmenter.backend} on {segmenter.device}" + (", flip TTA" if segmenter.tta else ""))
+    add("Backend", f"{segmenter.backend} on {segmenter.device}")
+    add("Test-time augmentation", segmenter.tta_description)
     add("dermseg version", meta.get("dermseg_version"))
     thresholds = {name: round(float(t), 3) for name, t in zip(ATTRIBUTES, segmenter.thresholds, strict=True)}
     return {"fields": fields, "thresholds": thresholds}
