@@ -1,8 +1,8 @@
 """Prediction at the original image size from a self-describing checkpoint.
 
 :class:`Segmenter` applies the same preprocessing as training (background crop
-detected from the image, short side resized to the checkpoint's input size,
-ImageNet normalisation), runs the model, and maps the attribute probabilities
+detected from the image, short side resized to the checkpoint's input size, the
+normalisation the checkpoint records), runs the model, and maps the attribute probabilities
 back to the original frame (zero outside the dermoscope's field).
 
 The model is either a PyTorch module (logits; the encoding's sigmoid/softmax is applied

@@ -47,7 +47,8 @@ from dermseg.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: ImageNet channel means and standard deviations (RGB, 0-1 scale), for pretrained encoders.
+#: ImageNet channel means and standard deviations (RGB, 0-1 scale): the default normalisation.
+#: A run normalises with its encoder's own (:mod:`dermseg.models.normalization`).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
