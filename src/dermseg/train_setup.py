@@ -141,14 +141,37 @@ def open_training_cache(cfg: Config, data_dir: str | Path) -> CacheManifest:
     return cache
 
 
+def class_weights_key(cfg: Config, ids: list[str]) -> dict[str, Any]:
+    """What the class weights of a run are a function of, for their cache in the run folder.
+
+    All training ids (not a count or a prefix: a split with the same size and first images
+    but other images counts other pixels), the weighting and target encoding, and every
+    preprocessing setting that changes the masks counted: the working size (masks are read at
+    that resolution), the background crop, and whether they come from a prepared cache
+    (resized to exactly ``size``) or from the images (decoded at reduced scale, at least ``size``).
+    """
+    return {
+        "ids": list(ids),
+        "weighting": cfg.loss.class_weights,
+        "encoding": cfg.model.encoding,
+        "size": cfg.data.size,
+        "crop_background": cfg.data.crop_background,
+        "source": "prepared cache" if cfg.data.cache else "images",
+    }
+
+
 def class_weights(
     cfg: Config, train_set: IsicDataset | CachedIsicDataset, run_dir: Path, ids: list[str]
 ) -> torch.Tensor | None:
-    """Inverse pixel frequency weights (the thesis), computed once per split and cached in the run dir."""
+    """Inverse pixel frequency weights (the thesis), computed once per split and cached in the run dir.
+
+    The cached weights are reused only when :func:`class_weights_key` is the same: every training
+    id, in order, and every setting that changes the pixels counted.
+    """
     if cfg.loss.class_weights == "none":
         return None
     cache = run_dir / "class_weights.json"
-    key = {"ids": len(ids), "first": ids[:3], "size": cfg.data.size, "encoding": cfg.model.encoding}
+    key = class_weights_key(cfg, ids)
     if cache.is_file():
         data = json.loads(cache.read_text())
         if data.get("key") == key:
