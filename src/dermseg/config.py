@@ -181,7 +181,8 @@ class PostprocessConfig:
     """Turning probabilities into masks.
 
     All sizes are in pixels at the working resolution (short side = ``data.size``) and are
-    rescaled to each image's own size at prediction (see :mod:`dermseg.postprocess`).
+    rescaled at prediction to the short side of each image's field of view, the part of the
+    image resized to the working size (see :mod:`dermseg.postprocess`).
 
     Attributes:
         thresholds: one probability threshold per attribute (ATTRIBUTES order).

@@ -59,8 +59,10 @@ def ensemble_segmenter(
     Raises:
         ConfigError: the models disagree on input size, normalisation or background cropping
             (they would need different inputs), or no path is given.
-        DataError: a file is not a usable model, or ``tta`` is ``None`` and the members'
-            thresholds were tuned with and without flip TTA (the message names a member).
+        DataError: a file is not a usable model; ``tta`` is ``None`` and the members'
+            thresholds were tuned with and without flip TTA (the message names a member); or the
+            members' post-processing (opening, small-component removal, presence gate) differs
+            (:func:`require_same_postprocessing`).
     """
     if not paths:
         raise ConfigError("give at least one --checkpoint")
@@ -79,9 +81,10 @@ def ensemble_segmenter(
         if not same:
             raise ConfigError(
                 "ensemble members must share input size, normalisation and background cropping "
-                f"(input size {m.input_size} vs {first.input_size})",
+                f"({_input_difference(m, first, paths[0])})",
                 Path(path),
             )
+    require_same_postprocessing(paths, members)
     thresholds = np.mean([m.postprocess.thresholds for m in members], axis=0)
     postprocess = replace(first.postprocess, thresholds=tuple(float(t) for t in thresholds))
     return replace(first, model=EnsembleNet(members), postprocess=postprocess, tuned_tta=tuned)
@@ -107,3 +110,61 @@ def _common_tuned_tta(paths: Sequence[str | Path], members: list[Segmenter], ove
                 Path(path),
             )
     return settings[0]
+
+
+def _input_difference(member: Segmenter, first: Segmenter, first_path: str | Path) -> str:
+    """The first input setting ``member`` differs in from ``first``, both values, e.g.
+    ``normalisation mean [0.5, 0.5, 0.5] here but [0.485, 0.456, 0.406] in fold0.safetensors``."""
+    name = Path(first_path).name
+    for label, mine, theirs in (
+        ("input size", member.input_size, first.input_size),
+        ("normalisation mean", list(member.mean), list(first.mean)),
+        ("normalisation std", list(member.std), list(first.std)),
+        ("background cropping", member.crop_background, first.crop_background),
+    ):
+        if mine != theirs:
+            return f"{label} {mine} here but {theirs} in {name}"
+    return "they differ"
+
+
+def require_same_postprocessing(paths: Sequence[str | Path], members: Sequence[Segmenter]) -> None:
+    """Check that every member post-processes its masks as the first one does.
+
+    An ensemble turns its averaged probabilities into masks once, with one post-processing: the
+    members' thresholds are averaged (each was tuned for its own model), while the opening
+    kernels, minimum component areas and presence gates, which are settings of the recipe, must
+    be the same in every member (and, where there are sizes, the side they are given for).
+
+    Args:
+        paths: the members' files, in the order of ``members`` (named in the error).
+        members: the members' segmenters.
+
+    Raises:
+        DataError: a member differs from the first; the message names it, the setting, and both
+            values.
+    """
+    first = members[0]
+    reference = Path(paths[0]).name
+    for path, m in zip(paths[1:], members[1:], strict=True):
+        for label, field_name in (
+            ("opening", "opening"),
+            ("small-component removal (min_area)", "min_area"),
+            ("presence gate", "presence"),
+        ):
+            mine, theirs = (
+                list(getattr(m.postprocess, field_name)),
+                list(getattr(first.postprocess, field_name)),
+            )
+            if mine != theirs:
+                raise DataError(
+                    f"ensemble members must post-process alike: {label} {mine} here but {theirs} in "
+                    f"{reference}",
+                    Path(path),
+                )
+        sized = any(m.postprocess.opening) or any(m.postprocess.min_area)
+        if sized and m.postprocess_side != first.postprocess_side:
+            raise DataError(
+                "ensemble members must post-process alike: post-processing sizes given for side "
+                f"{m.postprocess_side} here but {first.postprocess_side} in {reference}",
+                Path(path),
+            )

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dermseg.attributes import ATTRIBUTES
+from dermseg.data.background import CropBox
 from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import IsicSample, discover
 from dermseg.data.splits import split_from_config
@@ -104,13 +105,15 @@ def auto_subset(data_dir: str | Path) -> str:
 
 def _predictions(
     segmenter: Segmenter, samples: list[IsicSample], progress: Callable[[int], None] | None
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(probabilities (5, H, W), truth (5, H, W) bool)`` per sample, at the original size."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, CropBox]]:
+    """``(probabilities (5, H, W), truth (5, H, W) bool, field of view)`` per sample, at the
+    original size; post-processing sizes scale with the field's short side."""
     for sample in samples:
         image = read_image(sample.image_path)
         h, w = image.shape[:2]
         truth = np.stack([read_mask(p, expected_size=(w, h)) for p in sample.mask_paths])
-        yield segmenter.probabilities(image), truth
+        field = segmenter.field_of_view(image)
+        yield segmenter.probabilities(image, field), truth, field
         if progress is not None:
             progress(1)
 
@@ -130,8 +133,8 @@ def evaluate_checkpoint(
     ranking = StreamingRanking()
     presence = PresenceAUC()
     with_attribute = np.zeros(len(ATTRIBUTES), dtype=int)
-    for probs, truth in _predictions(segmenter, samples, progress):
-        metric.update(segmenter.binarise(probs)[None], truth[None])
+    for probs, truth, field in _predictions(segmenter, samples, progress):
+        metric.update(segmenter.binarise(probs, field)[None], truth[None])
         ranking.update(probs, truth)
         presence.update(probs, truth)
         with_attribute += truth.any(axis=(1, 2))
@@ -174,7 +177,7 @@ def tune_checkpoint(
         ``{step, overall}``) and ``settings`` (the tuned :class:`PostprocessSettings` as a dict).
     """
     tuner = ThresholdTuner()
-    for probs, truth in _predictions(segmenter, samples, progress):
+    for probs, truth, _ in _predictions(segmenter, samples, progress):
         tuner.update(probs, truth)
     tuned = tuner.best_overall()
     configured = segmenter.postprocess
@@ -194,8 +197,8 @@ def tune_checkpoint(
             variants.append((step, current))
     metrics = [IsicTask2Metric() for _ in variants]
     if len(variants) > 1:
-        for probs, truth in _predictions(segmenter, samples, progress):
-            side = min(probs.shape[1:])
+        for probs, truth, field in _predictions(segmenter, samples, progress):
+            side = min(field.height, field.width)  # the field the network saw, not the whole image
             for (_, settings), metric in zip(variants, metrics, strict=True):
                 masks = apply_postprocess(probs, settings.rescaled(segmenter.postprocess_side, side))
                 metric.update(masks[None], truth[None])

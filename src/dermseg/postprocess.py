@@ -16,8 +16,10 @@ Sizes are in pixels of the array the probabilities are at. The thesis opening ke
 streaks 5) were meant for its working resolution, images resized to a short side of
 :data:`THESIS_SIDE` = 256 px (``data.size``), whereas :class:`dermseg.predict.Segmenter` returns
 probabilities at the original image size (ISIC images are ~1000-6000 px): scale them with
-:func:`scale_kernel` or :meth:`PostprocessSettings.rescaled`, e.g.
-``scale_kernel(15, 256, min(h, w))``.
+:func:`scale_kernel` or :meth:`PostprocessSettings.rescaled` to the short side of the part of the
+image that was resized to the working size, i.e. the dermoscope's field of view (the background
+crop box), e.g. ``scale_kernel(15, 256, min(box.height, box.width))``;
+:meth:`dermseg.predict.Segmenter.postprocess_for` does this.
 
 Border handling: erosion treats the outside of the image as foreground (OpenCV's default), so a
 structure touching the image edge is not eaten away from the edge.

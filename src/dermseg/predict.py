@@ -1,8 +1,8 @@
 """Prediction at the original image size from a self-describing checkpoint.
 
 :class:`Segmenter` applies the same preprocessing as training (background crop
-detected from the image, short side resized to the checkpoint's input size,
-ImageNet normalisation), runs the model, and maps the attribute probabilities
+detected from the image, short side resized to the checkpoint's input size, the
+normalisation the checkpoint records), runs the model, and maps the attribute probabilities
 back to the original frame (zero outside the dermoscope's field).
 
 The model is either a PyTorch module (logits; the encoding's sigmoid/softmax is applied
@@ -16,18 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import nn
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.checkpoint import load_checkpoint
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import read_image, write_mask
-from dermseg.data.transforms import resized_shape
+from dermseg.data.transforms import resize_short_side
 from dermseg.encoding import output_probabilities
 from dermseg.errors import ConfigError, DataError
 from dermseg.postprocess import PostprocessSettings, apply_postprocess
@@ -68,10 +67,13 @@ class Prediction:
     Attributes:
         probabilities: ``(5, H, W)`` float32 in ``[0, 1]``, ATTRIBUTES order.
         masks: ``(5, H, W)`` bool, thresholded (and post-processed where configured).
+        field: the part of the image the network saw (the detected field of view, or the
+            whole image); the post-processing sizes were scaled to its short side.
     """
 
     probabilities: np.ndarray
     masks: np.ndarray
+    field: CropBox | None = None
 
     @property
     def presence(self) -> np.ndarray:
@@ -92,7 +94,8 @@ class Segmenter:
         mean, std: normalisation (0-1 scale).
         postprocess: thresholds and optional opening / small-component removal / presence gate.
         postprocess_side: the image side the post-processing sizes are given for (the working
-            size); they are rescaled to each image's short side.
+            size, the short side of the field the network sees); they are rescaled to the short
+            side of each image's field of view, which is what the network's input was resized from.
         crop_background: crop to the dermoscope's field first.
         device: where the model runs.
         tta: average with horizontally and vertically flipped predictions (the setting used).
@@ -249,29 +252,39 @@ class Segmenter:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network_probabilities(x)
 
-    @torch.no_grad()
-    def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """Attribute probabilities of one image at its own size.
+    def field_of_view(self, image: np.ndarray) -> CropBox:
+        """The part of ``image`` the network sees: the detected dermoscope field, or all of it.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
 
         Returns:
-            ``(5, H, W)`` float32 in ``[0, 1]``; 0 outside the detected field of view.
+            The crop box in ``image``'s pixel coordinates (the full frame without background cropping).
+        """
+        h, w = image.shape[:2]
+        return detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
+
+    @torch.no_grad()
+    def probabilities(self, image: np.ndarray, field: CropBox | None = None) -> np.ndarray:
+        """Attribute probabilities of one image at its own size.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            field: the field of view to run the network on, from :meth:`field_of_view`
+                (detected here when ``None``).
+
+        Returns:
+            ``(5, H, W)`` float32 in ``[0, 1]``; 0 outside the field of view.
         """
         if isinstance(self.model, nn.Module):
             self.model.eval()
         h, w = image.shape[:2]
-        box = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
-        field = np.ascontiguousarray(crop(image, box, channels_last=True))
-        rh, rw = resized_shape(box.height, box.width, self.input_size)
-        # Shrink in uint8 with area averaging, as training's resize does, before any float copy:
-        # a full-resolution image is never held as floats.
-        small = (
-            cv2.resize(field, (rw, rh), interpolation=cv2.INTER_AREA)
-            if (rh, rw) != field.shape[:2]
-            else field
-        )
+        box = self.field_of_view(image) if field is None else field
+        cropped = np.ascontiguousarray(crop(image, box, channels_last=True))
+        # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
+        # bilinear when enlarging), before any float copy: a full-resolution image is never
+        # held as floats.
+        small = resize_short_side(cropped, self.input_size)
         x = (
             torch.from_numpy(np.ascontiguousarray(small))
             .permute(2, 0, 1)[None]
@@ -297,12 +310,30 @@ class Segmenter:
 
     def masks(self, image: np.ndarray) -> np.ndarray:
         """Binary masks ``(5, H, W)`` bool of one image (probabilities above the thresholds)."""
-        return self.binarise(self.probabilities(image))
+        field = self.field_of_view(image)
+        return self.binarise(self.probabilities(image, field), field)
 
-    def binarise(self, probs: np.ndarray) -> np.ndarray:
-        """``(5, H, W)`` probabilities -> bool masks: thresholds, then the configured post-processing."""
-        settings = self.postprocess.rescaled(self.postprocess_side, min(probs.shape[1:]))
-        return apply_postprocess(probs, settings)
+    def postprocess_for(self, field: CropBox) -> PostprocessSettings:
+        """The post-processing settings in pixels of an image whose field of view is ``field``.
+
+        The configured sizes are for a field whose short side is :attr:`postprocess_side` (the
+        working size the network sees); they scale with the short side of ``field``, the part of
+        the image that was resized to the working size, not with the whole image's.
+        """
+        return self.postprocess.rescaled(self.postprocess_side, min(field.height, field.width))
+
+    def binarise(self, probs: np.ndarray, field: CropBox) -> np.ndarray:
+        """``(5, H, W)`` probabilities -> bool masks: thresholds, then the configured post-processing.
+
+        Args:
+            probs: ``(5, H, W)`` probabilities of :meth:`probabilities`.
+            field: the field of view they were predicted on (:meth:`field_of_view`); opening
+                kernels and minimum areas are scaled to its short side.
+
+        Returns:
+            ``(5, H, W)`` bool.
+        """
+        return apply_postprocess(probs, self.postprocess_for(field))
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -312,19 +343,24 @@ class Segmenter:
     def __call__(self, image: np.ndarray | Image.Image | str | Path) -> Prediction:
         """Segment one image given as an ``(H, W, 3)`` uint8 array, a PIL image or a file path.
 
+        A PIL image and a file are both taken as displayed: their EXIF orientation is applied,
+        so ``seg(Image.open(path))`` and ``seg(path)`` give the same masks.
+
         Raises:
             DataError: the file cannot be read as an image.
         """
         if isinstance(image, (str, Path)):
             array = read_image(image)
         elif isinstance(image, Image.Image):
-            array = np.array(image.convert("RGB"))
+            # as read_image does for a file: the image as displayed, EXIF orientation applied
+            array = np.array(ImageOps.exif_transpose(image).convert("RGB"))
         else:
             array = np.asarray(image)
             if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
                 raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
-        probs = self.probabilities(array)
-        return Prediction(probabilities=probs, masks=self.binarise(probs))
+        field = self.field_of_view(array)
+        probs = self.probabilities(array, field)
+        return Prediction(probabilities=probs, masks=self.binarise(probs, field), field=field)
 
     def predict_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """Read an image file and return it with its ``(5, H, W)`` probabilities."""

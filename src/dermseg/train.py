@@ -60,6 +60,7 @@ from dermseg.train_setup import (
     amp_dtype,
     checkpoint_meta,
     class_weights,
+    input_normalization,
     lr_lambda,
     model_kwargs,
     open_training_cache,
@@ -175,6 +176,9 @@ def train(
     tcfg = transform_config(cfg)
     # Reseeded for every item from the sampler (see dermseg.data.sampling).
     train_transform = build_train_transform(tcfg, seed=cfg.seed)
+    # The encoder's input normalisation; a resumed run keeps the one its state records.
+    resumed_state = load_train_state(ckpt_dir / "last_state.pt") if resume else None
+    norm = input_normalization(cfg, resumed_state)
     train_set: IsicDataset | CachedIsicDataset
     val_set: IsicDataset | CachedIsicDataset
     if cfg.data.cache:
@@ -182,9 +186,9 @@ def train(
         # to data.size is then a no-op, so validation sees the same pixels as without the cache.
         cache = open_training_cache(cfg, data_dir)
         train_set = CachedIsicDataset(
-            cache, train_ids, train_transform, lesion_masks=cfg.augment.lesion_crop > 0
+            cache, train_ids, train_transform, lesion_masks=cfg.augment.lesion_crop > 0, **norm
         )
-        val_set = CachedIsicDataset(cache, split.val, build_eval_transform(tcfg))
+        val_set = CachedIsicDataset(cache, split.val, build_eval_transform(tcfg), **norm)
     else:
         train_set = IsicDataset(
             [by_id[i] for i in train_ids],
@@ -192,12 +196,14 @@ def train(
             decode_side=cfg.data.size,
             crop_background=cfg.data.crop_background,
             lesion_masks=cfg.augment.lesion_crop > 0,
+            **norm,
         )
         val_set = IsicDataset(
             val_samples,
             build_eval_transform(tcfg),
             decode_side=cfg.data.size,
             crop_background=cfg.data.crop_background,
+            **norm,
         )
     if cfg.augment.lesion_crop > 0 and not any(s.lesion_mask_path for s in layout.samples):
         logger.warning(
@@ -286,7 +292,8 @@ def train(
     if resume:
         for stale in ckpt_dir.glob(".*.tmp*"):  # left by a process killed while writing
             stale.unlink(missing_ok=True)
-        state = load_train_state(ckpt_dir / "last_state.pt")
+        state = resumed_state
+        assert state is not None
         if "position" not in state:
             raise DataError("training state of an older dermseg version: cannot resume", ckpt_dir)
         model.load_state_dict(state["model"])
@@ -316,6 +323,7 @@ def train(
                 "best_epoch": best_epoch,
                 "records": records,
                 "rng": get_rng_state(),
+                "normalization": norm,
             },
         )
 
@@ -327,7 +335,7 @@ def train(
     if cfg.train.compile:
         train_model = torch.compile(train_model)
     meta = {
-        **checkpoint_meta(cfg),
+        **checkpoint_meta(cfg, norm),
         "encoder_init": getattr(model, "dermseg_encoder_weights", None),
         "provenance": {k: run_provenance[k] for k in ("versions", "git", "device", "data")},
     }

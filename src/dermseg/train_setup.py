@@ -27,6 +27,7 @@ from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig
 from dermseg.encoding import num_output_channels
 from dermseg.errors import ConfigError
 from dermseg.losses import class_weights_from_counts, pixel_counts
+from dermseg.models.normalization import encoder_normalization
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,39 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     return kwargs
 
 
-def checkpoint_meta(cfg: Config) -> dict[str, Any]:
-    """What a checkpoint of this run says about how to use the model (see :mod:`dermseg.checkpoint`)."""
+def input_normalization(cfg: Config, resumed_state: dict[str, Any] | None = None) -> dict[str, list[float]]:
+    """The image normalisation of a run: ``{"mean": [3 floats], "std": [3 floats]}`` (0-1 scale).
+
+    A new run uses its encoder's pretrained normalisation
+    (:func:`~dermseg.models.normalization.encoder_normalization`, from timm's pretrained config;
+    e.g. mean = std = 0.5 for ``inception_v3`` and ``tf_efficientnet_lite0``). A resumed run
+    keeps the normalisation it started with: the one its training state records, or ImageNet's
+    for a state written before dermseg recorded it (those versions always used ImageNet's).
+
+    Args:
+        cfg: the run config.
+        resumed_state: the training state being resumed (``last_state.pt``), if any.
+    """
+    if resumed_state is not None:
+        recorded = resumed_state.get("normalization")
+        if recorded is None:
+            return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        return {"mean": [float(v) for v in recorded["mean"]], "std": [float(v) for v in recorded["std"]]}
+    mean, std = encoder_normalization(cfg.model.encoder_name)
+    return {"mean": list(mean), "std": list(std)}
+
+
+def checkpoint_meta(cfg: Config, normalization: dict[str, list[float]] | None = None) -> dict[str, Any]:
+    """What a checkpoint of this run says about how to use the model (see :mod:`dermseg.checkpoint`).
+
+    Args:
+        cfg: the run config.
+        normalization: the image normalisation the model is trained with; ``None`` for
+            :func:`input_normalization` of a new run (the encoder's).
+    """
     return {
         "encoding": cfg.model.encoding,
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "normalization": normalization if normalization is not None else input_normalization(cfg),
         "input_size": cfg.data.size,
         "thresholds": list(cfg.postprocess.thresholds),
         "postprocess": asdict(cfg.postprocess),
@@ -112,14 +141,37 @@ def open_training_cache(cfg: Config, data_dir: str | Path) -> CacheManifest:
     return cache
 
 
+def class_weights_key(cfg: Config, ids: list[str]) -> dict[str, Any]:
+    """What the class weights of a run are a function of, for their cache in the run folder.
+
+    All training ids (not a count or a prefix: a split with the same size and first images
+    but other images counts other pixels), the weighting and target encoding, and every
+    preprocessing setting that changes the masks counted: the working size (masks are read at
+    that resolution), the background crop, and whether they come from a prepared cache
+    (resized to exactly ``size``) or from the images (decoded at reduced scale, at least ``size``).
+    """
+    return {
+        "ids": list(ids),
+        "weighting": cfg.loss.class_weights,
+        "encoding": cfg.model.encoding,
+        "size": cfg.data.size,
+        "crop_background": cfg.data.crop_background,
+        "source": "prepared cache" if cfg.data.cache else "images",
+    }
+
+
 def class_weights(
     cfg: Config, train_set: IsicDataset | CachedIsicDataset, run_dir: Path, ids: list[str]
 ) -> torch.Tensor | None:
-    """Inverse pixel frequency weights (the thesis), computed once per split and cached in the run dir."""
+    """Inverse pixel frequency weights (the thesis), computed once per split and cached in the run dir.
+
+    The cached weights are reused only when :func:`class_weights_key` is the same: every training
+    id, in order, and every setting that changes the pixels counted.
+    """
     if cfg.loss.class_weights == "none":
         return None
     cache = run_dir / "class_weights.json"
-    key = {"ids": len(ids), "first": ids[:3], "size": cfg.data.size, "encoding": cfg.model.encoding}
+    key = class_weights_key(cfg, ids)
     if cache.is_file():
         data = json.loads(cache.read_text())
         if data.get("key") == key:

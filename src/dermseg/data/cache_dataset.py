@@ -13,6 +13,7 @@ from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.data.background import CropBox
 from dermseg.data.cache_manifest import CacheManifest
 from dermseg.data.dataset import make_item
+from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dermseg.errors import DataError
 
 
@@ -32,13 +33,15 @@ class CachedIsicDataset(Dataset):
             sixth mask channel before the transform, for lesion-centred crops
             (:class:`~dermseg.data.lesion_crop.LesionCentredCrop`); it is dropped from the
             item after the transform, as with ``IsicDataset(lesion_masks=True)``.
+        mean, std: the image normalisation (RGB, 0-1 scale), as for
+            :class:`~dermseg.data.dataset.IsicDataset`.
 
     Raises:
         DataError: an id is not in the cache, or (without ``allow_missing_masks``) a
             sample lacks masks.
 
     Each item is a dict as :class:`~dermseg.data.dataset.IsicDataset` gives:
-        ``image`` ``(3, h, w)`` float32 ImageNet-normalised; ``masks`` ``(5, h, w)`` uint8;
+        ``image`` ``(3, h, w)`` float32 normalised with ``mean`` and ``std``; ``masks`` ``(5, h, w)`` uint8;
         ``labelled`` ``(5,)`` bool; ``id``; ``crop`` ``(4,)`` int64 top, left, bottom, right
         in original coordinates; ``size`` ``(2,)`` int64 original ``H, W``.
     """
@@ -51,7 +54,10 @@ class CachedIsicDataset(Dataset):
         *,
         allow_missing_masks: bool = False,
         lesion_masks: bool = False,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
     ) -> None:
+        self.mean, self.std = tuple(mean), tuple(std)
         by_id = {s.isic_id: s for s in cache.samples}
         missing = [i for i in split_ids if i not in by_id]
         if missing:
@@ -117,4 +123,6 @@ class CachedIsicDataset(Dataset):
         return masks.reshape(len(masks), -1).any(axis=1)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return make_item(self.entries[index].isic_id, *self.load(index), self.transform)
+        return make_item(
+            self.entries[index].isic_id, *self.load(index), self.transform, mean=self.mean, std=self.std
+        )

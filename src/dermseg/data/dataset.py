@@ -19,7 +19,7 @@ from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import image_size, read_image, read_mask
 from dermseg.data.layout import IsicSample
-from dermseg.data.transforms import apply, to_tensor
+from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, apply, to_tensor
 from dermseg.errors import DataError
 
 
@@ -46,12 +46,15 @@ class IsicDataset(Dataset):
         lesion_masks: append the Task 1 lesion mask (zeros where a sample has none) as a
             sixth mask channel before the transform, for lesion-centred crops; it is dropped
             from the item after the transform.
+        mean, std: the image normalisation (RGB, 0-1 scale), ``(x / 255 - mean) / std``: the
+            encoder's (:func:`dermseg.models.normalization.encoder_normalization`); ImageNet's
+            by default.
 
     Raises:
         DataError: a sample lacks masks and ``allow_missing_masks`` is False.
 
     Each item is a dict:
-        ``image``: ``(3, H, W)`` float32, ImageNet-normalised;
+        ``image``: ``(3, H, W)`` float32, normalised with ``mean`` and ``std``;
         ``masks``: ``(5, H, W)`` uint8 in {0, 1}, channels in ATTRIBUTES order;
         ``labelled``: ``(5,)`` bool, whether each mask was annotated;
         ``id``: the ISIC id;
@@ -68,9 +71,12 @@ class IsicDataset(Dataset):
         crop_background: bool = True,
         allow_missing_masks: bool = False,
         lesion_masks: bool = False,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         self.samples = list(samples)
         self.lesion_masks = lesion_masks
+        self.mean, self.std = tuple(mean), tuple(std)
         self.transform = transform
         self.decode_side = decode_side
         self.crop_background = crop_background
@@ -123,7 +129,9 @@ class IsicDataset(Dataset):
         return np.array([p is not None and bool(read_mask(p).any()) for p in sample.mask_paths])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return make_item(self.samples[index].isic_id, *self.load(index), self.transform)
+        return make_item(
+            self.samples[index].isic_id, *self.load(index), self.transform, mean=self.mean, std=self.std
+        )
 
 
 def make_item(
@@ -134,11 +142,15 @@ def make_item(
     box: CropBox,
     full: tuple[int, int],
     transform: Callable[..., Any] | None,
+    *,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> dict[str, Any]:
-    """The dataset item (see :class:`IsicDataset`) of a decoded, background-cropped sample."""
+    """The dataset item (see :class:`IsicDataset`) of a decoded, background-cropped sample,
+    its image normalised with ``mean`` and ``std`` (RGB, 0-1 scale)."""
     if transform is not None:
         image, masks = apply(transform, image, masks)
-    image_t, masks_t = to_tensor(image, masks[:NUM_ATTRIBUTES])  # drops a lesion channel
+    image_t, masks_t = to_tensor(image, masks[:NUM_ATTRIBUTES], mean, std)  # drops a lesion channel
     return {
         "image": image_t,
         "masks": masks_t,

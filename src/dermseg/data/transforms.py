@@ -47,7 +47,8 @@ from dermseg.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: ImageNet channel means and standard deviations (RGB, 0-1 scale), for pretrained encoders.
+#: ImageNet channel means and standard deviations (RGB, 0-1 scale): the default normalisation.
+#: A run normalises with its encoder's own (:mod:`dermseg.models.normalization`).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -242,11 +243,23 @@ def _check_masks(masks: np.ndarray | Sequence[np.ndarray], size: tuple[int, int]
     return (stack > 0).astype(np.uint8)
 
 
+#: Image interpolation when enlarging (bilinear) and when shrinking (area averaging); training's
+#: resize (albumentations ``SmallestMaxSize(interpolation=INTER_LINEAR, area_for_downscale="image")``),
+#: the prepared cache (which uses the evaluation transform) and prediction
+#: (:func:`resize_short_side`) all follow this rule.
+UPSCALE_INTERPOLATION: int = cv2.INTER_LINEAR
+DOWNSCALE_INTERPOLATION: int = cv2.INTER_AREA
+
+
 def _resize_short_side(size: int | list[int]) -> A.SmallestMaxSize:
-    """Resize so the short side is ``size`` (or one of ``size``, drawn uniformly)."""
+    """Resize so the short side is ``size`` (or one of ``size``, drawn uniformly).
+
+    Images: :data:`UPSCALE_INTERPOLATION` when enlarging, :data:`DOWNSCALE_INTERPOLATION`
+    when shrinking (albumentations switches to area for a scale < 1); masks: nearest.
+    """
     return A.SmallestMaxSize(
         max_size=size,
-        interpolation=cv2.INTER_LINEAR,
+        interpolation=UPSCALE_INTERPOLATION,
         mask_interpolation=MASK_INTERPOLATION,
         area_for_downscale="image",
         p=1.0,
@@ -322,6 +335,30 @@ def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
     """``(h, w)`` that :func:`build_eval_transform` gives a ``height`` x ``width`` image."""
     scale = size / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize an image so its short side is ``size``, as :func:`build_eval_transform` does.
+
+    The same rule as training's resize: area averaging when shrinking, bilinear when
+    enlarging (:data:`DOWNSCALE_INTERPOLATION`, :data:`UPSCALE_INTERPOLATION`), the same
+    output shape (:func:`resized_shape`), and the input itself when the shape is unchanged.
+    Done here with OpenCV alone (no albumentations pipeline per image) for prediction.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        size: the short side wanted.
+
+    Returns:
+        ``(h, w, 3)`` uint8 with ``min(h, w) == size`` (up to rounding of the long side).
+    """
+    height, width = image.shape[:2]
+    rh, rw = resized_shape(height, width, size)
+    if (rh, rw) == (height, width):
+        return image
+    shrinking = size / min(height, width) < 1.0
+    interpolation = DOWNSCALE_INTERPOLATION if shrinking else UPSCALE_INTERPOLATION
+    return cv2.resize(image, (rw, rh), interpolation=interpolation)
 
 
 def apply(

@@ -147,8 +147,9 @@ def evaluate_for_report(
         image = read_image(sample.image_path)
         h, w = image.shape[:2]
         truth = np.stack([read_mask(p, expected_size=(w, h)) for p in sample.mask_paths])
-        probs = segmenter.probabilities(image)
-        pred = segmenter.binarise(probs)
+        field = segmenter.field_of_view(image)
+        probs = segmenter.probabilities(image, field)
+        pred = segmenter.binarise(probs, field)
         counts = metric.update(pred[None], truth[None])[0]
         ranking.update(probs, truth)
         presence.update(probs, truth)
