@@ -60,7 +60,9 @@ def fingerprint(work: Path) -> dict[str, Any]:
     ckpt = run / "checkpoints" / "best.safetensors"
     dermseg("predict", "--checkpoint", str(ckpt), str(data / "ISIC2018_Task1-2_Test_Input"), "--out", str(pred),
             "--probabilities")  # fmt: skip
-    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(pred.rglob("*")) if p.is_file()}
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(pred.rglob("*")) if p.is_file()
+    }
     dermseg("evaluate", "--pred", str(pred), "--gt", str(data / "ISIC2018_Task2_Test_GroundTruth"),
             "--json", str(work / "scores.json"))  # fmt: skip
     scores = json.loads((work / "scores.json").read_text())
@@ -84,8 +86,9 @@ def _numbers(value: Any, prefix: str = "") -> dict[str, float]:
 def compare(a: dict[str, Any], b: dict[str, Any], tol: float) -> list[str]:
     """The differences between two fingerprints (empty: the same behaviour)."""
     problems = []
-    na, nb = _numbers({"epochs": a["epochs"], "scores": a["scores"]}), _numbers(
-        {"epochs": b["epochs"], "scores": b["scores"]}
+    na, nb = (
+        _numbers({"epochs": a["epochs"], "scores": a["scores"]}),
+        _numbers({"epochs": b["epochs"], "scores": b["scores"]}),
     )
     for key in sorted(set(na) | set(nb)):
         if key.endswith(("seconds", "_s")):
@@ -108,7 +111,10 @@ def main() -> None:
     if args.compare:
         a, b = (json.loads(f.read_text()) for f in args.compare)
         problems = compare(a, b, args.tol)
-        print("\n".join(problems) or f"same behaviour ({len(a['predict_files'])} files, {len(a['epochs'])} epochs)")
+        print(
+            "\n".join(problems)
+            or f"same behaviour ({len(a['predict_files'])} files, {len(a['epochs'])} epochs)"
+        )
         sys.exit(1 if problems else 0)
     if not args.out:
         p.error("--out or --compare is needed")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dermseg._version import __version__
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 
 __all__ = ["ATTRIBUTES", "NUM_ATTRIBUTES", "Segmenter", "__version__"]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:

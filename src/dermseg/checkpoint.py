@@ -25,10 +25,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from dermseg import __version__
+from dermseg._version import __version__
 from dermseg.attributes import ATTRIBUTES
-from dermseg.data.imageio import BROKEN_LINK, atomic_path
+from dermseg.data.imageio import BROKEN_LINK
 from dermseg.errors import DataError, DermsegError
+from dermseg.files import atomic_path
 
 #: Key of the JSON document in the safetensors metadata.
 META_KEY = "dermseg"

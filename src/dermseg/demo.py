@@ -24,9 +24,10 @@ from PIL import Image
 from dermseg.attributes import ATTRIBUTES
 from dermseg.checkpoint import load_checkpoint
 from dermseg.config import Config
-from dermseg.data.imageio import atomic_path, read_image, read_mask
+from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import discover
 from dermseg.data.synthetic import write_dataset
+from dermseg.files import atomic_path
 from dermseg.metrics import IsicTask2Metric
 from dermseg.models.factory import create_model
 from dermseg.overlay import overlay, side_by_side

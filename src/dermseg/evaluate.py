@@ -56,9 +56,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from dermseg.data.imageio import BROKEN_LINK, MASK_THRESHOLD, atomic_path, too_large
+from dermseg.data.imageio import BROKEN_LINK, MASK_THRESHOLD, too_large
 from dermseg.data.layout import Problem, list_dir
 from dermseg.errors import DataError, display_path
+from dermseg.files import atomic_path
 from dermseg.metrics import dice_from_counts, jaccard_from_counts
 
 log = logging.getLogger(__name__)

@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dermseg import __version__
+from dermseg._version import __version__
 from dermseg.attributes import ATTRIBUTES
 from dermseg.checkpoint import load_checkpoint
-from dermseg.data.imageio import atomic_path
 from dermseg.encoding import output_probabilities, validate_encoding
 from dermseg.errors import ConfigError, DataError, DermsegError
+from dermseg.files import atomic_path
 from dermseg.models.smp_models import SmpSegmenter
 from dermseg.models.unet_aspp import UNetASPP
 

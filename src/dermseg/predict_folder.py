@@ -15,9 +15,10 @@ import numpy as np
 from PIL import Image
 
 from dermseg.attributes import ATTRIBUTES
-from dermseg.data.imageio import atomic_path, is_image_file, read_image
+from dermseg.data.imageio import is_image_file, read_image
 from dermseg.data.layout import list_dir
 from dermseg.errors import DataError, DermsegError, display_path
+from dermseg.files import atomic_path
 from dermseg.overlay import overlay, side_by_side, with_legend
 from dermseg.predict import Segmenter, write_submission_masks
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dermseg import __version__
+from dermseg._version import __version__
 
 
 def seed_everything(seed: int) -> None:

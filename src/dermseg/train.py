@@ -40,12 +40,12 @@ from dermseg.config import Config, dump_config, load_config
 from dermseg.data.cache import CachedIsicDataset
 from dermseg.data.check import check_headers
 from dermseg.data.dataset import IsicDataset
-from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
 from dermseg.data.sampling import ResumableSampler, SeededItems
 from dermseg.data.splits import split_from_config
 from dermseg.data.transforms import build_eval_transform, build_train_transform
 from dermseg.errors import ConfigError, DataError, DermsegError
+from dermseg.files import atomic_path
 from dermseg.losses import build_loss
 from dermseg.models.factory import create_model, parameter_groups
 from dermseg.presence import presence_loss

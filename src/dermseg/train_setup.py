@@ -21,11 +21,11 @@ from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.config import Config
 from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
 from dermseg.data.dataset import IsicDataset
-from dermseg.data.imageio import atomic_path
 from dermseg.data.sampling import attribute_balance_weights
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig
 from dermseg.encoding import num_output_channels
 from dermseg.errors import ConfigError
+from dermseg.files import atomic_path
 from dermseg.losses import class_weights_from_counts, pixel_counts
 from dermseg.models.normalization import encoder_normalization
 

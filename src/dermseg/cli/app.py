@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dermseg import __version__
+from dermseg._version import __version__
 from dermseg.errors import DermsegError, display_path
 
 app = typer.Typer(
@@ -107,7 +107,7 @@ class _TrainProgress:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from dermseg.data.imageio import atomic_path
+    from dermseg.files import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -54,7 +54,6 @@ from dermseg.data.cache_manifest import (
     read_manifest,
 )
 from dermseg.data.cache_sources import open_cache, sample_stamps
-from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import IsicLayout, IsicSample, discover
 from dermseg.data.transforms import (
     SegmentationTransform,
@@ -63,6 +62,7 @@ from dermseg.data.transforms import (
     build_eval_transform,
 )
 from dermseg.errors import DataError
+from dermseg.files import atomic_path
 
 __all__ = [
     "FORMAT_VERSION",

@@ -146,7 +146,7 @@ class _Manifest:
                 logger.warning("%s is unreadable; starting a new one", self.path)
 
     def set(self, name: str, entry: dict | None) -> None:
-        from dermseg.data.imageio import atomic_path
+        from dermseg.files import atomic_path
 
         if entry is None:
             self.archives.pop(name, None)

@@ -8,9 +8,7 @@ and renames it into place, so an interrupted write never leaves half a file.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dermseg.errors import DataError
+from dermseg.files import atomic_path
 
 #: Largest image accepted, in pixels (ISIC images reach ~6000x4000 = 24 MP).
 MAX_IMAGE_PIXELS: int = 100_000_000
@@ -221,45 +220,6 @@ def mask_values(path: str | Path) -> np.ndarray:
         if img.mode not in ("L", "P", "1"):
             img = img.convert("L")
         return np.unique(np.asarray(img.convert("L")))
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries to disk (no-op where folders cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
-
-    The temporary file is flushed to disk before the rename; on error it is removed
-    and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the final file the usual permissions
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)  # make the rename itself durable (a power cut keeps old or new)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_mask(path: str | Path, mask: np.ndarray) -> None:

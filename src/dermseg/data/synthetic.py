@@ -26,7 +26,8 @@ import numpy as np
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.data import synth_draw as draw
-from dermseg.data.imageio import atomic_path, write_image, write_mask
+from dermseg.data.imageio import write_image, write_mask
+from dermseg.files import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dermseg.data.imageio import atomic_path
 from dermseg.errors import ConfigError, DataError
+from dermseg.files import atomic_path
 from dermseg.report.collect import REPORT_FORMAT, RunFiles, checkpoint_fingerprint, collect_report
 from dermseg.report.figures import all_figures
 from dermseg.report.html import render_html

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from dermseg import __version__
+from dermseg._version import __version__
 from dermseg.data.layout import IsicSample, discover
 from dermseg.errors import ConfigError, DataError
 

@@ -32,8 +32,8 @@ from typing import Any
 from dermseg.attributes import ATTRIBUTES
 from dermseg.checkpoint import read_meta
 from dermseg.config import dump_config
-from dermseg.data.imageio import atomic_path
 from dermseg.errors import ConfigError
+from dermseg.files import atomic_path
 from dermseg.reproduce.plan import (
     STAGES,
     PlannedStage,

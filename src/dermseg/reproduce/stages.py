@@ -15,9 +15,9 @@ from typing import Any
 
 from dermseg.checkpoint import read_meta
 from dermseg.config import Config, dump_config
-from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
 from dermseg.errors import DataError
+from dermseg.files import atomic_path
 from dermseg.reproduce.plan import (
     parts_needed,
 )

@@ -16,9 +16,9 @@ from typing import Any
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.config import Config
-from dermseg.data.imageio import atomic_path
 from dermseg.data.layout import discover
 from dermseg.errors import ConfigError, DataError
+from dermseg.files import atomic_path
 from dermseg.reproduce.plan import (
     parts_needed,
 )
