@@ -1,0 +1,1 @@
+"""Scoring: the official ISIC metrics and evaluators."""
