@@ -15,6 +15,7 @@ from dermseg.encoding import (
     classes_to_masks,
     masks_to_classes,
     num_output_channels,
+    output_probabilities,
     probabilities,
     validate_encoding,
 )
@@ -155,3 +156,14 @@ def test_round_trips_between_masks_and_classes() -> None:
     want = np.zeros((1, 5, 1, 3), bool)
     want[0, G, 0, 0] = want[0, S, 0, 1] = want[0, P, 0, 2] = True
     assert np.array_equal(classes_to_masks(masks_to_classes(overlapping)).numpy(), want)
+
+
+def test_presence_logits_gate_the_pixel_probabilities() -> None:
+    # mask logit ln 3 (3/4) everywhere; presence 1/4, 1/2, 3/4 and ~1, ~0 by hand
+    masks = torch.full((1, 5, 2, 2), math.log(3.0))
+    presence = torch.tensor([[math.log(1 / 3), 0.0, math.log(3.0), 30.0, -30.0]])
+    got = output_probabilities({"masks": masks, "presence": presence}, "multilabel")
+    expected = torch.tensor([3 / 16, 3 / 8, 9 / 16, 3 / 4, 0.0]).view(1, 5, 1, 1).expand(1, 5, 2, 2)
+    assert torch.allclose(got, expected, atol=1e-7)
+    # without presence logits, the plain probabilities
+    assert torch.allclose(output_probabilities({"masks": masks}, "multilabel"), torch.full_like(masks, 0.75))
