@@ -9,7 +9,7 @@ from dermseg.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", BUILTIN_CONFIGS)
-def test_shipped_configs_load(name: str) -> None:
+def test_shipped_configs_load_and_pin_the_thesis_aspp_rates(name: str) -> None:
     cfg = load_config(resolve_config_path(name))
     assert cfg.model.aspp_rates == [2, 3, 4]
 

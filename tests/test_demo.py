@@ -13,14 +13,19 @@ from tests.conftest import TINY_TRAIN
 
 def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--minutes", "0.2", "--n-train", "8", "--image-size", "128"]
-    for item in TINY_TRAIN:
+    # one epoch of 4 steps (batch 2) at a higher learning rate than TINY_TRAIN's: enough to learn
+    # something; the time budget is not what stops training (a cut epoch would change the numbers)
+    args = ["demo", "--out", str(out), "--minutes", "5", "--n-train", "8", "--image-size", "128"]
+    for item in [*TINY_TRAIN, "train.batch_size=2", "train.lr=0.01"]:
         args += ["--set", item]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     jac = summary["official_jaccard"]
     assert jac["empty_prediction"] == 0.0
-    assert 0.0 <= jac["untrained"] <= 1.0 and 0.0 <= jac["trained"] <= 1.0
+    # the demo's claim: training helps. Here trained ~0.18 and untrained ~0.03; with the optimiser
+    # step removed the same run gives ~0.09 (BatchNorm statistics and tuned thresholds alone)
+    assert jac["trained"] > jac["untrained"] + 0.1, jac
+    assert summary["training"]["step"] == 4
     # submission format: five 0/255 masks per held-out image, each the image's size
     test_images = sorted((out / "data" / "ISIC2018_Task1-2_Test_Input").glob("*.jpg"))
     assert len(test_images) == summary["test_images"] == 4

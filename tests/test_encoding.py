@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,10 +12,10 @@ import torch
 from dermseg.attributes import ATTRIBUTES
 from dermseg.encoding import (
     ENCODINGS,
-    PRIORITY,
     classes_to_masks,
     masks_to_classes,
     num_output_channels,
+    output_probabilities,
     probabilities,
     validate_encoding,
 )
@@ -38,9 +39,22 @@ def test_unknown_encoding_lists_valid_names(bad: str) -> None:
         num_output_channels(bad)
 
 
-def test_priority_is_ascending_training_frequency() -> None:
-    assert sorted(PRIORITY) == sorted(ATTRIBUTES)
-    assert PRIORITY == ("streaks", "negative_network", "globules", "milia_like_cyst", "pigment_network")
+#: Share (%) of ISIC 2018 Task 2 training images holding each attribute (see dermseg.encoding).
+TRAINING_FREQUENCY = {
+    "streaks": 4,
+    "negative_network": 7,
+    "globules": 23,
+    "milia_like_cyst": 26,
+    "pigment_network": 59,
+}
+
+
+@pytest.mark.parametrize(("a", "b"), list(itertools.combinations(ATTRIBUTES, 2)))
+def test_every_overlap_goes_to_the_rarer_attribute(a: str, b: str) -> None:
+    masks = np.zeros((1, 5, 1, 1), np.uint8)
+    masks[0, [ATTRIBUTES.index(a), ATTRIBUTES.index(b)]] = 1
+    rarer = min(a, b, key=TRAINING_FREQUENCY.__getitem__)
+    assert masks_to_classes(masks).item() == ATTRIBUTES.index(rarer) + 1
 
 
 # attributes present on one pixel -> expected class (0 = background, k + 1 = attribute k)
@@ -117,7 +131,39 @@ def test_probabilities_known_values() -> None:
     assert torch.allclose(probabilities(logits, "multiclass").flatten(), torch.full((5,), 0.1))
 
 
-def test_probabilities_match_torch() -> None:
-    logits = torch.randn(2, 6, 3, 4, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(probabilities(logits, "multiclass"), torch.softmax(logits, 1)[:, 1:])
-    assert torch.allclose(probabilities(logits[:, :5], "multilabel"), torch.sigmoid(logits[:, :5]))
+def test_probabilities_by_hand_keep_the_channel_order() -> None:
+    # multiclass: exp(logits) = [1, 2, 3, 4, 5, 6] sums to 21; background (channel 0) is dropped
+    logits = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).log().view(1, 6, 1, 1)
+    expected = torch.tensor([2.0, 3.0, 4.0, 5.0, 6.0]) / 21
+    assert torch.allclose(probabilities(logits, "multiclass").flatten(), expected, atol=1e-7)
+    # multilabel: sigmoid(ln k) = k / (k + 1), one channel each, in ATTRIBUTES order
+    logits = torch.tensor([3.0, 1 / 3, 1.0, 9.0, 1 / 9]).log().view(1, 5, 1, 1)
+    expected = torch.tensor([3 / 4, 1 / 4, 1 / 2, 9 / 10, 1 / 10])
+    assert torch.allclose(probabilities(logits, "multilabel").flatten(), expected, atol=1e-7)
+
+
+def test_round_trips_between_masks_and_classes() -> None:
+    # every class on a 2x3 map, twice in a batch of 2: classes -> masks -> classes is the identity
+    classes = torch.tensor([[[0, 1, 2], [3, 4, 5]], [[5, 4, 3], [2, 1, 0]]])
+    masks = classes_to_masks(classes)
+    assert torch.equal(masks_to_classes(masks), classes)
+    assert masks.sum(dim=1).tolist() == [[[0, 1, 1], [1, 1, 1]], [[1, 1, 1], [1, 1, 0]]]
+    # masks -> classes -> masks keeps, on each pixel, its rarest attribute only
+    overlapping = np.zeros((1, 5, 1, 3), bool)
+    overlapping[0, [P, G], 0, 0] = True  # globules win
+    overlapping[0, [M, N, S], 0, 1] = True  # streaks win
+    overlapping[0, P, 0, 2] = True  # alone
+    want = np.zeros((1, 5, 1, 3), bool)
+    want[0, G, 0, 0] = want[0, S, 0, 1] = want[0, P, 0, 2] = True
+    assert np.array_equal(classes_to_masks(masks_to_classes(overlapping)).numpy(), want)
+
+
+def test_presence_logits_gate_the_pixel_probabilities() -> None:
+    # mask logit ln 3 (3/4) everywhere; presence 1/4, 1/2, 3/4 and ~1, ~0 by hand
+    masks = torch.full((1, 5, 2, 2), math.log(3.0))
+    presence = torch.tensor([[math.log(1 / 3), 0.0, math.log(3.0), 30.0, -30.0]])
+    got = output_probabilities({"masks": masks, "presence": presence}, "multilabel")
+    expected = torch.tensor([3 / 16, 3 / 8, 9 / 16, 3 / 4, 0.0]).view(1, 5, 1, 1).expand(1, 5, 2, 2)
+    assert torch.allclose(got, expected, atol=1e-7)
+    # without presence logits, the plain probabilities
+    assert torch.allclose(output_probabilities({"masks": masks}, "multilabel"), torch.full_like(masks, 0.75))

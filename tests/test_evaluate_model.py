@@ -3,13 +3,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from dermseg.attributes import ATTRIBUTES
 from dermseg.checkpoint import read_meta
 from dermseg.cli import main
 from dermseg.config import load_config
+from dermseg.predict import Segmenter
 from dermseg.train import train
-from tests.conftest import TINY_TRAIN
+from tests.conftest import TINY_TRAIN, write_sample, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -81,34 +84,44 @@ def test_predict_then_evaluate_equals_evaluate_checkpoint(
     assert (tmp_path / "files.csv").read_text().startswith("attribute,jaccard")
 
 
-def test_tune_stores_thresholds_that_do_not_lower_the_score(
-    trained: Path, synth_dataset: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "tuned.safetensors"
-    report = tmp_path / "tune.json"
-    before = trained.read_bytes()
-    assert (
-        main(
-            [
-                "tune",
-                "--checkpoint",
-                str(trained),
-                "--data",
-                str(synth_dataset),
-                "--out",
-                str(out),
-                "--json",
-                str(report),
-            ]
-        )
-        == 0
-    )
+#: Per attribute, the probability above which the crafted ground truth is positive (none is 0.5).
+CUTS = (0.3, 0.2, 0.65, 0.4, 0.8)
+
+
+def _column_ramp(self: Segmenter, image: np.ndarray) -> np.ndarray:
+    """Stands in for the network: every attribute's probability is (x + 0.5) / W in column x."""
+    h, w = image.shape[:2]
+    ramp = (np.arange(w, dtype=np.float32) + 0.5) / np.float32(w)
+    return np.broadcast_to(ramp, (len(ATTRIBUTES), h, w)).copy()
+
+
+def test_tune_finds_the_thresholds_known_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 40 columns with probabilities 0.0125, 0.0375, ..., 0.9875; attribute k is true where the
+    # probability exceeds CUTS[k], so CUTS[k] (a grid value) is its only Jaccard-1 threshold.
+    data = tmp_path / "data"
+    for i, height in enumerate((30, 20)):
+        columns = (np.arange(40) + 0.5) / 40
+        masks = {
+            a: np.broadcast_to(columns > cut, (height, 40)) for a, cut in zip(ATTRIBUTES, CUTS, strict=True)
+        }
+        write_sample(data, f"ISIC_{i:07d}", size=(40, height), masks=masks, seed=i)
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    before = checkpoint.read_bytes()
+    monkeypatch.setattr(Segmenter, "probabilities", _column_ramp)
+    out, report = tmp_path / "tuned.safetensors", tmp_path / "tune.json"
+    args = ["tune", "--checkpoint", str(checkpoint), "--data", str(data), "--subset", "all"]
+    assert main([*args, "--out", str(out), "--json", str(report)]) == 0
     tuned = json.loads(report.read_text())
-    assert tuned["overall_tuned"] >= tuned["overall_at_default"] - 1e-12
+    assert tuned["thresholds"] == pytest.approx(CUTS, abs=1e-12)
+    assert tuned["overall_tuned"] == 1.0
+    assert all(j == 1.0 for j in tuned["per_attribute_tuned"].values())
+    # at 0.5 the 20 right-hand columns are positive; the truths hold 28, 32, 14, 24 and 8 columns:
+    # overlap 20 + 20 + 14 + 20 + 8 = 82, union 28 + 32 + 20 + 24 + 20 = 124 (every image alike)
+    assert tuned["overall_at_default"] == pytest.approx(82 / 124, abs=1e-12)
     meta = read_meta(out)
-    assert meta["postprocess"]["thresholds"] == tuned["thresholds"]
-    assert meta["tuning"]["subset"] == "val"
-    assert trained.read_bytes() == before  # --out leaves the original alone
+    assert meta["postprocess"]["thresholds"] == pytest.approx(CUTS, abs=1e-12)
+    assert meta["tuning"]["subset"] == "all" and meta["tuning"]["images"] == 2
+    assert checkpoint.read_bytes() == before  # --out leaves the original alone
 
 
 def test_evaluate_and_tune_user_errors(trained: Path, synth_dataset: Path, capsys) -> None:

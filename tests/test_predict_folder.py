@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dermseg import Segmenter
@@ -116,3 +117,39 @@ def test_predict_user_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
     assert main(["predict", str(img), "--checkpoint", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+def _dark_is_present(self: Segmenter, x: torch.Tensor) -> torch.Tensor:
+    """Stands in for the network: every attribute is present where the image is dark."""
+    mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+    std = torch.tensor(self.std).view(1, 3, 1, 1)
+    brightness = (x * std + mean).mean(dim=1, keepdim=True)  # back to [0, 1]
+    return (brightness < 0.5).float().expand(-1, len(ATTRIBUTES), -1, -1)
+
+
+def test_exif_rotated_jpegs_are_predicted_as_displayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stored 160 x 96 with a dark block in its top-left corner; the EXIF orientation says how it
+    # is displayed: 6 = turn 90 degrees clockwise, 8 = counter-clockwise, 3 = upside down
+    stored = np.full((96, 160, 3), 220, np.uint8)
+    stored[:32, :48] = 20
+    dark = np.zeros((96, 160), bool)
+    dark[:32, :48] = True
+    displayed = {6: np.rot90(dark, -1), 8: np.rot90(dark, 1), 3: np.rot90(dark, 2)}
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for orientation in displayed:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(stored).save(folder / f"exif{orientation}.jpg", quality=95, exif=exif)
+    # no background crop, and the short side (96) is the input size: the masks are exactly the dark block
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny.safetensors", ["data.crop_background=false"])
+    monkeypatch.setattr(Segmenter, "network_probabilities", _dark_is_present)
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    for orientation, want in displayed.items():
+        for name in ATTRIBUTES:
+            mask = np.asarray(Image.open(out / f"exif{orientation}_attribute_{name}.png")) > 128
+            assert mask.shape == want.shape, (orientation, name)
+            assert np.array_equal(mask, want), (orientation, name)

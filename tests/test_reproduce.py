@@ -13,7 +13,6 @@ from PIL import Image
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.cli import main
-from dermseg.evaluate import evaluate_folders
 
 STAGES = ("download", "cache", "train", "tune", "predict", "score", "report")
 
@@ -38,10 +37,14 @@ def test_dry_run_writes_a_scored_submission_and_a_report(dry_run: Path) -> None:
                 assert set(np.unique(np.asarray(mask))) <= {0, 255}
         with zipfile.ZipFile(dry_run / "submission" / f"{split}.zip") as zf:
             assert sorted(zf.namelist()) == sorted(p.name for p in sub.glob("*.png"))
-        # the stored score is the official metric of those masks against the ground truth
-        gt = data / f"ISIC2018_Task2_{folder}_GroundTruth"
+        # the stored score is what the official scorer gives those masks against the ground truth
+        task2 = pytest.importorskip("isic_challenge_scoring.task2")
+        official = task2.score(data / f"ISIC2018_Task2_{folder}_GroundTruth", sub)
         stored = json.loads((dry_run / "scores" / f"{split}.json").read_text())
-        assert stored["overall"] == pytest.approx(evaluate_folders(sub, gt).to_dict()["overall"], abs=1e-12)
+        assert stored["overall"] == pytest.approx(official["overall"], abs=1e-9)
+        for key in (*ATTRIBUTES, "micro_average"):
+            for sub_key in ("jaccard", "dice"):
+                assert stored[key][sub_key] == pytest.approx(official[key][sub_key], abs=1e-9), key
     results = json.loads((dry_run / "results.json").read_text())
     assert [r["split"] for r in results["rows"]] == ["validation", "test"]
     assert "no GPU" in results["hardware"] or "x " in results["hardware"]

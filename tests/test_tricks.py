@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from dermseg.attributes import ATTRIBUTES
 from dermseg.checkpoint import load_checkpoint, read_meta
 from dermseg.cli import main
 from dermseg.config import load_config
@@ -59,14 +61,20 @@ def test_presence_head_trains_and_gates_the_masks(synth_dataset: Path, tmp_path:
     assert read_meta(path)["model_kwargs"]["presence_head"] is True
     assert any(k.startswith("presence_head.") for k in load_checkpoint(path).state_dict)
 
+    # the presence head set by hand to logits ln(1/3), 0, 30, -30, ln 3 whatever the image: the
+    # masks are the ungated probabilities times 1/4, 1/2, 1, 0 and 3/4
     segmenter = Segmenter.from_checkpoint(path)
-    x = torch.randn(1, 3, 96, 96)
+    head = segmenter.model.presence_head
     with torch.no_grad():
-        out = segmenter.model(x)
-    gate = torch.sigmoid(out["presence"])[:, :, None, None]
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.tensor([math.log(1 / 3), 0.0, 30.0, -30.0, math.log(3)]))
+    x = torch.randn(1, 3, 96, 96)
     gated = segmenter.network_probabilities(x)
-    torch.testing.assert_close(gated, torch.sigmoid(out["masks"]) * gate)
-    assert (gated <= torch.sigmoid(out["masks"]) + 1e-7).all()  # the gate only ever removes
+    segmenter.model.presence_head = None  # the same network without its head: plain sigmoids
+    plain = segmenter.network_probabilities(x)
+    assert 0.05 < plain.mean() < 0.95  # so that the factors below are visible
+    gate = torch.tensor([0.25, 0.5, 1.0, 0.0, 0.75]).view(1, 5, 1, 1)
+    torch.testing.assert_close(gated, plain * gate, atol=1e-6, rtol=1e-5)
 
 
 def test_presence_head_is_refused_on_smp_models() -> None:
@@ -178,21 +186,26 @@ def test_ensemble_averages_the_members(
     want = (members[0].probabilities(image) + members[1].probabilities(image)) / 2
     np.testing.assert_allclose(ensemble.probabilities(image), want, atol=1e-6)
 
-    image_path = sorted((synth_dataset / "ISIC2018_Task1-2_Validation_Input").glob("*.jpg"))[0]
-    args = ["predict", str(image_path), "--out", str(tmp_path / "pred")]
-    assert main([*args, "--checkpoint", str(paths[0]), "--checkpoint", str(paths[1])]) == 0
-    assert len(list((tmp_path / "pred").glob("*.png"))) == 5
-
-    # the ensemble is scored on an official folder; each member's own hold-out is refused
     both = ["--checkpoint", str(paths[0]), "--checkpoint", str(paths[1])]
+    pred = tmp_path / "pred"
+    assert (
+        main(["predict", str(synth_dataset / "ISIC2018_Task1-2_Validation_Input"), "--out", str(pred), *both])
+        == 0
+    )
+    assert len(list(pred.glob("*.png"))) == 4 * 5
+
+    # the ensemble is scored on an official folder, as the official scorer scores its masks;
+    # each member's own hold-out is refused
+    task2 = pytest.importorskip("isic_challenge_scoring.task2")
+    official = task2.score(synth_dataset / "ISIC2018_Task2_Validation_GroundTruth", pred)
     scores = tmp_path / "scores.json"
     capsys.readouterr()
     evaluate = ["evaluate", "--data", str(synth_dataset), *both]
     assert main([*evaluate, "--subset", "validation", "--json", str(scores)]) == 0
-    from dermseg.evaluate_model import evaluate_checkpoint, select_samples
-
-    want = evaluate_checkpoint(ensemble, select_samples(synth_dataset, "validation", {}))
-    assert json.loads(scores.read_text())["overall"] == pytest.approx(want["overall"], abs=1e-12)
+    ours = json.loads(scores.read_text())
+    assert ours["overall"] == pytest.approx(official["overall"], abs=1e-9)
+    for name in ATTRIBUTES:
+        assert ours[name]["jaccard"] == pytest.approx(official[name]["jaccard"], abs=1e-9), name
     assert main([*evaluate, "--subset", "val"]) == 2
     assert "own hold-out" in capsys.readouterr().err
 

@@ -1,4 +1,4 @@
-"""Cross-entropy and BCE: known values on tiny tensors, references from torch.nn.functional."""
+"""Cross-entropy and BCE: values computed by hand on tiny tensors (logits are logs of small integers)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from dermseg.encoding import masks_to_classes
 from dermseg.losses import (
     BinaryCrossEntropyLoss,
     CrossEntropyLoss,
     binary_cross_entropy,
     cross_entropy,
 )
-from tests.losses.conftest import LN2, LN6, G, P, S, rand, rand_masks
+from tests.losses.conftest import LN2, LN6, G, N, P, S
 
 # --------------------------------------------------------------------------- cross-entropy
 
@@ -38,11 +36,31 @@ def test_cross_entropy_known_values() -> None:
     assert math.isclose(CrossEntropyLoss(w)(logits, masks).item(), (LN6 + 3 * LN2) / 4, rel_tol=1e-6)
 
 
-def test_cross_entropy_matches_torch() -> None:
-    logits, masks = rand((2, 6, 3, 4)), rand_masks((2, 5, 3, 4))
-    w = torch.tensor([0.1, 0.3, 0.2, 0.15, 0.05, 0.2])
-    ref = F.cross_entropy(logits, masks_to_classes(masks), weight=w)
-    assert torch.allclose(cross_entropy(logits, masks, w), ref, atol=1e-6)
+def test_cross_entropy_2x2_by_hand() -> None:
+    # one 2x2 image; each pixel's logits are logs, so its softmax is a ratio of small integers
+    #   pixel    attributes           class (rarest wins)   exp(logits)             p(class)
+    #   (0, 0)   none                 0 background          [2, 1, 1, 1, 1, 2]      2/8
+    #   (0, 1)   globules + pigment   1 globules            [1, 3, 1, 1, 1, 1]      3/8
+    #   (1, 0)   pigment              4 pigment network     [1, 1, 1, 1, 4, 1]      4/9
+    #   (1, 1)   streaks + negative   5 streaks             [1, 1, 1, 1, 1, 1]      1/6
+    exp = torch.ones(1, 6, 2, 2)
+    exp[0, [0, 5], 0, 0] = 2.0
+    exp[0, 1, 0, 1] = 3.0
+    exp[0, 4, 1, 0] = 4.0
+    masks = torch.zeros(1, 5, 2, 2, dtype=torch.uint8)
+    masks[0, [G, P], 0, 1] = 1
+    masks[0, P, 1, 0] = 1
+    masks[0, [S, N], 1, 1] = 1
+    losses = [math.log(8 / 2), math.log(8 / 3), math.log(9 / 4), math.log(6)]
+    logits = exp.log()
+    assert math.isclose(cross_entropy(logits, masks).item(), sum(losses) / 4, rel_tol=1e-6)
+    # class weights count by the pixel's true class: 1, 2, 3 and 0.5 here (classes 2 and 3 absent)
+    w = [1.0, 2.0, 7.0, 7.0, 3.0, 0.5]
+    expected = (1 * losses[0] + 2 * losses[1] + 3 * losses[2] + 0.5 * losses[3]) / (1 + 2 + 3 + 0.5)
+    assert math.isclose(cross_entropy(logits, masks, w).item(), expected, rel_tol=1e-6)
+    assert math.isclose(CrossEntropyLoss(w)(logits, masks).item(), expected, rel_tol=1e-6)
+    labelled = torch.ones(1, 5, dtype=torch.bool)  # every attribute labelled: the same loss
+    assert math.isclose(cross_entropy(logits, masks, w, labelled).item(), expected, rel_tol=1e-6)
 
 
 def test_cross_entropy_errors() -> None:
@@ -76,17 +94,37 @@ def test_bce_known_values() -> None:
     assert math.isclose(BinaryCrossEntropyLoss([3.0] * 5)(logits, masks).item(), 1.1 * LN2, rel_tol=1e-6)
 
 
-def test_bce_matches_torch_and_labelled_excludes_pairs() -> None:
-    logits, masks = rand((2, 5, 3, 4)), rand_masks((2, 5, 3, 4))
-    pw = torch.tensor([1.0, 2.0, 3.0, 0.5, 4.0])
-    ref = F.binary_cross_entropy_with_logits(logits, masks.float(), pos_weight=pw.view(1, 5, 1, 1))
-    assert torch.allclose(binary_cross_entropy(logits, masks, pos_weight=pw), ref, atol=1e-6)
-    # image 1 unlabelled for streaks: the mean runs over the 9 remaining (image, attribute) pairs
+def _bce_case() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two 1x2 images, every logit ln 3 (sigmoid 3/4): a positive costs ln(4/3), a negative ln 4.
+
+    Positives: globules on both pixels of image 0, pigment network on pixel 0 of image 0,
+    streaks on pixel 1 of image 1; per channel (4 elements each): G 2+, M 0+, N 0+, P 1+, S 1+.
+    """
+    logits = torch.full((2, 5, 1, 2), math.log(3.0))
+    masks = torch.zeros(2, 5, 1, 2, dtype=torch.uint8)
+    masks[0, G] = 1
+    masks[0, P, 0, 0] = 1
+    masks[1, S, 0, 1] = 1
+    return logits, masks
+
+
+POS, NEG = math.log(4 / 3), math.log(4.0)
+
+
+def test_bce_by_hand_with_pos_weight_and_unlabelled_pairs() -> None:
+    logits, masks = _bce_case()
+    # 4 positives and 16 negatives
+    assert math.isclose(binary_cross_entropy(logits, masks).item(), (4 * POS + 16 * NEG) / 20, rel_tol=1e-6)
+    # pos_weight multiplies only the positive terms: 2 x 1 (G) + 1 x 0.5 (P) + 1 x 4 (S) = 6.5
+    pw = [1.0, 2.0, 3.0, 0.5, 4.0]
+    expected = (6.5 * POS + 16 * NEG) / 20
+    assert math.isclose(binary_cross_entropy(logits, masks, pos_weight=pw).item(), expected, rel_tol=1e-6)
+    assert math.isclose(BinaryCrossEntropyLoss(pw)(logits, masks).item(), expected, rel_tol=1e-6)
+    # image 1 unlabelled for streaks: its two elements (one positive) leave the mean: 3+ and 15-
     labelled = torch.ones(2, 5, dtype=torch.bool)
     labelled[1, S] = False
-    elementwise = F.binary_cross_entropy_with_logits(logits, masks.float(), reduction="none")
-    ref = elementwise[labelled].mean()
-    assert torch.allclose(binary_cross_entropy(logits, masks, labelled=labelled), ref, atol=1e-6)
+    expected = (3 * POS + 15 * NEG) / 18
+    assert math.isclose(binary_cross_entropy(logits, masks, labelled=labelled).item(), expected, rel_tol=1e-6)
     # nothing labelled: loss 0, gradient zero and finite
     logits.requires_grad_(True)
     loss = binary_cross_entropy(logits, masks, labelled=torch.zeros(2, 5, dtype=torch.bool))
@@ -95,9 +133,8 @@ def test_bce_matches_torch_and_labelled_excludes_pairs() -> None:
 
 
 def test_bce_channel_weights_are_a_weighted_mean() -> None:
-    logits, masks = rand((1, 5, 2, 2)), rand_masks((1, 5, 2, 2))
-    elementwise = F.binary_cross_entropy_with_logits(logits, masks.float(), reduction="none")
-    per_channel = elementwise.mean(dim=(0, 2, 3))
+    logits, masks = _bce_case()
+    globules, streaks = (2 * POS + 2 * NEG) / 4, (1 * POS + 3 * NEG) / 4  # per-channel means
     w = torch.tensor([1.0, 0.0, 0.0, 0.0, 3.0])  # (1 l_globules + 3 l_streaks) / 4
-    expected = (per_channel[0] + 3 * per_channel[4]) / 4
-    assert torch.allclose(binary_cross_entropy(logits, masks, weight=w), expected, atol=1e-6)
+    expected = (globules + 3 * streaks) / 4
+    assert math.isclose(binary_cross_entropy(logits, masks, weight=w).item(), expected, rel_tol=1e-6)

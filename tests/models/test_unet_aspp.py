@@ -37,9 +37,19 @@ def test_train_batch_of_one_backward_gives_finite_grads(name: str, unet_aspp: Bu
 
 
 def test_inception_trains_at_96px_with_batch_two(unet_aspp: Builder) -> None:
-    # With batch 1 at 96 x 96, Inception's own BatchNorm sees a 1 x 1 map (see UNetASPP's docstring).
+    # With batch 1 at 96 x 96, Inception's own BatchNorm sees a 1 x 1 map (see UNetASPP's docstring);
+    # with 2 images it trains: full-size logits, and finite gradients that reach the encoder.
     model = unet_aspp("inception_v3").train()
-    model(torch.randn(2, 3, 96, 96)).mean().backward()
+    model.zero_grad()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert model.encoder(x)[-1].shape[-2:] == (1, 1)  # the case in question: a 1 x 1 deepest map
+    out = model(x)
+    assert out.shape == (2, 5, 96, 96) and torch.isfinite(out).all()
+    out.mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
 
 def test_presence_head_and_multiclass() -> None:

@@ -17,8 +17,9 @@ from dermseg.attributes import ATTRIBUTES
 from dermseg.checkpoint import read_meta
 from dermseg.cli import main
 from dermseg.config import load_config
+from dermseg.data.imageio import read_image
 from dermseg.evaluate_model import evaluate_checkpoint, select_samples
-from dermseg.predict import Segmenter
+from dermseg.predict import Segmenter, write_submission_masks
 from dermseg.report.figures import all_figures
 from dermseg.report.html import SECTIONS, render_html
 from dermseg.train import train
@@ -92,12 +93,21 @@ def test_report_has_every_section_and_is_self_contained(reported: Path) -> None:
 
 
 def test_table_numbers_are_those_of_evaluate_checkpoint(
-    run: Path, reported: Path, synth_dataset: Path
+    run: Path, reported: Path, synth_dataset: Path, tmp_path: Path
 ) -> None:
     checkpoint = run / "checkpoints" / "best.safetensors"
     samples = select_samples(synth_dataset, "val", read_meta(checkpoint))
-    expected = evaluate_checkpoint(Segmenter.from_checkpoint(checkpoint), samples)
+    segmenter = Segmenter.from_checkpoint(checkpoint)
+    expected = evaluate_checkpoint(segmenter, samples)
     saved = json.loads((run / "report.json").read_text())["evaluation"]["scores"]
+    # the official numbers are the official scorer's for the model's masks of those images
+    task2 = pytest.importorskip("isic_challenge_scoring.task2")
+    for sample in samples:
+        write_submission_masks(tmp_path, sample.isic_id, segmenter.masks(read_image(sample.image_path)))
+    official = task2.score(synth_dataset / "ISIC2018_Task2_Validation_GroundTruth", tmp_path)
+    assert saved["overall"] == pytest.approx(official["overall"], abs=1e-9)
+    for name in ATTRIBUTES:
+        assert saved[name]["jaccard"] == pytest.approx(official[name]["jaccard"], abs=1e-9), name
     for key in ("overall", "micro_average", "mean_attribute_jaccard", "pixel", "presence", "images"):
         assert saved[key] == expected[key], key
     for name in ATTRIBUTES:
