@@ -26,9 +26,9 @@ from dermseg.config import load_config, resolve_config_path
 from dermseg.data.layout import discover
 from dermseg.data.synthetic import write_dataset
 from dermseg.demo import score_segmenter
+from dermseg.inference.segmenter import Segmenter
 from dermseg.models.factory import create_model
-from dermseg.predict import Segmenter
-from dermseg.train import amp_dtype, model_kwargs, train
+from dermseg.training.loop import amp_dtype, model_kwargs, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("unet_aspp", "smp_unet")

@@ -1,4 +1,4 @@
-"""dermseg.evaluate.evaluate_folders against the official scorer, on the same folders in one run.
+"""dermseg.evaluation.folders.evaluate_folders against the official scorer, on the same folders in one run.
 
 Writes N images x 5 attributes of synthetic truth/prediction masks (0/255 PNGs) to a temporary
 folder, each image's size drawn from ``--sizes`` (by default half 1022x767, a common ISIC size,
@@ -34,9 +34,9 @@ import numpy as np
 from bench_md import replace_section  # benchmarks/bench_md.py, beside this script
 from PIL import Image, ImageDraw
 
-from dermseg import evaluate
 from dermseg.attributes import ATTRIBUTES
-from dermseg.evaluate import default_workers, evaluate_folders
+from dermseg.evaluation import folders as evaluate
+from dermseg.evaluation.folders import default_workers, evaluate_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "eval-speed"
@@ -224,7 +224,7 @@ def write_section(record: dict) -> None:
     same = "bit-identical" if record["bit_identical"] else f"max abs difference {record['max_abs_diff']:.1e}"
     lines = [
         f"<!-- {TAG} -->",
-        "### Scoring a prediction folder: `dermseg.evaluate.evaluate_folders` vs the official scorer",
+        "### Scoring a prediction folder: `dermseg.evaluation.folders.evaluate_folders` vs the official scorer",
         "",
         f"Machine: {record['machine']}; {record['date']}. {record['pairs']} truth/prediction pairs "
         f"({a['images']} images x 5 attributes; images per size: {sizes}) of 0/255 PNGs, synthetic "

@@ -33,9 +33,9 @@ def child(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from dermseg.config import load_config, resolve_config_path
+    from dermseg.inference.segmenter import Segmenter
     from dermseg.models.factory import create_model
-    from dermseg.predict import Segmenter
-    from dermseg.train import checkpoint_meta, model_kwargs
+    from dermseg.training.loop import checkpoint_meta, model_kwargs
 
     cfg = load_config(
         resolve_config_path("demo"),

@@ -5,7 +5,7 @@ hub is reachable on the GPU machines), at 512 px crops, batch 16, bf16 autocast 
 
 1. ``model alone``: training images/s on random in-memory batches (forward, BCE, backward, AdamW
    step), with and without ``torch.compile`` (its compile time reported apart);
-2. ``real loop``: images/s of dermseg's own training loop (``dermseg.train.train``) fed from the
+2. ``real loop``: images/s of dermseg's own training loop (``dermseg.training.loop.train``) fed from the
    prepared cache by the DataLoader (``data.workers`` processes, the isic2018 recipe's
    augmentation), steady state after the first steps; its ratio to (1) says whether the data
    pipeline keeps the GPU fed;
@@ -109,7 +109,7 @@ class StepTimes:
 def real_loop(cfg_overrides: list[str], data: Path, run: Path, device: str, batch: int, skip: int) -> dict:
     """Steady-state images/s of dermseg's training loop fed from the prepared cache."""
     from dermseg.config import load_config, resolve_config_path
-    from dermseg.train import train
+    from dermseg.training.loop import train
 
     cfg = load_config(resolve_config_path("isic2018"), cfg_overrides)
     times = StepTimes()
@@ -130,7 +130,7 @@ def real_loop(cfg_overrides: list[str], data: Path, run: Path, device: str, batc
 
 def predict_speed(checkpoint: Path, files: list[Path], device: str) -> dict[str, float]:
     """End-to-end images/s of Segmenter on image files (decode to thresholded masks at image size)."""
-    from dermseg.predict import Segmenter
+    from dermseg.inference.segmenter import Segmenter
 
     seg = Segmenter.from_checkpoint(checkpoint, device=device, tta=False)
     for f in files[:3]:
@@ -162,7 +162,7 @@ def measure(args: argparse.Namespace) -> None:
     from dermseg.data.cache import prepare_cache
     from dermseg.data.synthetic import SynthConfig, write_dataset
     from dermseg.models.factory import create_model
-    from dermseg.train import model_kwargs
+    from dermseg.training.loop import model_kwargs
 
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -287,7 +287,7 @@ def write_md(path: Path) -> None:
         f"timm {m.get('timm', '?')}, Python {m['python']}; {record['date']}. UNetASPP (isic2018 recipe: "
         f"ASPP 2/3/4, presence head, random-init encoder), {a['size']} px crops, batch {a['batch']}, "
         "bf16 autocast + channels_last. *Model alone*: random in-memory batches. *Real loop*: "
-        f"`dermseg.train.train` fed by {a['workers']} DataLoader workers from the prepared cache "
+        f"`dermseg.training.loop.train` fed by {a['workers']} DataLoader workers from the prepared cache "
         f"({a['n_train']} synthetic {a['image_size']}x{int(a['image_size']) * 3 // 4} images cached at "
         "640 px, the recipe's flips, rotations and colour jitter; no lesion masks, so uniform crops; one epoch is only about 11 steps here), steady state after 10 steps, epoch ends included. "
         f"*Predict*: `Segmenter` on {a['predict_images']} {a['image_size']}x{int(a['image_size']) * 3 // 4} "

@@ -1,7 +1,7 @@
 """Inference speed on the CPU: PyTorch against ONNX Runtime on the same network, in one run.
 
 For each encoder, builds UNetASPP with the default decoder and ASPP (random init: speed does not
-depend on the weights), exports it with :func:`dermseg.export.export_model`, and times the
+depend on the weights), exports it with :func:`dermseg.inference.export.export_model`, and times the
 network alone (normalised ``(1, 3, S, S)`` input -> ``(1, 5, S, S)`` probabilities): PyTorch
 eager under ``torch.no_grad`` and an ONNX Runtime CPU session, both with their default thread
 counts, median of ``--repeats`` calls after ``--warmup`` calls. Checks that both give the same
@@ -29,7 +29,7 @@ import onnxruntime as ort
 import torch
 from bench_md import replace_section  # benchmarks/bench_md.py, beside this script
 
-from dermseg.export import export_model
+from dermseg.inference.export import export_model
 from dermseg.models.factory import create_model
 
 TAG = "onnx-speed"

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from dermseg.checkpoint import read_meta
 from dermseg.data.imageio import write_image
 from dermseg.data.synthetic import SynthConfig, render_sample, sample_rng
-from dermseg.predict import Segmenter
+from dermseg.inference.segmenter import Segmenter
+from dermseg.models.checkpoint import read_meta
 from dermseg.serve import BackgroundServer, create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests/

@@ -109,10 +109,10 @@ def write_tiny_checkpoint(path: Path, overrides: list[str] | tuple[str, ...] = (
     """
     import torch
 
-    from dermseg.checkpoint import save_checkpoint
     from dermseg.config import load_config
+    from dermseg.models.checkpoint import save_checkpoint
     from dermseg.models.factory import create_model
-    from dermseg.train import checkpoint_meta, model_kwargs
+    from dermseg.training.loop import checkpoint_meta, model_kwargs
 
     cfg = load_config(None, [*TINY_TRAIN, *overrides])
     torch.manual_seed(0)

@@ -11,17 +11,17 @@ import pytest
 import torch
 
 from dermseg.attributes import ATTRIBUTES
-from dermseg.checkpoint import load_checkpoint, read_meta
 from dermseg.cli import main
 from dermseg.config import load_config
 from dermseg.data.layout import discover
 from dermseg.data.splits import split_layout, stratified_folds
 from dermseg.data.transforms import TransformConfig, apply, build_train_transform
-from dermseg.ensemble import ensemble_segmenter
 from dermseg.errors import ConfigError
-from dermseg.predict import Segmenter
-from dermseg.presence import presence_loss, presence_targets
-from dermseg.train import train
+from dermseg.inference.ensemble import ensemble_segmenter
+from dermseg.inference.segmenter import Segmenter
+from dermseg.losses.presence import presence_loss, presence_targets
+from dermseg.models.checkpoint import load_checkpoint, read_meta
+from dermseg.training.loop import train
 from tests.conftest import TINY_TRAIN
 
 QUICK = [*TINY_TRAIN, "train.tune_thresholds=false"]
@@ -78,7 +78,7 @@ def test_presence_head_trains_and_gates_the_masks(synth_dataset: Path, tmp_path:
 
 
 def test_presence_head_is_refused_on_smp_models() -> None:
-    from dermseg.train_setup import model_kwargs
+    from dermseg.training.setup import model_kwargs
 
     with pytest.raises(ConfigError, match="unet_aspp only"):
         model_kwargs(load_config(None, [*QUICK, "model.arch=smp_unet", "model.presence_head=true"]))

@@ -11,7 +11,7 @@ __all__ = ["ATTRIBUTES", "NUM_ATTRIBUTES", "Segmenter", "__version__"]
 def __getattr__(name: str) -> object:
     # Segmenter imports torch: load it only when asked for (``from dermseg import Segmenter``).
     if name == "Segmenter":
-        from dermseg.predict import Segmenter
+        from dermseg.inference.segmenter import Segmenter
 
         return Segmenter
     raise AttributeError(f"module 'dermseg' has no attribute {name!r}")

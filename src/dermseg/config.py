@@ -182,7 +182,7 @@ class PostprocessConfig:
 
     All sizes are in pixels at the working resolution (short side = ``data.size``) and are
     rescaled at prediction to the short side of each image's field of view, the part of the
-    image resized to the working size (see :mod:`dermseg.postprocess`).
+    image resized to the working size (see :mod:`dermseg.inference.postprocess`).
 
     Attributes:
         thresholds: one probability threshold per attribute (ATTRIBUTES order).

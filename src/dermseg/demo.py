@@ -22,17 +22,17 @@ import numpy as np
 from PIL import Image
 
 from dermseg.attributes import ATTRIBUTES
-from dermseg.checkpoint import load_checkpoint
 from dermseg.config import Config
 from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import discover
 from dermseg.data.synthetic import write_dataset
+from dermseg.evaluation.metrics import IsicTask2Metric
 from dermseg.files import atomic_path
-from dermseg.metrics import IsicTask2Metric
+from dermseg.inference.overlay import overlay, side_by_side
+from dermseg.inference.segmenter import Segmenter, write_submission_masks
+from dermseg.models.checkpoint import load_checkpoint
 from dermseg.models.factory import create_model
-from dermseg.overlay import overlay, side_by_side
-from dermseg.predict import Segmenter, write_submission_masks
-from dermseg.train import Callbacks, checkpoint_meta, model_kwargs, train
+from dermseg.training.loop import Callbacks, checkpoint_meta, model_kwargs, train
 
 logger = logging.getLogger(__name__)
 

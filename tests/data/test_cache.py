@@ -20,7 +20,7 @@ from dermseg.data.layout import discover
 from dermseg.data.synthetic import SynthConfig, write_dataset
 from dermseg.data.transforms import TransformConfig, apply, build_eval_transform
 from dermseg.errors import ConfigError, DataError
-from dermseg.train import train
+from dermseg.training.loop import train
 from tests.conftest import TINY_TRAIN
 
 SIZE = 64

@@ -16,13 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from dermseg.checkpoint import save_checkpoint
 from dermseg.config import load_config
 from dermseg.data.dataset import IsicDataset
 from dermseg.data.layout import discover
+from dermseg.inference.segmenter import Segmenter
+from dermseg.models.checkpoint import save_checkpoint
 from dermseg.models.factory import create_model
-from dermseg.predict import Segmenter
-from dermseg.train import checkpoint_meta, model_kwargs, train
+from dermseg.training.loop import checkpoint_meta, model_kwargs, train
 from tests.conftest import TINY_TRAIN
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -52,7 +52,7 @@ def test_imagenet_trained_encoders_keep_imagenet_statistics(encoder: str) -> Non
 
 
 def test_a_resumed_run_keeps_the_normalisation_it_started_with() -> None:
-    from dermseg.train_setup import input_normalization
+    from dermseg.training.setup import input_normalization
 
     cfg = load_config(None, [*TINY_TRAIN, "model.encoder_name=inception_v3"])
     assert input_normalization(cfg) == HALF
@@ -89,7 +89,7 @@ def test_training_feeds_the_network_what_the_checkpoint_records(
     """A Lite0 run: every training and validation image is normalised with mean = std = 0.5,
     and the checkpoint says so, so prediction gives the network the same inputs."""
     import dermseg.data.dataset as dataset_module
-    from dermseg.checkpoint import read_meta
+    from dermseg.models.checkpoint import read_meta
 
     used: set[tuple[tuple[float, ...], tuple[float, ...]]] = set()
     to_tensor = dataset_module.to_tensor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dermseg.ranking import StreamingRanking, auc_ap_from_histograms, curves_from_histograms
+from dermseg.evaluation.ranking import StreamingRanking, auc_ap_from_histograms, curves_from_histograms
 from dermseg.report.collect import is_synthetic
 from dermseg.report.evaluation import thin, threshold_grid
 from dermseg.report.gallery import GalleryKeeper, shrink, thumbnails

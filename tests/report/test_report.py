@@ -14,15 +14,15 @@ import pytest
 from PIL import Image
 
 from dermseg.attributes import ATTRIBUTES
-from dermseg.checkpoint import read_meta
 from dermseg.cli import main
 from dermseg.config import load_config
 from dermseg.data.imageio import read_image
-from dermseg.evaluate_model import evaluate_checkpoint, select_samples
-from dermseg.predict import Segmenter, write_submission_masks
+from dermseg.evaluation.model import evaluate_checkpoint, select_samples
+from dermseg.inference.segmenter import Segmenter, write_submission_masks
+from dermseg.models.checkpoint import read_meta
 from dermseg.report.figures import all_figures
 from dermseg.report.html import SECTIONS, render_html
-from dermseg.train import train
+from dermseg.training.loop import train
 from tests.conftest import TINY_TRAIN
 
 SECTION_IDS = ("summary", "config", "curves", "attributes", "roc", "pr", "thresholds", "gallery")

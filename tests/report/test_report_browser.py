@@ -18,7 +18,7 @@ from PIL import Image
 from dermseg.cli import main
 from dermseg.config import load_config
 from dermseg.report.html import SECTIONS
-from dermseg.train import train
+from dermseg.training.loop import train
 from tests import browser
 from tests.browser import BrowserPage
 from tests.conftest import TINY_TRAIN

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dermseg.predict import Segmenter
+from dermseg.inference.segmenter import Segmenter
 from tests.browser import chromium_browser, new_page  # noqa: F401  (fixtures)
 
 pytest.importorskip("starlette", reason="the serve extra is not installed (pip install -e '.[serve]')")

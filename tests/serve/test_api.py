@@ -19,7 +19,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from dermseg.attributes import ATTRIBUTES, COLOURS
-from dermseg.predict import Segmenter
+from dermseg.inference.segmenter import Segmenter
 from dermseg.serve import BackgroundServer, create_app, describe_model, is_loopback
 from dermseg.serve.upload import result_stem, sniff_format
 from tests.serve.conftest import encode, square_image

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dermseg.attributes import ATTRIBUTES
-from dermseg.predict import Segmenter
+from dermseg.inference.segmenter import Segmenter
 from dermseg.serve import BackgroundServer, create_app
 from tests.browser import HTTP_STATUS_ERROR, BrowserPage
 from tests.serve.conftest import encode, square_image

@@ -115,7 +115,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 def segmenter_config(checkpoint: Path) -> dict:
     """The training config stored in a checkpoint (for the validation split it was selected on)."""
-    from dermseg.checkpoint import read_meta
+    from dermseg.models.checkpoint import read_meta
 
     return read_meta(checkpoint).get("config") or {}
 

@@ -53,8 +53,8 @@ def predict(
     ),
 ) -> None:
     """Write the five masks of every image (0/255 PNG, image size); a bad image is reported, not fatal."""
-    from dermseg.ensemble import ensemble_segmenter
-    from dermseg.predict_folder import collect_images, predict_images
+    from dermseg.inference.ensemble import ensemble_segmenter
+    from dermseg.inference.folder import collect_images, predict_images
 
     images = collect_images(inputs)
     segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
@@ -90,7 +90,7 @@ def export(
     static: bool = typer.Option(False, "--static", help="Fixed 1x3x97x130 input, no dynamic axes."),
 ) -> None:
     """Export a checkpoint to ONNX: normalised (B, 3, H, W) image -> (B, 5, H, W) probabilities."""
-    from dermseg.export import export_onnx
+    from dermseg.inference.export import export_onnx
 
     path = export_onnx(checkpoint, out, opset=opset, dynamic=not static)
     console.print(
@@ -157,8 +157,8 @@ def evaluate(
     if checkpoint:
         if data is None or pred is not None:
             raise ConfigError("--checkpoint needs --data (and no --pred)")
-        from dermseg.ensemble import ensemble_segmenter
-        from dermseg.evaluate_model import auto_subset, evaluate_checkpoint, select_samples
+        from dermseg.evaluation.model import auto_subset, evaluate_checkpoint, select_samples
+        from dermseg.inference.ensemble import ensemble_segmenter
 
         chosen = auto_subset(data) if subset == "auto" else subset
         if len(checkpoint) > 1 and chosen == "val":
@@ -187,7 +187,7 @@ def evaluate(
         return
     if pred is None or gt is None:
         raise ConfigError("give --pred PRED_DIR --gt GT_DIR, or --checkpoint CKPT --data DATA_DIR")
-    from dermseg.evaluate import EvaluationError, evaluate_folders, write_csv
+    from dermseg.evaluation.folders import EvaluationError, evaluate_folders, write_csv
 
     try:
         with _progress() as bar:

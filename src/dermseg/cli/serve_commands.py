@@ -41,8 +41,8 @@ def serve(
         raise ConfigError(
             f"dermseg serve needs the serve extra ({err.name} is missing): pip install 'dermseg[serve]'"
         ) from None
-    from dermseg.checkpoint import read_meta
-    from dermseg.predict import Segmenter
+    from dermseg.inference.segmenter import Segmenter
+    from dermseg.models.checkpoint import read_meta
 
     segmenter = Segmenter.from_path(checkpoint, backend=backend, device=device, tta=tta)
     is_onnx = checkpoint.suffix.lower() == ".onnx"

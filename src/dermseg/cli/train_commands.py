@@ -39,8 +39,8 @@ def train(
     with --deterministic); train.checkpoint_every=N also saves within an epoch.
     """
     from dermseg.config import load_config, resolve_config_path
-    from dermseg.train import resume_config
-    from dermseg.train import train as run_training
+    from dermseg.training.loop import resume_config
+    from dermseg.training.loop import train as run_training
 
     if resume is not None:
         cfg = resume_config(resume, overrides)
@@ -145,10 +145,10 @@ def tune(
     ),
 ) -> None:
     """Tune per-attribute thresholds for the official Jaccard; report each post-processing step's effect."""
-    from dermseg.checkpoint import update_checkpoint_meta
-    from dermseg.evaluate_model import tune_checkpoint, tuning_samples
-    from dermseg.postprocess import PostprocessSettings
-    from dermseg.predict import Segmenter
+    from dermseg.evaluation.model import tune_checkpoint, tuning_samples
+    from dermseg.inference.postprocess import PostprocessSettings
+    from dermseg.inference.segmenter import Segmenter
+    from dermseg.models.checkpoint import update_checkpoint_meta
 
     segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
     config = segmenter_config(checkpoint)

@@ -26,7 +26,7 @@ Definition (``isic_challenge_scoring.SegmentationScore``, version 5.6.0, which w
 So an empty truth with a non-empty prediction scores jaccard = dice = threshold_jaccard = 0,
 sensitivity = 1 and specificity < 1; an empty truth with an empty prediction scores 1 everywhere.
 
-Unlike Task 2 (:mod:`dermseg.metrics`), nothing is normalised by the image size and nothing is
+Unlike Task 2 (:mod:`dermseg.evaluation.metrics`), nothing is normalised by the image size and nothing is
 summed over images before dividing: every ratio is per image, then averaged. Per-image ratios
 are one correctly rounded float64 division of integer counts, as in the scorer; the means may
 differ from pandas' in the last bits (~1e-16).
@@ -41,7 +41,7 @@ import torch
 
 ArrayLike = np.ndarray | torch.Tensor
 
-#: Column order of every confusion-count array (the order of :mod:`dermseg.metrics` as well).
+#: Column order of every confusion-count array (the order of :mod:`dermseg.evaluation.metrics` as well).
 COUNT_NAMES: tuple[str, ...] = ("tp", "fp", "fn", "tn")
 
 #: Per-image scores, in the scorer's column order.

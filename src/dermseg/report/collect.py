@@ -280,8 +280,8 @@ def collect_report(
     Raises:
         DermsegError: a missing or malformed run file, data folder, image or mask (named).
     """
-    from dermseg.checkpoint import read_meta
-    from dermseg.predict import Segmenter
+    from dermseg.inference.segmenter import Segmenter
+    from dermseg.models.checkpoint import read_meta
     from dermseg.report.evaluation import evaluate_for_report
 
     files = RunFiles.of(run_dir)

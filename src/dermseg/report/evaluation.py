@@ -1,7 +1,7 @@
 """The report's evaluation pass: one run of the model over the validation images.
 
 :func:`evaluate_for_report` computes exactly what
-:func:`dermseg.evaluate_model.evaluate_checkpoint` computes (same images in the same order, same
+:func:`dermseg.evaluation.model.evaluate_checkpoint` computes (same images in the same order, same
 masks, same accumulators, so the same numbers) and, from the same predictions, what only the
 report shows: ROC and precision-recall points per attribute, the official Jaccard at every
 threshold of a grid, each image's own Jaccard, and the thumbnails of the best and worst images.
@@ -17,13 +17,13 @@ import numpy as np
 from dermseg.attributes import ATTRIBUTES
 from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import IsicSample
-from dermseg.evaluate_model import summarise_scores
-from dermseg.metrics import IsicTask2Metric, jaccard_from_counts
-from dermseg.postprocess import PostprocessSettings
-from dermseg.predict import Segmenter
-from dermseg.ranking import PresenceAUC, StreamingRanking
+from dermseg.evaluation.metrics import IsicTask2Metric, jaccard_from_counts
+from dermseg.evaluation.model import summarise_scores
+from dermseg.evaluation.ranking import PresenceAUC, StreamingRanking
+from dermseg.evaluation.tuning import ThresholdTuner
+from dermseg.inference.postprocess import PostprocessSettings
+from dermseg.inference.segmenter import Segmenter
 from dermseg.report.gallery import THUMBNAIL_SIDE, GalleryKeeper, thumbnails
-from dermseg.tuning import ThresholdTuner
 
 #: Points kept per ROC or precision-recall curve (plots need no more; the AUC/AP are exact).
 CURVE_POINTS = 400
@@ -126,7 +126,7 @@ def evaluate_for_report(
         thumbnail_side: longest side of a gallery panel, pixels.
 
     Returns:
-        ``scores`` (the dict of :func:`~dermseg.evaluate_model.evaluate_checkpoint`), ``roc`` and
+        ``scores`` (the dict of :func:`~dermseg.evaluation.model.evaluate_checkpoint`), ``roc`` and
         ``pr`` ({attribute: points, AUC/AP, operating point, or None}), ``thresholds`` (grid,
         per-attribute and common-threshold official Jaccard, the checkpoint's thresholds),
         ``per_image`` (id, own Jaccard, per-attribute detail; sorted best first) and ``gallery``

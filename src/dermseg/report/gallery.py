@@ -4,7 +4,7 @@ While the evaluation pass runs, :class:`GalleryKeeper` keeps only the thumbnails
 that are currently among the ``size`` best or ``size`` worst (by per-image Jaccard), so memory
 stays bounded whatever the number of images. A thumbnail is three JPEG panels of at most
 ``side`` pixels: the image, the ground truth over it and the prediction over it, each attribute
-in its colour (:mod:`dermseg.overlay`).
+in its colour (:mod:`dermseg.inference.overlay`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from dermseg.overlay import overlay
+from dermseg.inference.overlay import overlay
 
 #: Longest side of a gallery panel, pixels.
 THUMBNAIL_SIDE = 256

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from dermseg.attributes import ATTRIBUTES
-from dermseg.checkpoint import read_meta
 from dermseg.config import dump_config
 from dermseg.errors import ConfigError
 from dermseg.files import atomic_path
+from dermseg.models.checkpoint import read_meta
 from dermseg.reproduce.plan import (
     STAGES,
     PlannedStage,

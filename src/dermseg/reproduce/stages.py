@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dermseg.checkpoint import read_meta
 from dermseg.config import Config, dump_config
 from dermseg.data.layout import discover
 from dermseg.errors import DataError
 from dermseg.files import atomic_path
+from dermseg.models.checkpoint import read_meta
 from dermseg.reproduce.plan import (
     parts_needed,
 )
@@ -110,7 +110,7 @@ def stage_train(r: Reproduction, hooks: Hooks) -> None:
         if r.gpus > 1:
             _train_torchrun(r, cfg, run_dir, resume)
         else:
-            from dermseg.train import train
+            from dermseg.training.loop import train
 
             train(cfg, r.data_dir, run_dir, resume=resume, callbacks=hooks.train_callbacks, device=r.device)
         if not best.is_file():
@@ -152,9 +152,9 @@ def stage_tune(r: Reproduction, hooks: Hooks) -> None:
         meta = read_meta(best)
         tuning = meta.get("tuning")
         if tuning is None or bool(tuning.get("tta", False)) != r.cfg.predict.tta:
-            from dermseg.checkpoint import update_checkpoint_meta
-            from dermseg.evaluate_model import select_samples, tune_checkpoint
-            from dermseg.predict import Segmenter
+            from dermseg.evaluation.model import select_samples, tune_checkpoint
+            from dermseg.inference.segmenter import Segmenter
+            from dermseg.models.checkpoint import update_checkpoint_meta
 
             hooks.stage("tune", "running", f"{best} on its held-out images")
             segmenter = Segmenter.from_checkpoint(best, device=r.resolved_device(), tta=r.cfg.predict.tta)
@@ -200,8 +200,8 @@ def stage_predict(r: Reproduction, hooks: Hooks) -> None:
     if is_done(r, "predict") and complete:
         hooks.stage("predict", "done", f"masks in {r.run_dir / 'submission'}")
         return
-    from dermseg.ensemble import ensemble_segmenter
-    from dermseg.predict_folder import predict_images
+    from dermseg.inference.ensemble import ensemble_segmenter
+    from dermseg.inference.folder import predict_images
 
     # one model, or the folds' probabilities averaged
     segmenter = ensemble_segmenter(r.bests, device=r.resolved_device(), tta=r.cfg.predict.tta)
@@ -222,7 +222,7 @@ def stage_predict(r: Reproduction, hooks: Hooks) -> None:
 
 
 def stage_score(r: Reproduction, hooks: Hooks) -> dict[str, Any]:
-    from dermseg.evaluate import evaluate_folders
+    from dermseg.evaluation.folders import evaluate_folders
 
     layout = discover(r.data_dir)
     scores: dict[str, Any] = {}

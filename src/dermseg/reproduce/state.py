@@ -38,7 +38,7 @@ class Hooks:
     Attributes:
         stage: called with ``(stage name, state, detail)`` when a stage starts, is skipped or ends.
         progress: called with ``(label, done, total)`` during long stages.
-        train_callbacks: the training loop's callbacks (see :class:`dermseg.train.Callbacks`).
+        train_callbacks: the training loop's callbacks (see :class:`dermseg.training.loop.Callbacks`).
     """
 
     stage: Callable[[str, str, str], None] = lambda name, state, detail: None

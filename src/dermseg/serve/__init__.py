@@ -1,4 +1,4 @@
-"""A small local web app over :class:`~dermseg.predict.Segmenter` (``dermseg serve``).
+"""A small local web app over :class:`~dermseg.inference.segmenter.Segmenter` (``dermseg serve``).
 
 Needs the ``serve`` extra: ``pip install 'dermseg[serve]'``.
 """

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dermseg.attributes import ATTRIBUTE_INFO, ATTRIBUTES
 from dermseg.data.imageio import read_image
 from dermseg.errors import DataError
-from dermseg.predict import Segmenter
+from dermseg.inference.segmenter import Segmenter
 from dermseg.serve.results import Result, ResultStore, build_result
 from dermseg.serve.upload import UploadError, megabytes, receive_upload, result_stem
 

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from dermseg.attributes import ATTRIBUTE_INFO, ATTRIBUTES
-from dermseg.predict import Prediction
+from dermseg.inference.segmenter import Prediction
 
 #: Longest side of the image the page shows (the masks stay at full size).
 DISPLAY_SIDE = 2048

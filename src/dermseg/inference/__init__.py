@@ -1,0 +1,1 @@
+"""Inference: the Segmenter, folders, ensembles, post-processing, ONNX export and runtime, overlays."""

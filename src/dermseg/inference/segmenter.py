@@ -1,0 +1,412 @@
+"""Prediction at the original image size from a self-describing checkpoint.
+
+:class:`Segmenter` applies the same preprocessing as training (background crop
+detected from the image, short side resized to the checkpoint's input size, the
+normalisation the checkpoint records), runs the model, and maps the attribute probabilities
+back to the original frame (zero outside the dermoscope's field).
+
+The model is either a PyTorch module (logits; the encoding's sigmoid/softmax is applied
+here) or an ONNX Runtime session over a graph exported by :mod:`dermseg.inference.export`, which
+returns probabilities itself; everything around the network is the same code for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from torch import nn
+
+from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
+from dermseg.data.background import CropBox, crop, detect_field_of_view
+from dermseg.data.imageio import read_image, write_mask
+from dermseg.data.transforms import resize_short_side
+from dermseg.encoding import output_probabilities
+from dermseg.errors import ConfigError, DataError
+from dermseg.inference.postprocess import PostprocessSettings, apply_postprocess
+from dermseg.models.checkpoint import load_checkpoint
+
+if TYPE_CHECKING:
+    from dermseg.inference.export import OnnxRuntimeNet
+
+#: Inference backends of :meth:`Segmenter.from_path`.
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device named by ``device`` (``cpu``, ``cuda``, ``cuda:1``), checked to exist here.
+
+    Raises:
+        ConfigError: not a device name, or a CUDA device this machine does not have.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"--device: unknown device {str(device)!r}; expected cpu or cuda") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type != "cpu":
+        raise ConfigError(f"--device {device}: expected cpu or cuda")
+    return dev
+
+
+@dataclass
+class Prediction:
+    """What :class:`Segmenter` returns for one image, at the image's own size.
+
+    Attributes:
+        probabilities: ``(5, H, W)`` float32 in ``[0, 1]``, ATTRIBUTES order.
+        masks: ``(5, H, W)`` bool, thresholded (and post-processed where configured).
+        field: the part of the image the network saw (the detected field of view, or the
+            whole image); the post-processing sizes were scaled to its short side.
+    """
+
+    probabilities: np.ndarray
+    masks: np.ndarray
+    field: CropBox | None = None
+
+    @property
+    def presence(self) -> np.ndarray:
+        """``(5,)`` float, the maximum probability of each attribute (image-level presence)."""
+        return self.probabilities.reshape(len(self.probabilities), -1).max(axis=1)
+
+
+@dataclass
+class Segmenter:
+    """A model ready to segment images.
+
+    Attributes:
+        model: a network returning logits ``(B, C, h, w)``, or an
+            :class:`~dermseg.inference.export.OnnxRuntimeNet` or :class:`~dermseg.inference.ensemble.EnsembleNet`
+            returning ``(B, 5, h, w)`` probabilities.
+        encoding: ``multilabel`` or ``multiclass``.
+        input_size: short side the image is resized to before the network.
+        mean, std: normalisation (0-1 scale).
+        postprocess: thresholds and optional opening / small-component removal / presence gate.
+        postprocess_side: the image side the post-processing sizes are given for (the working
+            size, the short side of the field the network sees); they are rescaled to the short
+            side of each image's field of view, which is what the network's input was resized from.
+        crop_background: crop to the dermoscope's field first.
+        device: where the model runs.
+        tta: average with horizontally and vertically flipped predictions (the setting used).
+        tuned_tta: whether the thresholds were tuned with flip TTA, as the checkpoint's tuning
+            record says; ``None`` when no record says (untuned thresholds, or ensemble members
+            tuned differently). The ``from_*`` constructors use it as the default ``tta``.
+    """
+
+    model: nn.Module | OnnxRuntimeNet | Any
+    encoding: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    postprocess: PostprocessSettings
+    postprocess_side: int
+    crop_background: bool = True
+    device: torch.device = torch.device("cpu")
+    tta: bool = False
+    tuned_tta: bool | None = None
+
+    def __post_init__(self) -> None:
+        torch.set_flush_denormal(True)  # denormal weights make CPU inference many times slower
+
+    @property
+    def tta_description(self) -> str:
+        """Which flip TTA is used and why, e.g. ``flip TTA: on (as tuned)`` or
+        ``flip TTA: off (overridden; the thresholds were tuned with it on)``."""
+        used = "on" if self.tta else "off"
+        if self.tuned_tta is None:
+            return f"flip TTA: {used} (no tuning record says how the thresholds were tuned)"
+        if self.tuned_tta == self.tta:
+            return f"flip TTA: {used} (as tuned)"
+        tuned = "on" if self.tuned_tta else "off"
+        return f"flip TTA: {used} (overridden; the thresholds were tuned with it {tuned})"
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", tta: bool | None = None) -> Segmenter:
+        """Build a segmenter from a checkpoint alone.
+
+        Args:
+            path: a dermseg ``.safetensors`` checkpoint.
+            device: ``cpu`` or ``cuda``.
+            tta: flip test-time augmentation; ``None`` (default): as the checkpoint's thresholds
+                were tuned (:func:`tuned_tta`; off when they were not tuned).
+
+        Raises:
+            DataError: the file is not a usable dermseg checkpoint.
+            ConfigError: ``device`` is unknown or not on this machine.
+        """
+        resolve_device(device)  # before reading a large file
+        ckpt = load_checkpoint(path)
+        model = ckpt.build_model()
+        try:
+            return cls.from_model(model, ckpt.meta, device=device, tta=tta)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(
+                f"checkpoint metadata is malformed ({type(err).__name__}: {err})", Path(path)
+            ) from None
+
+    @classmethod
+    def from_model(
+        cls, model: nn.Module, meta: dict[str, Any], device: str = "cpu", tta: bool | None = None
+    ) -> Segmenter:
+        """Wrap an in-memory model with the same description a checkpoint carries.
+
+        ``tta=None`` follows the description's tuning record, as :meth:`from_checkpoint` does.
+        """
+        return cls._from_meta(model.to(resolve_device(device)).eval(), meta, device=device, tta=tta)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, device: str = "cpu", tta: bool | None = None) -> Segmenter:
+        """Build a segmenter on ONNX Runtime from a ``.onnx`` file of :func:`dermseg.inference.export.export_onnx`.
+
+        ``tta=None`` follows the tuning record the export carries, as :meth:`from_checkpoint` does.
+
+        Raises:
+            ConfigError: onnxruntime is not installed (``pip install 'dermseg[onnx]'``).
+            DataError: the file is missing, not an ONNX model, or not one exported by dermseg.
+        """
+        from dermseg.inference.export import OnnxRuntimeNet
+
+        net = OnnxRuntimeNet(path, device=device)
+        return cls._from_meta(net, net.meta, device=device, tta=tta)
+
+    @classmethod
+    def from_path(
+        cls, path: str | Path, backend: str | None = None, device: str = "cpu", tta: bool | None = None
+    ) -> Segmenter:
+        """Build a segmenter from a ``.safetensors`` checkpoint or a ``.onnx`` export.
+
+        Args:
+            path: the model file; a ``.onnx`` file always runs on ONNX Runtime.
+            backend: ``torch`` or ``onnxruntime``; ``None`` picks by the file suffix. A checkpoint
+                with ``onnxruntime`` is exported to a temporary ONNX file first.
+            device: ``cpu`` or ``cuda``.
+            tta: flip test-time augmentation; ``None`` (default): as the model's thresholds were
+                tuned (off when they were not tuned).
+
+        Raises:
+            ConfigError: unknown backend, ``torch`` asked for a ``.onnx`` file, or onnxruntime missing.
+            DataError: the file is not a usable model.
+        """
+        if backend is not None and backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            if backend == "torch":
+                raise ConfigError("an ONNX model runs with the onnxruntime backend, not torch", path)
+            return cls.from_onnx(path, device=device, tta=tta)
+        if backend != "onnxruntime":
+            return cls.from_checkpoint(path, device=device, tta=tta)
+        import tempfile
+
+        from dermseg.inference.export import export_onnx, require_onnxruntime
+
+        require_onnxruntime()  # fail before the export when the runtime is missing
+        with tempfile.TemporaryDirectory(prefix="dermseg-onnx-") as tmp:
+            onnx_path = export_onnx(path, Path(tmp) / f"{path.stem}.onnx")
+            return cls.from_onnx(onnx_path, device=device, tta=tta)  # the session holds the graph
+
+    @classmethod
+    def _from_meta(
+        cls, model: nn.Module | OnnxRuntimeNet, meta: dict[str, Any], device: str, tta: bool | None
+    ) -> Segmenter:
+        tuned = tuned_tta(meta)
+        return cls(
+            model=model,
+            encoding=meta["encoding"],
+            input_size=int(meta["input_size"]),
+            mean=tuple(meta["normalization"]["mean"]),
+            std=tuple(meta["normalization"]["std"]),
+            postprocess=postprocess_from_meta(meta),
+            postprocess_side=int(meta.get("postprocess_side", meta["input_size"])),
+            crop_background=bool(meta.get("crop_background", True)),
+            device=torch.device(device),
+            tta=bool(tuned) if tta is None else bool(tta),
+            tuned_tta=tuned,
+        )
+
+    @property
+    def backend(self) -> str:
+        """``torch``, ``onnxruntime``, or ``ensemble of N`` (see :mod:`dermseg.inference.ensemble`)."""
+        members = getattr(self.model, "members", None)
+        if members is not None:
+            return f"ensemble of {len(members)}"
+        return "torch" if isinstance(self.model, nn.Module) else "onnxruntime"
+
+    def network_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` normalised images -> ``(B, 5, h, w)`` probabilities (no TTA, no resizing)."""
+        if not isinstance(self.model, nn.Module):  # ONNX Runtime and ensembles give probabilities
+            return self.model(x)
+        return output_probabilities(self.model(x), self.encoding)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network_probabilities(x)
+
+    def field_of_view(self, image: np.ndarray) -> CropBox:
+        """The part of ``image`` the network sees: the detected dermoscope field, or all of it.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+
+        Returns:
+            The crop box in ``image``'s pixel coordinates (the full frame without background cropping).
+        """
+        h, w = image.shape[:2]
+        return detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
+
+    @torch.no_grad()
+    def probabilities(self, image: np.ndarray, field: CropBox | None = None) -> np.ndarray:
+        """Attribute probabilities of one image at its own size.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            field: the field of view to run the network on, from :meth:`field_of_view`
+                (detected here when ``None``).
+
+        Returns:
+            ``(5, H, W)`` float32 in ``[0, 1]``; 0 outside the field of view.
+        """
+        if isinstance(self.model, nn.Module):
+            self.model.eval()
+        h, w = image.shape[:2]
+        box = self.field_of_view(image) if field is None else field
+        cropped = np.ascontiguousarray(crop(image, box, channels_last=True))
+        # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
+        # bilinear when enlarging), before any float copy: a full-resolution image is never
+        # held as floats.
+        small = resize_short_side(cropped, self.input_size)
+        x = (
+            torch.from_numpy(np.ascontiguousarray(small))
+            .permute(2, 0, 1)[None]
+            .to(self.device, torch.float32)
+        )
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        x = (x / 255.0 - mean) / std
+        probs = self._forward(x)
+        if self.tta:
+            probs = probs + self._forward(x.flip(-1)).flip(-1) + self._forward(x.flip(-2)).flip(-2)
+            probs = probs / 3.0
+        # Upsample one attribute at a time straight into the output frame: peak memory is the
+        # five output maps plus one more (0 outside the field of view).
+        out = np.zeros((probs.shape[1], h, w), dtype=np.float32)
+        for k in range(probs.shape[1]):
+            up = F.interpolate(
+                probs[:, k : k + 1], size=(box.height, box.width), mode="bilinear", align_corners=False
+            )
+            out[k, box.top : box.bottom, box.left : box.right] = up[0, 0].cpu().numpy()
+            del up
+        return out
+
+    def masks(self, image: np.ndarray) -> np.ndarray:
+        """Binary masks ``(5, H, W)`` bool of one image (probabilities above the thresholds)."""
+        field = self.field_of_view(image)
+        return self.binarise(self.probabilities(image, field), field)
+
+    def postprocess_for(self, field: CropBox) -> PostprocessSettings:
+        """The post-processing settings in pixels of an image whose field of view is ``field``.
+
+        The configured sizes are for a field whose short side is :attr:`postprocess_side` (the
+        working size the network sees); they scale with the short side of ``field``, the part of
+        the image that was resized to the working size, not with the whole image's.
+        """
+        return self.postprocess.rescaled(self.postprocess_side, min(field.height, field.width))
+
+    def binarise(self, probs: np.ndarray, field: CropBox) -> np.ndarray:
+        """``(5, H, W)`` probabilities -> bool masks: thresholds, then the configured post-processing.
+
+        Args:
+            probs: ``(5, H, W)`` probabilities of :meth:`probabilities`.
+            field: the field of view they were predicted on (:meth:`field_of_view`); opening
+                kernels and minimum areas are scaled to its short side.
+
+        Returns:
+            ``(5, H, W)`` bool.
+        """
+        return apply_postprocess(probs, self.postprocess_for(field))
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """``(5,)`` probability thresholds."""
+        return np.asarray(self.postprocess.thresholds, dtype=np.float64)
+
+    def __call__(self, image: np.ndarray | Image.Image | str | Path) -> Prediction:
+        """Segment one image given as an ``(H, W, 3)`` uint8 array, a PIL image or a file path.
+
+        A PIL image and a file are both taken as displayed: their EXIF orientation is applied,
+        so ``seg(Image.open(path))`` and ``seg(path)`` give the same masks.
+
+        Raises:
+            DataError: the file cannot be read as an image.
+        """
+        if isinstance(image, (str, Path)):
+            array = read_image(image)
+        elif isinstance(image, Image.Image):
+            # as read_image does for a file: the image as displayed, EXIF orientation applied
+            array = np.array(ImageOps.exif_transpose(image).convert("RGB"))
+        else:
+            array = np.asarray(image)
+            if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+                raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
+        field = self.field_of_view(array)
+        probs = self.probabilities(array, field)
+        return Prediction(probabilities=probs, masks=self.binarise(probs, field), field=field)
+
+    def predict_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+        """Read an image file and return it with its ``(5, H, W)`` probabilities."""
+        image = read_image(path)
+        return image, self.probabilities(image)
+
+
+def tuned_tta(meta: dict[str, Any]) -> bool | None:
+    """Whether a checkpoint's thresholds were tuned with flip TTA: its ``tuning`` record's ``tta``.
+
+    ``None`` when the description has no tuning record (thresholds not tuned); a record
+    without ``tta`` was written by a ``dermseg tune`` that always tuned without TTA: ``False``.
+
+    Raises:
+        TypeError: the tuning record is not a mapping (malformed metadata).
+    """
+    tuning = meta.get("tuning")
+    if tuning is None:
+        return None
+    if not isinstance(tuning, dict):
+        raise TypeError(f"'tuning' is a {type(tuning).__name__}, expected a mapping")
+    return bool(tuning.get("tta", False))
+
+
+def postprocess_from_meta(meta: dict[str, Any]) -> PostprocessSettings:
+    """The post-processing a checkpoint describes (older descriptions: thresholds only)."""
+    if "postprocess" in meta:
+        return PostprocessSettings.from_dict(meta["postprocess"])
+    return PostprocessSettings(thresholds=meta.get("thresholds", [0.5] * NUM_ATTRIBUTES))
+
+
+def write_submission_masks(out_dir: str | Path, isic_id: str, masks: np.ndarray) -> list[Path]:
+    """Write ``ISIC_<id>_attribute_<name>.png`` (0/255, image size) for the five attributes.
+
+    All five or none: each file is written atomically, and when one cannot be written
+    (disk full, ...) those already written by this call are removed again.
+    """
+    out_dir = Path(out_dir)
+    paths: list[Path] = []
+    try:
+        for k, name in enumerate(ATTRIBUTES):
+            path = out_dir / f"{isic_id}_attribute_{name}.png"
+            write_mask(path, masks[k])
+            paths.append(path)
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
+    return paths

@@ -1,0 +1,1 @@
+"""Training: the loop, its set-up from config, validation, distributed helpers, plots."""
