@@ -101,6 +101,9 @@ TINY_TRAIN = [
     "train.lr=0.003",
 ]
 
+#: TINY_TRAIN without threshold tuning at the end of training (it reads the validation images again).
+QUICK_TRAIN = [*TINY_TRAIN, "train.tune_thresholds=false"]
+
 
 def write_tiny_checkpoint(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     """Save an untrained TINY_TRAIN model (plus ``overrides``) as a dermseg checkpoint at ``path``.
