@@ -61,6 +61,36 @@ def flat_dataset(tmp_path: Path) -> Path:
     return root
 
 
+def break_flat_dataset(root: Path) -> dict[str, str]:
+    """Apply one of each problem to a clean ``flat_dataset``; return file name -> expected message part."""
+    # missing mask
+    (root / "ISIC_0000000_attribute_streaks.png").unlink()
+    # mask of the wrong size
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "ISIC_0000001_attribute_globules.png")
+    # non-binary mask
+    Image.fromarray(np.full((30, 40), 1, np.uint8)).save(root / "ISIC_0000001_attribute_milia_like_cyst.png")
+    # truncated JPEG
+    data = (root / "ISIC_0000002.jpg").read_bytes()
+    (root / "ISIC_0000002.jpg").write_bytes(data[: len(data) // 2])
+    # unreadable (zero-byte) mask
+    (root / "ISIC_0000000_attribute_globules.png").write_bytes(b"")
+    # unknown file and duplicate id
+    (root / "notes.docx").write_bytes(b"x")
+    (root / "ISIC_0000001.png").write_bytes(b"x")
+    # 16-bit mask
+    Image.fromarray(np.zeros((30, 40), np.uint16)).save(root / "ISIC_0000001_attribute_streaks.png")
+    return {
+        "ISIC_0000000.jpg": "missing mask ISIC_0000000_attribute_streaks.png",
+        "ISIC_0000001_attribute_globules.png": "mask is 10x10 but its image is 40x30",
+        "ISIC_0000001_attribute_milia_like_cyst.png": "not binary 0/255 (also holds 1)",
+        "ISIC_0000002.jpg": "truncated",
+        "ISIC_0000000_attribute_globules.png": "empty file",
+        "notes.docx": "unknown file",
+        "ISIC_0000001.png": "duplicate id",
+        "ISIC_0000001_attribute_streaks.png": "16/32-bit",
+    }
+
+
 @pytest.fixture
 def official_dataset(tmp_path: Path) -> Path:
     """The official layout with training (4) and validation (2) splits and a test split without masks."""
@@ -100,6 +130,9 @@ TINY_TRAIN = [
     "train.batch_size=4",
     "train.lr=0.003",
 ]
+
+#: TINY_TRAIN without threshold tuning at the end of training (it reads the validation images again).
+QUICK_TRAIN = [*TINY_TRAIN, "train.tune_thresholds=false"]
 
 
 def write_tiny_checkpoint(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Path:

@@ -22,7 +22,8 @@ import pytest
 from dermseg.attributes import ATTRIBUTES
 from dermseg.cli import main
 from dermseg.errors import display_path
-from tests.bad_input.corpus import CASES, Case, Err, Ok
+from tests.bad_input.corpus import CASES
+from tests.bad_input.corpus.base import Case, Err, Ok
 
 PREFIX = "dermseg: error: "
 _COUNT_LINE = re.compile(r"^\d+ (problem\(s\)|of \d+ image\(s\) failed)")

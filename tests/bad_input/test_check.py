@@ -10,7 +10,8 @@ import pytest
 from dermseg.data.check import check_headers
 from dermseg.data.layout import discover
 from dermseg.errors import DataError, display_path
-from tests.bad_input.corpus import Case, Err, Ok, case_named
+from tests.bad_input.corpus import case_named
+from tests.bad_input.corpus.base import Case, Err, Ok
 from tests.bad_input.harness import assert_failed, assert_succeeded, build, leftovers, params, run, verify
 
 

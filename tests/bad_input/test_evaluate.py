@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bad_input.corpus import MASKS, Case, Err, Ok
+from tests.bad_input.corpus.base import MASKS, Case, Err, Ok
 from tests.bad_input.harness import (
     assert_failed,
     assert_succeeded,

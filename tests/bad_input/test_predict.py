@@ -15,7 +15,7 @@ from PIL import Image
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.data.imageio import image_size, is_image_file
-from tests.bad_input.corpus import GOOD, IMAGES, Case, Err, Ok
+from tests.bad_input.corpus.base import GOOD, IMAGES, Case, Err, Ok
 from tests.bad_input.harness import (
     assert_failed,
     assert_succeeded,

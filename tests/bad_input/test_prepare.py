@@ -9,8 +9,9 @@ import pytest
 
 from dermseg.data.cache import open_cache
 from dermseg.data.layout import discover
-from tests.bad_input import corpus
-from tests.bad_input.corpus import Case, Err, Ok
+from tests.bad_input.corpus import case_named
+from tests.bad_input.corpus.base import Case, Err, Ok, image_path
+from tests.bad_input.corpus.images import image_truncated_jpeg
 from tests.bad_input.harness import assert_failed, assert_succeeded, build, leftovers, params, run, verify
 
 
@@ -35,7 +36,7 @@ def test_prepare(case: Case, outcome: Ok | Err, base_dataset: Path, tmp_path: Pa
 
 
 def test_error_in_a_worker_process_is_one_line(base_dataset: Path, tmp_path: Path, capsys) -> None:
-    data, offending = build(corpus.case_named("image_zero_bytes"), base_dataset, tmp_path)
+    data, offending = build(case_named("image_zero_bytes"), base_dataset, tmp_path)
     result = _prepare(capsys, data, tmp_path / "cache", workers=2)
     assert_failed(result, offending, ("empty file",), one_line=True)
     assert not (tmp_path / "cache").exists()
@@ -47,8 +48,8 @@ def test_a_failed_update_keeps_the_previous_cache(base_dataset: Path, tmp_path: 
     cache = tmp_path / "cache"
     assert _prepare(capsys, data, cache).code == 0
     before = sorted(p.name for p in cache.iterdir())
-    corpus.image_truncated_jpeg(data)
-    assert_failed(_prepare(capsys, data, cache), corpus.image_path(data), ("truncated",), one_line=True)
+    image_truncated_jpeg(data)
+    assert_failed(_prepare(capsys, data, cache), image_path(data), ("truncated",), one_line=True)
     assert sorted(p.name for p in cache.iterdir()) == before
     open_cache(cache)  # still a valid cache (of the data as it was: stale now, and said so on use)
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bad_input.corpus import Case, Err, Ok, case_named
+from tests.bad_input.corpus import case_named
+from tests.bad_input.corpus.base import Case, Err, Ok
+from tests.bad_input.corpus.configs import CONFIGS, MARKER, OVERRIDES
 from tests.bad_input.harness import assert_failed, assert_succeeded, build, leftovers, params, run
 from tests.conftest import TINY_TRAIN
 
@@ -54,24 +56,6 @@ def test_a_run_that_fails_on_its_data_leaves_no_run_folder(
 
 # --------------------------------------------------------------------------- configs
 
-MARKER = "yaml_payload_ran"
-
-#: name -> (file content, or None for no file, or "folder"; words of the error).
-#: The bad keys are ones the TINY_TRAIN overrides leave alone (an override would replace them).
-CONFIGS: dict[str, tuple[str | bytes | None, tuple[str, ...]]] = {
-    "unknown_key": ("train:\n  epochz: 3\n", ("unknown key train.epochz",)),
-    "unknown_section": ("trian:\n  epochs: 3\n", ("unknown key trian",)),
-    "wrong_type": ("train:\n  weight_decay: lots\n", ("train.weight_decay: expected a number", "lots")),
-    "scalar_for_list": ("postprocess:\n  thresholds: 0.5\n", ("postprocess.thresholds: expected a list",)),
-    "out_of_range": ("train:\n  warmup_epochs: 1\n  amp: fast\n", ("train.amp must be auto",)),
-    "a_list": ("- data\n- model\n", ("config must be a mapping",)),
-    "invalid_yaml": ("train: {epochs: 3\n", ("invalid YAML at line",)),
-    "python_tag": (f'!!python/object/apply:os.system ["touch {MARKER}"]\n', ("invalid YAML",)),
-    "not_utf8": (b"train:\n  lr: 0.001  # caf\xe9\n", ("cannot read config",)),
-    "missing": (None, ("config file not found",)),
-    "folder": ("folder", ("is a folder",)),
-}
-
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_bad_config_file(name: str, base_dataset: Path, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -91,19 +75,9 @@ def test_bad_config_file(name: str, base_dataset: Path, tmp_path: Path, capsys, 
     assert not (tmp_path / MARKER).exists()  # configs are data: nothing in them runs
 
 
-@pytest.mark.parametrize(
-    "override, words",
-    [
-        ("train.epochz=1", ("unknown key train.epochz",)),
-        ("train.weight_decay=lots", ("train.weight_decay: expected a number",)),
-        ("train.lr", ("must look like key=value",)),
-        ("model.decoder_channels=[32, 16", ("cannot parse value",)),
-    ],
-    ids=["unknown_key", "wrong_type", "no_equals", "bad_yaml_value"],
-)
-def test_bad_override(
-    override: str, words: tuple[str, ...], base_dataset: Path, tmp_path: Path, capsys
-) -> None:
+@pytest.mark.parametrize("name", list(OVERRIDES))
+def test_bad_override(name: str, base_dataset: Path, tmp_path: Path, capsys) -> None:
+    override, words = OVERRIDES[name]
     run_dir = tmp_path / "run"
     result = run(capsys, "train", "--data", base_dataset, "--out", run_dir, *FAST, "--set", override)
     assert_failed(result, None, words, one_line=True)

@@ -227,14 +227,3 @@ def test_training_from_a_cache(synth_dataset: Path, tmp_path: Path) -> None:
         assert result[key] == pytest.approx(uncached[key], rel=1e-6), key
     with pytest.raises(ConfigError, match="prepared at size 96 but data.size is 128"):
         train(load_config(None, [*overrides, "data.size=128"]), synth_dataset, tmp_path / "run2")
-
-
-def test_cli_prepare_is_a_no_op_the_second_time(synth_dataset: Path, tmp_path: Path, capsys) -> None:
-    from dermseg.cli import main
-
-    out = tmp_path / "cache"
-    assert main(["prepare", str(synth_dataset), "--out", str(out), "--size", "96", "--workers", "1"]) == 0
-    assert "16 image(s) decoded" in " ".join(capsys.readouterr().out.split())  # rich wraps long lines
-    assert main(["prepare", str(synth_dataset), "--out", str(out), "--size", "96", "--workers", "1"]) == 0
-    assert "nothing changed" in " ".join(capsys.readouterr().out.split())
-    assert main(["prepare", str(tmp_path / "nope"), "--out", str(out), "--size", "96"]) == 2

@@ -1,4 +1,4 @@
-"""``download_isic2018`` and ``dermseg download isic2018`` against a local HTTP server on 127.0.0.1."""
+"""``download_isic2018`` against a local HTTP server on 127.0.0.1 (the command: tests/cli)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,15 @@ import io
 import json
 import re
 import shutil
-import socket
 import stat
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from dermseg.cli import main
 from dermseg.data.archive import CorruptArchiveError, UnsafeArchiveError, safe_extract
 from dermseg.data.check import check_dataset
 from dermseg.data.download import (
@@ -31,120 +27,31 @@ from dermseg.data.download import (
 )
 from dermseg.data.layout import discover
 from dermseg.errors import ConfigError
-from tests.conftest import write_sample
-
-VAL_INPUT = "ISIC2018_Task1-2_Validation_Input.zip"
-VAL_GT = "ISIC2018_Task2_Validation_GroundTruth.zip"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.cut: dict[str, int] = {}  # archive -> bytes sent before the connection is cut (once)
-        self.ignore_range = False
-        self.fail: dict[str, int] = {}  # archive -> HTTP error status to answer
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/2018/"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, *args: object) -> None:  # keep the test output quiet
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        name = self.path.removeprefix("/2018/")
-        self.server.requests.append((name, dict(self.headers)))
-        data = self.server.files.get(name)
-        if name in self.server.fail:
-            self.send_error(self.server.fail[name])
-            return
-        if data is None:
-            self.send_error(404, "Not Found")
-            return
-        start, status = 0, 200
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-        if match and not self.server.ignore_range:
-            start = int(match.group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.send_header("ETag", '"v1"')
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.end_headers()
-        body = data[start:]
-        cut = self.server.cut.pop(name, None)
-        if cut is not None:
-            self.wfile.write(body[:cut])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
-            return
-        self.wfile.write(body)
+from tests.archive_server import (
+    VAL_GT,
+    VAL_INPUT,
+    ArchiveServer,
+    clear_proxies,
+    free_port,
+    official_zips,
+    serving,
+)
 
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+    clear_proxies(monkeypatch)
 
 
 @pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def _zip_folder(root: Path) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(root.rglob("*")):
-            zf.write(path, path.relative_to(root).as_posix())
-    return buf.getvalue()
-
-
-def _official_zips(tmp_path: Path) -> dict[str, bytes]:
-    """The six Task 2 archives, two images each, built like the official ones (one top-level folder)."""
-    zips = {}
-    for k, (split, gt) in enumerate(
-        [
-            ("Training", "Training_GroundTruth_v3"),
-            ("Validation", "Validation_GroundTruth"),
-            ("Test", "Test_GroundTruth"),
-        ]
-    ):
-        src = tmp_path / "src" / split
-        image_dir = src / "in" / f"ISIC2018_Task1-2_{split}_Input"
-        mask_dir = src / "gt" / f"ISIC2018_Task2_{gt}"
-        for i in range(2):
-            write_sample(image_dir, f"ISIC_{10 * k + i:07d}", mask_dir=mask_dir, seed=i)
-        (image_dir / "LICENSE.txt").write_text("CC-BY-NC\n")
-        zips[f"ISIC2018_Task1-2_{split}_Input.zip"] = _zip_folder(src / "in")
-        zips[f"ISIC2018_Task2_{gt}.zip"] = _zip_folder(src / "gt")
-    return zips
+def server() -> Iterator[ArchiveServer]:
+    with serving() as srv:
+        yield srv
 
 
 @pytest.fixture
-def official(server: _Server, tmp_path: Path) -> _Server:
-    server.files.update(_official_zips(tmp_path))
+def official(server: ArchiveServer, tmp_path: Path) -> ArchiveServer:
+    server.files.update(official_zips(tmp_path))
     return server
 
 
@@ -174,7 +81,7 @@ def test_archive_names_and_sizes() -> None:
 # --- downloading ----------------------------------------------------------------------------------
 
 
-def test_download_extracts_official_layout_then_skips(official: _Server, tmp_path: Path) -> None:
+def test_download_extracts_official_layout_then_skips(official: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     seen: list[tuple[str, int, int | None]] = []
     result = download_isic2018(dest, base_url=official.url, progress=lambda *a: seen.append(a))
@@ -203,7 +110,7 @@ def test_download_extracts_official_layout_then_skips(official: _Server, tmp_pat
     assert again.skipped == archive_names() and again.downloaded == []
 
 
-def test_deleted_folder_is_extracted_again_without_download(official: _Server, tmp_path: Path) -> None:
+def test_deleted_folder_is_extracted_again_without_download(official: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     download_isic2018(dest, ["val"], base_url=official.url)
     shutil.rmtree(dest / "ISIC2018_Task1-2_Validation_Input")
@@ -213,7 +120,7 @@ def test_deleted_folder_is_extracted_again_without_download(official: _Server, t
     assert discover(dest).splits["validation"].ids == ["ISIC_0000010", "ISIC_0000011"]
 
 
-def test_resume_after_connection_cut_on_next_call(official: _Server, tmp_path: Path) -> None:
+def test_resume_after_connection_cut_on_next_call(official: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     official.cut[VAL_INPUT] = 1000
     with pytest.raises(DownloadError, match="interrupted") as err:
@@ -232,7 +139,7 @@ def test_resume_after_connection_cut_on_next_call(official: _Server, tmp_path: P
     assert discover(dest).splits["validation"].ids == ["ISIC_0000010", "ISIC_0000011"]
 
 
-def test_resume_within_one_call(official: _Server, tmp_path: Path) -> None:
+def test_resume_within_one_call(official: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     official.cut[VAL_INPUT] = 700
     result = download_isic2018(dest, ["val"], base_url=official.url)
@@ -242,7 +149,7 @@ def test_resume_within_one_call(official: _Server, tmp_path: Path) -> None:
     assert (dest / VAL_INPUT).read_bytes() == official.files[VAL_INPUT]
 
 
-def test_server_ignoring_range_gives_full_download(official: _Server, tmp_path: Path) -> None:
+def test_server_ignoring_range_gives_full_download(official: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     official.ignore_range = True
     official.cut[VAL_INPUT] = 500
@@ -254,7 +161,7 @@ def test_server_ignoring_range_gives_full_download(official: _Server, tmp_path: 
     assert discover(dest).splits["validation"].ids == ["ISIC_0000010", "ISIC_0000011"]
 
 
-def test_complete_part_file_is_accepted(official: _Server, tmp_path: Path) -> None:
+def test_complete_part_file_is_accepted(official: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     dest.mkdir()
     (dest / f"{VAL_INPUT}.part").write_bytes(official.files[VAL_INPUT])  # killed before the rename
@@ -263,7 +170,7 @@ def test_complete_part_file_is_accepted(official: _Server, tmp_path: Path) -> No
     assert (dest / VAL_INPUT).read_bytes() == official.files[VAL_INPUT]
 
 
-def test_stale_part_file_is_replaced(official: _Server, tmp_path: Path) -> None:
+def test_stale_part_file_is_replaced(official: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     dest.mkdir()
     (dest / f"{VAL_INPUT}.part").write_bytes(b"x" * (len(official.files[VAL_INPUT]) + 10))
@@ -272,7 +179,7 @@ def test_stale_part_file_is_replaced(official: _Server, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("status", [404, 500])
-def test_http_error_is_one_line(official: _Server, tmp_path: Path, status: int) -> None:
+def test_http_error_is_one_line(official: ArchiveServer, tmp_path: Path, status: int) -> None:
     official.fail[VAL_INPUT] = status
     with pytest.raises(DownloadError) as err:
         download_isic2018(tmp_path / "isic", ["val"], base_url=official.url)
@@ -281,14 +188,8 @@ def test_http_error_is_one_line(official: _Server, tmp_path: Path, status: int) 
     assert not (tmp_path / "isic" / VAL_INPUT).exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_host_fails_fast(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/2018/"
+    url = f"http://127.0.0.1:{free_port()}/2018/"
     start = time.monotonic()
     with pytest.raises(DownloadError) as err:
         download_isic2018(tmp_path / "isic", ["val"], base_url=url, timeout=5)
@@ -298,7 +199,9 @@ def test_unreachable_host_fails_fast(tmp_path: Path) -> None:
     assert str(tmp_path / "isic") in msg and "official layout" in msg and "\n" not in msg
 
 
-def test_not_enough_disk_space(official: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_enough_disk_space(
+    official: ArchiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(shutil, "disk_usage", lambda _path: SimpleNamespace(total=10, used=10, free=0))
     with pytest.raises(DownloadError, match="not enough free disk space"):
         download_isic2018(tmp_path / "isic", ["val"], base_url=official.url)
@@ -342,7 +245,7 @@ GOOD = ("ISIC2018_Task1-2_Validation_Input/ISIC_0000010.jpg", b"\xff\xd8 not rea
     ids=["dotdot", "nested-dotdot", "absolute", "drive", "symlink", "ratio-bomb", "manifest"],
 )
 def test_malicious_archive_is_rejected(
-    server: _Server, tmp_path: Path, entry: tuple[zipfile.ZipInfo | str, bytes], why: str
+    server: ArchiveServer, tmp_path: Path, entry: tuple[zipfile.ZipInfo | str, bytes], why: str
 ) -> None:
     dest = tmp_path / "isic"
     server.files[VAL_INPUT] = _zip([GOOD, entry])
@@ -355,7 +258,7 @@ def test_malicious_archive_is_rejected(
     assert VAL_INPUT not in json.loads((dest / MANIFEST_NAME).read_text())["archives"]
 
 
-def test_zip_bomb_over_total_limit(server: _Server, tmp_path: Path) -> None:
+def test_zip_bomb_over_total_limit(server: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     server.files[VAL_INPUT] = _zip([GOOD, ("ISIC2018_Task1-2_Validation_Input/big.txt", b"ab" * 200_000)])
     with pytest.raises(UnsafeArchiveError, match="more than the limit of 100000"):
@@ -376,7 +279,7 @@ def test_entry_larger_than_declared_is_stopped(tmp_path: Path) -> None:
     assert _dirs(tmp_path / "out") == []
 
 
-def test_garbage_with_right_length_is_an_integrity_error(server: _Server, tmp_path: Path) -> None:
+def test_garbage_with_right_length_is_an_integrity_error(server: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     server.files[VAL_INPUT] = b"\x00garbage" * 300
     with pytest.raises(CorruptArchiveError, match="not a valid zip") as err:
@@ -386,7 +289,7 @@ def test_garbage_with_right_length_is_an_integrity_error(server: _Server, tmp_pa
     assert _dirs(dest) == []
 
 
-def test_crc_error_mid_extraction_leaves_no_half_folder(server: _Server, tmp_path: Path) -> None:
+def test_crc_error_mid_extraction_leaves_no_half_folder(server: ArchiveServer, tmp_path: Path) -> None:
     dest = tmp_path / "isic"
     first = ("ISIC2018_Task1-2_Validation_Input/ISIC_0000010.jpg", b"A" * 3000)
     second = ("ISIC2018_Task1-2_Validation_Input/ISIC_0000011.jpg", bytes(range(256)) * 20)
@@ -408,42 +311,3 @@ def test_safe_extract_replaces_existing_folder(tmp_path: Path) -> None:
     assert safe_extract(archive, tmp_path / "out") == ["top"]
     assert [p.name for p in (tmp_path / "out" / "top").iterdir()] == ["new.txt"]
     assert _dirs(tmp_path / "out") == ["top"]
-
-
-# --- the command line -----------------------------------------------------------------------------
-
-
-def test_cli_download_val(official: _Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    dest = tmp_path / "isic"
-    code = main(["download", "isic2018", "--dest", str(dest), "--base-url", official.url, "--parts", "val"])
-    out = capsys.readouterr().out
-    assert code == 0
-    assert f"{VAL_INPUT}: downloaded and extracted" in out and "2 archive(s) downloaded" in out
-    assert discover(dest).splits["validation"].ids == ["ISIC_0000010", "ISIC_0000011"]
-    assert main(["check", str(dest)]) == 0
-    code = main(["download", "isic2018", "--dest", str(dest), "--base-url", official.url, "--parts", "val"])
-    assert code == 0 and "2 already present" in capsys.readouterr().out
-
-
-def test_cli_plan_downloads_nothing(
-    server: _Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code = main(["download", "isic2018", "--dest", str(tmp_path / "d"), "--base-url", server.url, "--plan"])
-    out = capsys.readouterr().out
-    assert code == 0 and "ISIC2018_Task1-2_Training_Input.zip" in out and "approximate" in out
-    assert server.requests == [] and not (tmp_path / "d").exists()
-
-
-def test_cli_unreachable_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/2018/"
-    code = main(["download", "isic2018", "--dest", str(tmp_path / "d"), "--base-url", url, "--parts", "val"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.startswith("dermseg: error: cannot reach") and err.count("\n") == 1
-    assert "Traceback" not in err
-
-
-def test_cli_unknown_part(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["download", "isic2018", "--dest", str(tmp_path / "d"), "--parts", "val,bogus"])
-    err = capsys.readouterr().err
-    assert code == 2 and "'bogus'" in err and err.count("\n") == 1

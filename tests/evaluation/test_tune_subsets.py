@@ -60,9 +60,3 @@ def test_tune_on_the_official_validation_folder_is_recorded(labelled_test: Path,
     assert main(args) == 0
     tuning = read_meta(ckpt)["tuning"]
     assert tuning["subset"] == "validation" and tuning["images"] == 2
-
-
-def test_tune_help_names_the_subsets(capsys: pytest.CaptureFixture) -> None:
-    assert main(["tune", "--help"]) == 0
-    text = " ".join(capsys.readouterr().out.replace("\u2502", " ").split())  # rich's box edges out
-    assert "validation (the official validation folder)" in text and "Never test or all" in text

@@ -100,7 +100,7 @@ def test_probability_net_equals_the_models_own_forward() -> None:
             torch.testing.assert_close(
                 ProbabilityNet(model, "multilabel").output(x), model(x), atol=1e-6, rtol=0
             )
-    # with a presence head, the presence logits too (the gate itself: tests/test_tricks.py)
+    # with a presence head, the presence logits too (the gate itself: tests/models/test_presence_head.py)
     model = _tiny("unet_aspp", "resnet18", "multilabel", presence_head=True)
     with torch.no_grad():
         got, want = ProbabilityNet(model, "multilabel").output(x), model(x)
