@@ -1,16 +1,20 @@
-"""Deterministic train/validation splits stratified on multi-label attribute presence.
+"""Deterministic train/validation splits stratified on multi-label attribute presence or on one label.
 
 The five attributes overlap and some are rare (streaks on ~4 % of ISIC 2018
 training images), so a plain random split can leave the validation set with
 almost no streaks. :func:`stratified_split` uses iterative stratification
 (Sechidis, Tsoumakas and Vlahavas, ECML-PKDD 2011): the rarest label is placed
 first, each of its images going to the side that still needs that label most.
+
+Lesion data carry one categorical label per image instead (PH2's diagnosis: common nevus,
+atypical nevus or melanoma): :func:`stratified_split_by_label` and
+:func:`stratified_folds_by_label` give each class its proportional share of every side or fold.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +162,150 @@ def presence_table(split: Split, ids: Sequence[str], presence: np.ndarray) -> di
             ATTRIBUTES if presence.shape[1] == len(ATTRIBUTES) else [str(k) for k in range(presence.shape[1])]
         )
         out[side] = {a: float(rows[:, k].mean()) if len(rows) else 0.0 for k, a in enumerate(names)}
+    return out
+
+
+# --------------------------------------------------------------------------- one categorical label
+
+
+def _label_groups(ids: Sequence[str], labels: Sequence[Hashable]) -> dict[Hashable, list[str]]:
+    """``{label: its ids, sorted}``, labels in a fixed order (by text); checks the inputs."""
+    if isinstance(labels, str):
+        raise ConfigError("labels must be a sequence with one label per id, not one string")
+    if len(labels) != len(ids):
+        raise ConfigError(f"labels must give one label per id: {len(ids)} ids but {len(labels)} labels")
+    if len(set(ids)) != len(ids):
+        raise ConfigError("ids must be unique")
+    if not ids:
+        raise ConfigError("cannot split zero ids")
+    groups: dict[Hashable, list[str]] = {}
+    for image_id, label in zip(ids, labels, strict=True):
+        groups.setdefault(label, []).append(image_id)
+    order = sorted(groups, key=lambda label: (str(label), type(label).__name__))
+    return {label: sorted(groups[label]) for label in order}
+
+
+def _apportion(sizes: list[int], n: int, rng: np.random.Generator) -> list[int]:
+    """How many of each class ``n`` draws take, proportionally (largest remainder method).
+
+    Class ``c`` gets ``floor(n * sizes[c] / total)``, and the draws left over go one each to the
+    classes with the largest remainders (ties in a random order drawn from ``rng``). The counts
+    add up to ``n``, and each lies within one of its exact share.
+    """
+    total = sum(sizes)
+    counts = [s * n // total for s in sizes]
+    remainders = [s * n % total for s in sizes]  # integers: no rounding error decides anything
+    tie_break = rng.permutation(len(sizes))
+    order = sorted(range(len(sizes)), key=lambda c: (-remainders[c], tie_break[c]))
+    for c in order[: n - sum(counts)]:
+        counts[c] += 1
+    return counts
+
+
+def stratified_split_by_label(
+    ids: Sequence[str],
+    labels: Sequence[Hashable],
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> Split:
+    """Split ``ids`` so that each class of a categorical label keeps its share on both sides.
+
+    For single-label data such as PH2's diagnosis (common nevus, atypical nevus, melanoma), where
+    :func:`stratified_split` (label *presence*) does not apply. The validation side takes
+    ``round(N * val_fraction)`` ids, divided among the classes in proportion to their sizes by
+    the largest remainder method (class ``c`` of ``n_c`` ids gets ``floor(n_val * n_c / N)``, and
+    the ids left over go one each to the classes with the largest remainders, ties drawn by the
+    seed); within a class, the ids are drawn at random by the seed.
+
+    Args:
+        ids: sample ids, length N, unique (their order does not change the result).
+        labels: one label per id (any hashable: ``"melanoma"``, 2, ...).
+        val_fraction: share of the samples held out, in ``(0, 1)``.
+        seed: the same seed and inputs always give the same split.
+
+    Returns:
+        The split (``source`` is ``stratified``); ``len(val) == round(N * val_fraction)``.
+
+    Raises:
+        ConfigError: ``val_fraction`` outside ``(0, 1)`` or leaving a side empty, ids not unique,
+            or ids and labels of different lengths.
+
+    Example:
+        >>> ph2 = read_ph2("ph2_sample")  # doctest: +SKIP
+        >>> diagnoses = [s.diagnosis for s in ph2.samples]  # doctest: +SKIP
+        >>> split = stratified_split_by_label(ph2.ids, diagnoses, val_fraction=0.3)  # doctest: +SKIP
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    groups = _label_groups(ids, labels)
+    n = len(ids)
+    n_val = int(round(n * val_fraction))
+    if not 0 < n_val < n:
+        raise ConfigError(f"val_fraction {val_fraction} of {n} ids leaves a side of the split empty")
+    rng = np.random.default_rng(seed)
+    members = list(groups.values())
+    takes = _apportion([len(m) for m in members], n_val, rng)
+    val: list[str] = []
+    for group, take in zip(members, takes, strict=True):
+        chosen = rng.permutation(len(group))[:take]
+        val.extend(group[i] for i in chosen)
+    held = set(val)
+    return Split(train=sorted(i for i in ids if i not in held), val=sorted(val))
+
+
+def stratified_folds_by_label(
+    ids: Sequence[str], labels: Sequence[Hashable], folds: int, seed: int = 0
+) -> list[list[str]]:
+    """A k-fold partition stratified on a categorical label.
+
+    Each class's ids are shuffled by the seed, the classes are laid end to end (in the order of
+    their labels' text), and the ids are dealt to the folds in turn: the ``j``-th goes to fold
+    ``j mod k``. So every fold holds ``floor(n_c / k)`` or ``ceil(n_c / k)`` ids of each class
+    ``c`` of ``n_c`` ids, and fold sizes differ by at most one (the first ``N mod k`` folds take
+    one more).
+
+    Args:
+        ids: sample ids, length N, unique (their order does not change the result).
+        labels: one label per id.
+        folds: k, between 2 and N.
+        seed: the same seed and inputs always give the same folds.
+
+    Returns:
+        k sorted id lists, disjoint, together ``ids``.
+
+    Raises:
+        ConfigError: ``folds`` outside ``[2, N]``, ids not unique, or ids and labels of
+            different lengths.
+    """
+    groups = _label_groups(ids, labels)
+    n = len(ids)
+    if not 2 <= folds <= n:
+        raise ConfigError(f"folds must be between 2 and the number of images ({n}), got {folds}")
+    rng = np.random.default_rng(seed)
+    dealt = [group[i] for group in groups.values() for i in rng.permutation(len(group))]
+    return [sorted(dealt[fold::folds]) for fold in range(folds)]
+
+
+def label_table(
+    split: Split, ids: Sequence[str], labels: Sequence[Hashable]
+) -> dict[str, dict[Hashable, int]]:
+    """Per side, the number of ids of each class (every class listed), for reporting a split.
+
+    Raises:
+        ConfigError: ids and labels of different lengths, or an id of the split not among ``ids``.
+    """
+    if len(labels) != len(ids):
+        raise ConfigError(f"labels must give one label per id: {len(ids)} ids but {len(labels)} labels")
+    label_of = dict(zip(ids, labels, strict=True))
+    classes = sorted(set(labels), key=lambda label: (str(label), type(label).__name__))
+    out: dict[str, dict[Hashable, int]] = {}
+    for side, side_ids in (("train", split.train), ("val", split.val)):
+        counts: dict[Hashable, int] = dict.fromkeys(classes, 0)
+        for image_id in side_ids:
+            if image_id not in label_of:
+                raise ConfigError(f"{side} id {image_id} has no label")
+            counts[label_of[image_id]] += 1
+        out[side] = counts
     return out
 
 
