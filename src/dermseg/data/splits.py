@@ -5,10 +5,14 @@ training images), so a plain random split can leave the validation set with
 almost no streaks. :func:`stratified_split` uses iterative stratification
 (Sechidis, Tsoumakas and Vlahavas, ECML-PKDD 2011): the rarest label is placed
 first, each of its images going to the side that still needs that label most.
+
+Data with one stratum per image (PH2: the diagnosis, :attr:`IsicLayout.strata`) is split
+within each stratum instead, so every stratum is in both sides in proportion.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +24,7 @@ import numpy as np
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.errors import ConfigError, DataError
+from dermseg.labels import DEFAULT, LabelSet, load_label_set
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,51 @@ def presence_table(split: Split, ids: Sequence[str], presence: np.ndarray) -> di
     return out
 
 
+def _split_by_stratum(
+    ids: Sequence[str], strata: Mapping[str, str], val_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """Split ``ids`` within each stratum: ``(train, val)``, each sorted.
+
+    The validation side takes ``round(N * val_fraction)`` ids; each stratum gives the whole part
+    of its share (``n_s * val_fraction``) and the ids left over go to the strata with the largest
+    fractional parts (ties: by stratum name), so each stratum is split in proportion within one
+    image. Within a stratum the ids (sorted) are drawn by a generator seeded with ``seed``.
+
+    A private stand-in for the label-stratified split being added to this module elsewhere.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    groups: dict[str, list[str]] = {}
+    for i in sorted(ids):
+        groups.setdefault(strata[i], []).append(i)
+    quota = {g: len(members) * val_fraction for g, members in groups.items()}
+    take = {g: math.floor(q) for g, q in quota.items()}
+    left = int(round(len(ids) * val_fraction)) - sum(take.values())
+    for g in sorted(groups, key=lambda g: (-(quota[g] - take[g]), g))[:left]:
+        take[g] += 1
+    rng = np.random.default_rng(seed)
+    val: list[str] = []
+    for g in sorted(groups):
+        members = groups[g]
+        val += [members[k] for k in rng.permutation(len(members))[: take[g]]]
+    chosen = set(val)
+    return sorted(i for i in ids if i not in chosen), sorted(val)
+
+
+def _folds_by_stratum(
+    ids: Sequence[str], strata: Mapping[str, str], folds: int, seed: int
+) -> list[list[str]]:
+    """k folds cut as :func:`stratified_folds` does, each with :func:`_split_by_stratum`."""
+    if folds < 2 or folds > len(ids):
+        raise ConfigError(f"folds must be between 2 and the number of images ({len(ids)}), got {folds}")
+    remaining, out = sorted(ids), []
+    for i in range(folds - 1):
+        remaining, part = _split_by_stratum(remaining, strata, 1.0 / (folds - i), seed + i)
+        out.append(part)
+    out.append(remaining)
+    return out
+
+
 def split_layout(
     root: str | Path,
     val_fraction: float = 0.1,
@@ -170,14 +220,18 @@ def split_layout(
     holdout: bool = False,
     folds: int = 1,
     fold: int = 0,
+    labels: LabelSet = DEFAULT,
 ) -> Split:
     """The train/validation split of a dataset folder.
 
     When the folder holds the official training and validation splits (with
     their masks), those are used as such, unless ``holdout`` or ``folds > 1``.
     Otherwise the training split (or the flat folder) is split with
-    :func:`stratified_split` on attribute presence, read from the masks; with
+    :func:`stratified_split` on label presence, read from the masks; with
     ``folds > 1`` the validation side is fold ``fold`` of :func:`stratified_folds`.
+    Data with strata (PH2: the diagnosis) is split within each stratum instead, every
+    stratum in proportion on both sides (``source``: ``stratified on diagnosis``); the
+    masks are not read (discovery has checked their headers).
 
     Args:
         root: dataset folder.
@@ -188,6 +242,7 @@ def split_layout(
             exists (which then stays untouched for scoring).
         folds: k of a k-fold split (1: no folds).
         fold: which fold is the validation side, ``0 <= fold < folds``.
+        labels: the label set the folder holds (Task 2's by default).
 
     Raises:
         DataError: the folder has no masks to stratify on, or a mask is missing or unreadable
@@ -196,7 +251,7 @@ def split_layout(
     from dermseg.data.check import check_sample
     from dermseg.data.layout import discover
 
-    layout = discover(root)
+    layout = discover(root, labels)
     splits = layout.splits
     if folds > 1 and not 0 <= fold < folds:
         raise ConfigError(f"fold must be between 0 and {folds - 1}, got {fold}")
@@ -206,6 +261,14 @@ def split_layout(
     source = splits.get("training") or splits.get("all")
     if source is None or source.mask_dir is None:
         raise DataError("no training masks to split on", Path(root))
+    if layout.strata is not None:
+        how = f"stratified on {layout.strata_name or 'strata'}"
+        if folds > 1:
+            parts = _folds_by_stratum(source.ids, layout.strata, folds, seed)
+            train = sorted(i for k, part in enumerate(parts) if k != fold for i in part)
+            return Split(train=train, val=parts[fold], source=f"fold {fold} of {folds}, {how}")
+        train, val = _split_by_stratum(source.ids, layout.strata, val_fraction, seed)
+        return Split(train=train, val=val, source=how)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         stats = list(pool.map(lambda s: check_sample(s, expect_masks=True), source.samples))
     problems = [p for s in stats for p in s.problems]
@@ -221,7 +284,18 @@ def split_layout(
 
 
 def split_from_config(root: str | Path, data: Mapping[str, Any]) -> Split:
-    """The split a run used, from its config's ``data`` section (a dict, as checkpoints store it)."""
+    """The split a run used, from its config's ``data`` section (a dict, as checkpoints store it).
+
+    A ``labels`` entry (a label set's name or YAML file, or its ``to_meta()`` mapping) is the
+    label set the data folder is read with; without one, Task 2's.
+    """
+    raw = data.get("labels")
+    if raw is None:
+        labels = DEFAULT
+    elif isinstance(raw, Mapping):
+        labels = LabelSet.from_meta(raw)
+    else:
+        labels = load_label_set(str(raw))
     return split_layout(
         root,
         val_fraction=data.get("val_fraction", 0.1),
@@ -229,4 +303,5 @@ def split_from_config(root: str | Path, data: Mapping[str, Any]) -> Split:
         holdout=data.get("validation", "auto") == "holdout",
         folds=data.get("folds", 1),
         fold=data.get("fold", 0),
+        labels=labels,
     )
