@@ -8,9 +8,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
+from dermseg.attributes import ATTRIBUTES
 from dermseg.cli.app import _progress, _write_json, app, console, err_console
 from dermseg.errors import ConfigError, DermsegError, display_path
+from dermseg.labels import DEFAULT, LabelSet
+
+_LABELS_HELP = (
+    "Label set: isic2018_task2, isic2018_task1, ph2, or a label set YAML file; "
+    "default: told from the folder (PH2, Task 1 or Task 2 masks), else isic2018_task2."
+)
 
 
 def _shown(path: str | Path) -> str:
@@ -46,20 +52,33 @@ def synth(
     console.print(f"wrote {len(ids)} images and {len(ids) * len(ATTRIBUTES)} masks to {_shown(out)}")
 
 
-def _print_report(report_summary: dict) -> None:
+def _labels(data: Path, labels: str | None) -> LabelSet:
+    """The label set a command reads ``data`` with (``--labels``, else told from the folder)."""
+    from dermseg.data.layout import label_set_for
+
+    return label_set_for(data, labels)
+
+
+def _print_report(report_summary: dict, labels: LabelSet = DEFAULT) -> None:
+    task2 = labels == DEFAULT
+    word = "attribute" if task2 else "label"
+    if not task2:
+        strata = report_summary.get("strata")
+        counts = ", ".join(f"{k} {v}" for k, v in strata["counts"].items()) if strata else ""
+        console.print(f"label set {labels.name}" + (f"; {strata['name']}: {counts}" if strata else ""))
     for name, split in report_summary["splits"].items():
         table = Table(title=f"{_shown(report_summary['root'])} — {name} ({split['images']} images)")
-        table.add_column("attribute")
+        table.add_column(word)
         table.add_column("images with it", justify="right")
         table.add_column("%", justify="right")
         table.add_column("mean area", justify="right")
         table.add_column("mean area when present", justify="right")
         table.add_column("masks found", justify="right")
-        for attr in ATTRIBUTES:
+        for attr in labels.names:
             a = split["attributes"][attr]
             lab = a["labelled"]
             table.add_row(
-                DISPLAY_NAMES[attr],
+                _shown(labels.display_names[attr]),
                 str(a["present"]),
                 f"{100 * a['present'] / lab:.1f}" if lab else "-",
                 f"{a['mean_area']:.4f}" if a["mean_area"] is not None else "-",
@@ -67,9 +86,10 @@ def _print_report(report_summary: dict) -> None:
                 f"{lab}/{split['images']}",
             )
         console.print(table)
+        every = "all five masks" if task2 else ("its mask" if labels.num_labels == 1 else "every mask")
         console.print(
-            f"images with no attribute: {split['images_without_attribute']} "
-            f"(of {split['fully_labelled_images']} with all five masks)"
+            f"images with no {word}: {split['images_without_attribute']} "
+            f"(of {split['fully_labelled_images']} with {every})"
         )
         sizes = split["sizes"]
         if sizes:
@@ -84,22 +104,28 @@ def _print_report(report_summary: dict) -> None:
 
 @app.command()
 def check(
-    data: Path = typer.Argument(..., help="Dataset folder: official layout, flat folder, or images only."),
+    data: Path = typer.Argument(
+        ..., help="Dataset folder: official layout, flat folder, PH2 folder, or images only."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the summary and problems as JSON."),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Decoding threads (default: CPU count)."
     ),
+    labels: str | None = typer.Option(None, "--labels", help=_LABELS_HELP),
 ) -> None:
     """Validate a dataset: open every file, report every problem, summarise. Exit 2 on problems."""
     from dermseg.data.check import check_dataset
     from dermseg.data.layout import discover
 
-    total = len(discover(data).samples)
+    label_set = _labels(data, labels)
+    layout = discover(data, label_set)
     with _progress() as bar:
-        task = bar.add_task("check", total=total)
-        report = check_dataset(data, workers=workers, progress=lambda k: bar.advance(task, k))
+        task = bar.add_task("check", total=len(layout.samples))
+        report = check_dataset(
+            data, workers=workers, progress=lambda k: bar.advance(task, k), labels=label_set, layout=layout
+        )
     summary = report.summary()
-    _print_report(summary)
+    _print_report(summary, label_set)
     if json_out is not None:
         _write_json(json_out, summary)
     if report.problems:
@@ -116,28 +142,32 @@ def split(
     out: Path = typer.Option(..., "--out", help="JSON file to write the train/val ids to."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.01, max=0.9, help="Share held out."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    labels: str | None = typer.Option(None, "--labels", help=_LABELS_HELP),
 ) -> None:
-    """Write a train/validation split: the official one when present, else stratified on attributes."""
+    """Write a train/validation split: the official one when present, else stratified (on the
+    labels' presence, or on PH2's diagnosis)."""
     from dermseg.data.splits import split_layout
 
-    result = split_layout(data, val_fraction=val_fraction, seed=seed)
+    result = split_layout(data, val_fraction=val_fraction, seed=seed, labels=_labels(data, labels))
     _write_json(out, result.to_dict())
     console.print(f"{result.source} split: {len(result.train)} train, {len(result.val)} val -> {_shown(out)}")
 
 
 @app.command()
 def prepare(
-    data: Path = typer.Argument(..., help="Dataset folder (official layout or flat folder)."),
+    data: Path = typer.Argument(..., help="Dataset folder (official layout, flat folder or PH2 folder)."),
     out: Path = typer.Option(..., "--out", help="Cache folder to create or update."),
     size: int = typer.Option(
         512, "--size", min=32, max=8192, help="Short side of the cached images (= data.size)."
     ),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Processes (default: CPU count)."),
     no_crop: bool = typer.Option(False, "--no-background-crop", help="Keep the dermoscope border."),
+    labels: str | None = typer.Option(None, "--labels", help=_LABELS_HELP),
 ) -> None:
     """Decode, background-crop and resize every image once into a fast cache; train with data.cache=DIR."""
     from dermseg.data.cache import prepare_cache
 
+    label_set = _labels(data, labels)
     with _progress() as bar:
         task = bar.add_task("prepare", total=None)
         manifest = prepare_cache(
@@ -146,6 +176,7 @@ def prepare(
             size,
             workers=workers,
             crop_background=not no_crop,
+            labels=label_set,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(

@@ -10,9 +10,13 @@ nearest neighbour for masks). A cache folder holds::
 
     manifest.json                       what is where, and the source files' size and mtime
     <split>-<token>.images.u8           the split's images, (h, w, 3) uint8 each, back to back
-    <split>-<token>.masks.u8            their mask stacks, np.packbits of each: (5, h, w), or
-                                        (6, h, w) with the Task 1 lesion mask last where the
-                                        sample has one (manifest entry ``"lesion": true``)
+    <split>-<token>.masks.u8            their mask stacks, np.packbits of each: (C, h, w) for the
+                                        C labels of the label set (5 for Task 2), or (C + 1, h, w)
+                                        with the lesion mask last where the sample has one
+                                        (manifest entry ``"lesion": true``)
+
+The manifest records the label set (for every set but Task 2's, whose caches are as they
+were); preparing with another label set rebuilds the cache.
 
 Crash safety: data files get a fresh name (``token``) whenever they are rewritten
 and go through a temporary file and a rename; the manifest is written last,
@@ -40,7 +44,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.data.background import CropBox
 from dermseg.data.cache_dataset import CachedIsicDataset
 from dermseg.data.cache_manifest import (
@@ -63,6 +66,7 @@ from dermseg.data.transforms import (
 )
 from dermseg.errors import DataError
 from dermseg.files import atomic_path
+from dermseg.labels import DEFAULT, LabelSet
 
 __all__ = [
     "FORMAT_VERSION",
@@ -93,15 +97,16 @@ def _process(
     """Decode, crop and resize one sample as the uncached training path does.
 
     Returns:
-        image ``(h, w, 3)`` uint8, packed masks (``np.packbits`` of the ``(5, h, w)`` stack, or
-        ``(6, h, w)`` with the lesion mask last when the sample has one), labelled ``(5,)`` bool,
-        crop box in original coordinates, original ``(H, W)``.
+        image ``(h, w, 3)`` uint8, packed masks (``np.packbits`` of the ``(C, h, w)`` stack of the
+        sample's label set, or ``(C + 1, h, w)`` with the lesion mask last when the sample has
+        one), labelled ``(C,)`` bool, crop box in original coordinates, original ``(H, W)``.
     """
     from dermseg.data.dataset import IsicDataset
 
     ds = IsicDataset(
         [sample],
         None,
+        labels=sample.labels,
         decode_side=size,
         crop_background=crop_background,
         allow_missing_masks=True,
@@ -178,12 +183,13 @@ def _write_split(
             fm.write(np.ascontiguousarray(mask_buf).tobytes())
             image_stamp = stamp[0]
             assert image_stamp is not None
+            c = manifest.labels.num_labels
             entry = CachedSample(
                 isic_id=sample.isic_id,
                 split=name,
                 image=image_stamp,
-                masks=stamp[1 : 1 + NUM_ATTRIBUTES],
-                lesion_mask=stamp[1 + NUM_ATTRIBUTES],
+                masks=stamp[1 : 1 + c],
+                lesion_mask=stamp[1 + c],
                 original=original,
                 crop=crop,
                 shape=shape,
@@ -209,6 +215,7 @@ def prepare_cache(
     progress: Callable[[int, int], None] | None = None,
     *,
     crop_background: bool = True,
+    labels: LabelSet = DEFAULT,
 ) -> CacheManifest:
     """Prepare (or bring up to date) a cache of every sample of every split of ``data_dir``.
 
@@ -216,14 +223,16 @@ def prepare_cache(
     view (detected from the image alone) and resized so its short side is ``size``
     (area interpolation when shrinking; masks nearest neighbour), exactly as
     :class:`~dermseg.data.dataset.IsicDataset` with ``decode_side=size`` followed by
-    the evaluation transform. Missing masks are stored as empty and not labelled.
-    Where a sample has a Task 1 lesion mask it is stored too, as a sixth channel
-    (``IsicDataset(lesion_masks=True)``), for lesion-centred training crops.
+    the evaluation transform: one mask channel per label of ``labels`` (C). Missing masks
+    are stored as empty and not labelled. Where a sample has a lesion mask it is stored
+    too, as a last channel (``IsicDataset(lesion_masks=True)``), for lesion-centred
+    training crops.
 
     An up-to-date cache is left untouched (only the sources are stat'ed). When
     sources were added, removed or changed, only the splits concerned are rewritten,
     and only their changed samples are decoded again. A cache of another ``size``,
-    ``crop_background`` or format version is rebuilt entirely.
+    ``crop_background``, label set (its name, labels or mask pattern) or format version
+    is rebuilt entirely.
 
     Args:
         data_dir: dataset folder (official layout, flat folder, or images only).
@@ -232,6 +241,8 @@ def prepare_cache(
         workers: processes decoding in parallel; ``None`` for the CPU count.
         progress: called as ``progress(done, total)`` after each sample written.
         crop_background: crop to the field of view (the config's ``data.crop_background``).
+        labels: the label set the data folder is read with (Task 2's by default); recorded
+            in the manifest.
 
     Returns:
         The manifest written (its ``rebuilt`` lists the ids decoded by this call).
@@ -247,7 +258,7 @@ def prepare_cache(
         raise ValueError(f"size must be >= 1, got {size}")
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    layout = discover(data_dir)
+    layout = discover(data_dir, labels)
     layout.raise_for_problems()
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError("is a file, expected the cache folder", out_dir)
@@ -261,7 +272,7 @@ def prepare_cache(
             try:
                 keep = read_manifest(out_dir)
             except DataError:
-                keep = CacheManifest(out_dir, size, crop_background, str(data_dir), {})
+                keep = CacheManifest(out_dir, size, crop_background, str(data_dir), {}, labels=labels)
             _remove_unreferenced(keep)
         if created:
             with contextlib.suppress(OSError):
@@ -285,9 +296,14 @@ def _prepare(
         old = None
         if (out_dir / MANIFEST).exists():
             logger.info("rebuilding the cache: %s", err)
-    if old is not None and (old.size, old.crop_background) != (size, crop_background):
+    labels = layout.labels
+    if old is not None and (old.size, old.crop_background, _label_key(old.labels)) != (
+        size,
+        crop_background,
+        _label_key(labels),
+    ):
         old = None
-    manifest = CacheManifest(out_dir, size, crop_background, str(data_dir), {})
+    manifest = CacheManifest(out_dir, size, crop_background, str(data_dir), {}, labels=labels)
     total = len(layout.samples)
     done = 0
 
@@ -297,7 +313,12 @@ def _prepare(
         if progress is not None:
             progress(done, total)
 
-    changed = old is None or set(old.splits) != set(layout.splits) or old.data_dir != str(data_dir)
+    changed = (
+        old is None
+        or set(old.splits) != set(layout.splits)
+        or old.data_dir != str(data_dir)
+        or old.labels != labels  # display names or colours: the data stays, the manifest is rewritten
+    )
     for name, split in layout.splits.items():
         stamps = [sample_stamps(s, data_dir) for s in split.samples]
         old_split = old.splits.get(name) if old is not None else None
@@ -324,6 +345,11 @@ def _prepare(
             tmp.write_text(json.dumps(manifest.to_dict(), indent=1), encoding="utf-8")
     _remove_unreferenced(manifest)
     return manifest
+
+
+def _label_key(labels: LabelSet) -> tuple[str, tuple[str, ...], str]:
+    """What of a label set the cached data depends on (not display names or colours)."""
+    return labels.name, labels.names, labels.mask_pattern
 
 
 def _remove_unreferenced(manifest: CacheManifest) -> None:

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.data.background import CropBox
 from dermseg.data.cache_manifest import CacheManifest
 from dermseg.data.dataset import make_item
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dermseg.errors import DataError
+from dermseg.labels import LabelSet
 
 
 class CachedIsicDataset(Dataset):
@@ -26,23 +26,25 @@ class CachedIsicDataset(Dataset):
     Args:
         cache: from :func:`~dermseg.data.cache.open_cache` (validated against the data
             folder by the caller).
-        split_ids: ISIC ids of the samples, in item order (from any split of the cache).
+        split_ids: image ids of the samples, in item order (from any split of the cache).
         transform: a pipeline from :mod:`dermseg.data.transforms`, ``None`` for none.
+        labels: the label set the caller expects (C labels); ``None``: the cache's
+            (``cache.labels``). A cache of other labels is refused.
         allow_missing_masks: accept samples whose masks were not all present.
-        lesion_masks: append the Task 1 lesion mask (zeros where a sample has none) as a
-            sixth mask channel before the transform, for lesion-centred crops
+        lesion_masks: append the lesion mask (zeros where a sample has none) as a last,
+            ``C + 1``-th mask channel before the transform, for lesion-centred crops
             (:class:`~dermseg.data.lesion_crop.LesionCentredCrop`); it is dropped from the
             item after the transform, as with ``IsicDataset(lesion_masks=True)``.
         mean, std: the image normalisation (RGB, 0-1 scale), as for
             :class:`~dermseg.data.dataset.IsicDataset`.
 
     Raises:
-        DataError: an id is not in the cache, or (without ``allow_missing_masks``) a
-            sample lacks masks.
+        DataError: an id is not in the cache, the cache holds another label set than
+            ``labels``, or (without ``allow_missing_masks``) a sample lacks masks.
 
     Each item is a dict as :class:`~dermseg.data.dataset.IsicDataset` gives:
-        ``image`` ``(3, h, w)`` float32 normalised with ``mean`` and ``std``; ``masks`` ``(5, h, w)`` uint8;
-        ``labelled`` ``(5,)`` bool; ``id``; ``crop`` ``(4,)`` int64 top, left, bottom, right
+        ``image`` ``(3, h, w)`` float32 normalised with ``mean`` and ``std``; ``masks`` ``(C, h, w)``
+        uint8; ``labelled`` ``(C,)`` bool; ``id``; ``crop`` ``(4,)`` int64 top, left, bottom, right
         in original coordinates; ``size`` ``(2,)`` int64 original ``H, W``.
     """
 
@@ -52,12 +54,20 @@ class CachedIsicDataset(Dataset):
         split_ids: Sequence[str],
         transform: Callable[..., Any] | None = None,
         *,
+        labels: LabelSet | None = None,
         allow_missing_masks: bool = False,
         lesion_masks: bool = False,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         self.mean, self.std = tuple(mean), tuple(std)
+        if labels is not None and (labels.name, labels.names) != (cache.labels.name, cache.labels.names):
+            raise DataError(
+                f"the cache holds label set {cache.labels.name} ({', '.join(cache.labels.names)}), "
+                f"not {labels.name} ({', '.join(labels.names)}); {cache.rebuild_hint()}",
+                cache.root,
+            )
+        self.labels = cache.labels
         by_id = {s.isic_id: s for s in cache.samples}
         missing = [i for i in split_ids if i not in by_id]
         if missing:
@@ -99,18 +109,18 @@ class CachedIsicDataset(Dataset):
         """One cached sample, before the transform.
 
         Returns:
-            image ``(h, w, 3)`` uint8, masks ``(5, h, w)`` uint8 (``(6, h, w)`` with
+            image ``(h, w, 3)`` uint8, masks ``(C, h, w)`` uint8 (``(C + 1, h, w)`` with
             ``lesion_masks``, the lesion last, zeros where the sample has none),
-            labelled ``(5,)`` bool, the crop box in original coordinates, and the
+            labelled ``(C,)`` bool, the crop box in original coordinates, and the
             original ``(H, W)``.
         """
         e = self.entries[index]
         images, masks = self._arrays(e.split)
         h, w = e.shape
         image = np.array(images[e.offset : e.offset + e.image_bytes]).reshape(h, w, 3)
-        # The stack is packed channel after channel, so the attribute masks are the first
-        # 5*h*w bits whether or not the lesion mask follows them.
-        channels = NUM_ATTRIBUTES + int(self.lesion_masks and e.lesion)
+        # The stack is packed channel after channel, so the label masks are the first
+        # C*h*w bits whether or not the lesion mask follows them.
+        channels = e.num_labels + int(self.lesion_masks and e.lesion)
         packed = np.asarray(masks[e.mask_offset : e.mask_offset + e.packed_bytes(channels)])
         stack = np.unpackbits(packed, count=channels * h * w).reshape(channels, h, w)
         if self.lesion_masks and not e.lesion:
@@ -118,8 +128,8 @@ class CachedIsicDataset(Dataset):
         return image, stack, np.array(e.labelled, dtype=bool), e.crop, e.original
 
     def presence(self, index: int) -> np.ndarray:
-        """``(5,)`` bool: which attributes sample ``index`` holds."""
-        masks = self.load(index)[1][:NUM_ATTRIBUTES]  # not a lesion channel
+        """``(C,)`` bool: which labels sample ``index`` holds."""
+        masks = self.load(index)[1][: self.entries[index].num_labels]  # not a lesion channel
         return masks.reshape(len(masks), -1).any(axis=1)
 
     def __getitem__(self, index: int) -> dict[str, Any]:

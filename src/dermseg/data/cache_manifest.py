@@ -16,10 +16,13 @@ from typing import Any
 
 from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.data.background import CropBox
-from dermseg.errors import DataError
+from dermseg.errors import ConfigError, DataError
+from dermseg.labels import BUILTIN, DEFAULT, LabelSet
 
 #: Bumped whenever the file layout or the preprocessing changes; older caches are rebuilt.
-#: 2: lesion masks (Task 1) stored as a sixth packed mask channel, and stamped.
+#: 2: lesion masks (Task 1) stored as a sixth packed mask channel, and stamped. A cache of
+#: another label set than Task 2's records it under ``label_set`` (its ``to_meta()``); a
+#: manifest without that key is a Task 2 cache, so Task 2 caches are as they were.
 FORMAT_VERSION: int = 2
 MANIFEST: str = "manifest.json"
 FORMAT_NAME = "dermseg-prepared-cache"
@@ -67,17 +70,18 @@ class CachedSample:
     """One sample of the cache.
 
     Attributes:
-        isic_id: ``ISIC_<7 digits>``.
+        isic_id: the image id (``ISIC_<7 digits>``, ``IMDxxx``, ...).
         split: split it came from.
         image: the source image's stamp.
-        masks: the five mask stamps (ATTRIBUTES order), ``None`` where absent.
-        lesion_mask: the Task 1 lesion mask's stamp, ``None`` where absent.
+        masks: one stamp per label of the cache's label set (C; Task 2: the five attributes in
+            ATTRIBUTES order), ``None`` where absent.
+        lesion_mask: the lesion mask's stamp, ``None`` where absent.
         original: ``(H, W)`` of the source image.
         crop: kept field of view, in original coordinates.
         shape: ``(h, w)`` of the cached image (short side = the cache's ``size``).
         offset: byte offset of the image in the split's image file.
         mask_offset: byte offset of the packed masks in the split's mask file.
-        labelled: ``(5,)`` whether each mask was annotated.
+        labelled: ``(C,)`` whether each mask was annotated.
     """
 
     isic_id: str
@@ -93,14 +97,19 @@ class CachedSample:
     labelled: tuple[bool, ...]
 
     @property
+    def num_labels(self) -> int:
+        """C, the label masks stored (5 for Task 2)."""
+        return len(self.masks)
+
+    @property
     def lesion(self) -> bool:
-        """Whether the lesion mask is stored, as a sixth channel after the five attribute masks."""
+        """Whether the lesion mask is stored, as a last channel after the C label masks."""
         return self.lesion_mask is not None
 
     @property
     def channels(self) -> int:
-        """Mask channels stored: 5, or 6 with the lesion mask."""
-        return NUM_ATTRIBUTES + int(self.lesion)
+        """Mask channels stored: C, or C + 1 with the lesion mask."""
+        return self.num_labels + int(self.lesion)
 
     @property
     def image_bytes(self) -> int:
@@ -118,7 +127,7 @@ class CachedSample:
 
     @property
     def stamps(self) -> tuple[FileStamp | None, ...]:
-        """The image stamp, the five mask stamps and the lesion mask stamp."""
+        """The image stamp, the C mask stamps and the lesion mask stamp."""
         return (self.image, *self.masks, self.lesion_mask)
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,8 +147,8 @@ class CachedSample:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CachedSample:
-        """Parse a manifest entry.
+    def from_dict(cls, d: dict[str, Any], num_labels: int = NUM_ATTRIBUTES) -> CachedSample:
+        """Parse a manifest entry of a cache of ``num_labels`` labels.
 
         Raises:
             KeyError, TypeError, ValueError, IndexError: a malformed entry.
@@ -160,8 +169,8 @@ class CachedSample:
             mask_offset=int(d["mask_offset"]),
             labelled=tuple(bool(v) for v in d["labelled"]),
         )
-        if len(sample.masks) != NUM_ATTRIBUTES or len(sample.labelled) != NUM_ATTRIBUTES:
-            raise ValueError(f"{sample.isic_id} has not {NUM_ATTRIBUTES} masks")
+        if len(sample.masks) != num_labels or len(sample.labelled) != num_labels:
+            raise ValueError(f"{sample.isic_id} has not {num_labels} masks")
         if d["lesion"] is not sample.lesion:
             raise ValueError(f"{sample.isic_id}: 'lesion' disagrees with 'lesion_mask'")
         return sample
@@ -208,6 +217,7 @@ class CacheManifest:
         rebuilt: ids (re)processed by the :func:`~dermseg.data.cache.prepare_cache` call that
             returned this manifest (empty for a no-op or from
             :func:`~dermseg.data.cache_sources.open_cache`); not stored.
+        labels: the label set whose C masks are stored (Task 2's by default).
     """
 
     root: Path
@@ -216,6 +226,7 @@ class CacheManifest:
     data_dir: str
     splits: dict[str, CachedSplit]
     rebuilt: list[str] = field(default_factory=list)
+    labels: LabelSet = field(default=DEFAULT, repr=False)
 
     @property
     def samples(self) -> list[CachedSample]:
@@ -224,19 +235,29 @@ class CacheManifest:
 
     def rebuild_hint(self) -> str:
         """The command that brings this cache up to date."""
-        return f"rebuild it with `dermseg prepare {self.data_dir} --size {self.size} --out {self.root}`"
+        labels = ""
+        if self.labels != DEFAULT:
+            builtin = BUILTIN.get(self.labels.name) == self.labels
+            labels = f" --labels {self.labels.name if builtin else '<its label set file>'}"
+        return (
+            f"rebuild it with `dermseg prepare {self.data_dir} --size {self.size}{labels} --out {self.root}`"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        c = self.labels.num_labels
+        out: dict[str, Any] = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "size": self.size,
             "crop_background": self.crop_background,
             "decode": "jpeg draft at size, background crop, short side resized to size; "
-            "masks packed as (5, h, w), or (6, h, w) with the lesion mask last",
+            f"masks packed as ({c}, h, w), or ({c + 1}, h, w) with the lesion mask last",
             "data_dir": self.data_dir,
-            "splits": {name: split.to_dict() for name, split in self.splits.items()},
         }
+        if self.labels != DEFAULT:  # a Task 2 manifest is as it was before label sets
+            out["label_set"] = self.labels.to_meta()
+        out["splits"] = {name: split.to_dict() for name, split in self.splits.items()}
+        return out
 
 
 def read_manifest(cache_dir: Path) -> CacheManifest:
@@ -266,13 +287,17 @@ def read_manifest(cache_dir: Path) -> CacheManifest:
             path,
         )
     try:
+        labels = DEFAULT if "label_set" not in data else LabelSet.from_meta(data["label_set"])
+    except (ConfigError, TypeError, AttributeError) as err:
+        raise DataError(f"malformed cache manifest (label_set: {err})", path) from None
+    try:
         splits = {
             name: CachedSplit(
                 images_file=str(s["images_file"]),
                 masks_file=str(s["masks_file"]),
                 images_bytes=int(s["images_bytes"]),
                 masks_bytes=int(s["masks_bytes"]),
-                samples=[CachedSample.from_dict(d) for d in s["samples"]],
+                samples=[CachedSample.from_dict(d, labels.num_labels) for d in s["samples"]],
             )
             for name, s in data["splits"].items()
         }
@@ -282,6 +307,7 @@ def read_manifest(cache_dir: Path) -> CacheManifest:
             crop_background=bool(data["crop_background"]),
             data_dir=str(data["data_dir"]),
             splits=splits,
+            labels=labels,
         )
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise DataError(f"malformed cache manifest ({type(err).__name__}: {err})", path) from None

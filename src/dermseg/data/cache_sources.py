@@ -1,6 +1,6 @@
 """Is a prepared cache up to date? Its sources' stamps compared with the data folder's files.
 
-Every source file of a sample (image, five attribute masks, Task 1 lesion mask) is
+Every source file of a sample (image, one mask per label, lesion mask) is
 stamped with its size and mtime when the cache is prepared. :func:`open_cache` stats
 them again (no decoding) and refuses a stale cache, naming the first file added,
 removed or changed; :func:`~dermseg.data.cache.prepare_cache` uses the same stamps
@@ -17,7 +17,7 @@ from dermseg.errors import DataError
 
 
 def sample_stamps(sample: IsicSample, root: Path) -> tuple[FileStamp | None, ...]:
-    """Stamps of a sample's image, five masks and lesion mask (as :attr:`CachedSample.stamps`)."""
+    """Stamps of a sample's image, C label masks and lesion mask (as :attr:`CachedSample.stamps`)."""
     image = FileStamp.of(sample.image_path, root)
     masks = (FileStamp.of(p, root) if p is not None else None for p in sample.mask_paths)
     lesion = FileStamp.of(sample.lesion_mask_path, root) if sample.lesion_mask_path is not None else None
@@ -44,8 +44,9 @@ def _difference(
 
 
 def check_sources(manifest: CacheManifest, data_dir: Path) -> None:
-    """Raise DataError naming the first source file that differs from the cache."""
-    layout = discover(data_dir)
+    """Raise DataError naming the first source file that differs from the cache (the data folder
+    is read with the cache's label set)."""
+    layout = discover(data_dir, manifest.labels)
     cached = {(s.split, s.isic_id): s for s in manifest.samples}
     current = {(name, s.isic_id): s for name, split in layout.splits.items() for s in split.samples}
     hint = manifest.rebuild_hint().replace(manifest.data_dir, str(data_dir), 1)

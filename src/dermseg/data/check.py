@@ -1,4 +1,4 @@
-"""Validating an ISIC Task 2 dataset in one pass and summarising it.
+"""Validating a dataset (of any label set; ISIC Task 2 by default) in one pass and summarising it.
 
 :func:`check_dataset` opens every image and mask, collects **every** problem
 (each naming its file) instead of stopping at the first, and returns a
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.data.imageio import check_mask_header, image_size, mask_values, read_image, read_mask
 from dermseg.data.layout import IsicLayout, IsicSample, Problem, discover
 from dermseg.errors import DataError
+from dermseg.labels import DEFAULT, LabelSet
 
 #: Images are decoded at reduced scale when checked: enough to detect truncation.
 _CHECK_DECODE_SIDE = 64
@@ -32,9 +32,10 @@ class SampleStats:
     Attributes:
         isic_id: the sample's id.
         size: ``(width, height)`` of the image, or ``None`` when unreadable.
-        presence: ``(5,)`` bool, attribute present (``False`` where the mask is missing or bad).
-        area: ``(5,)`` float, mask area as a fraction of the image's pixels.
-        labelled: ``(5,)`` bool, the mask exists and could be read.
+        presence: ``(C,)`` bool, label present (``False`` where the mask is missing or bad); C is
+            the number of labels of the sample's label set (5 for Task 2).
+        area: ``(C,)`` float, mask area as a fraction of the image's pixels.
+        labelled: ``(C,)`` bool, the mask exists and could be read.
         problems: problems found in this sample's files.
     """
 
@@ -66,34 +67,48 @@ class DatasetReport:
         return not self.problems
 
     def summary(self) -> dict:
-        """JSON-able summary: counts, presence, areas, sizes, problems."""
-        out: dict = {
-            "root": str(self.layout.root),
-            "layout": self.layout.kind,
-            "splits": {},
-            "problems": [{"path": str(p.path), "message": p.message} for p in self.problems],
-        }
+        """JSON-able summary: counts, presence, areas, sizes, problems.
+
+        ``label_set`` (its name) is there for every set but the default Task 2 one (whose
+        summary is as it always was), and ``strata`` (``{"name": "diagnosis", "counts":
+        {stratum: images}}``) for data with strata (PH2).
+        """
+        labels = self.layout.labels
+        out: dict = {"root": str(self.layout.root), "layout": self.layout.kind}
+        if labels != DEFAULT:
+            out["label_set"] = labels.name
+        if self.layout.strata is not None:
+            counts: dict[str, int] = {}
+            for stratum in self.layout.strata.values():
+                counts[stratum] = counts.get(stratum, 0) + 1
+            out["strata"] = {"name": self.layout.strata_name, "counts": dict(sorted(counts.items()))}
+        out["splits"] = {}
+        out["problems"] = [{"path": str(p.path), "message": p.message} for p in self.problems]
         for name, stats in self.samples.items():
-            out["splits"][name] = split_summary(stats)
+            out["splits"][name] = split_summary(stats, labels)
         return out
 
 
-def split_summary(stats: list[SampleStats]) -> dict:
+def split_summary(stats: list[SampleStats], labels: LabelSet = DEFAULT) -> dict:
     """Statistics of one split.
 
+    Args:
+        stats: the split's samples.
+        labels: their label set (C labels).
+
     Returns:
-        ``images``; per attribute: ``labelled`` (images whose mask exists),
-        ``present`` (images where it is non-empty), ``mean_area`` (mean
+        ``images``; per label (under ``attributes``, the key it always had): ``labelled``
+        (images whose mask exists), ``present`` (images where it is non-empty), ``mean_area`` (mean
         size-normalised area over labelled images) and ``mean_area_when_present``;
         ``images_without_attribute``; ``sizes``: min/median/max width and height
         and the most common sizes.
     """
-    n = len(stats)
-    presence = np.array([s.presence for s in stats], dtype=bool).reshape(n, NUM_ATTRIBUTES)
-    labelled = np.array([s.labelled for s in stats], dtype=bool).reshape(n, NUM_ATTRIBUTES)
-    area = np.array([s.area for s in stats], dtype=float).reshape(n, NUM_ATTRIBUTES)
+    n, c = len(stats), labels.num_labels
+    presence = np.array([s.presence for s in stats], dtype=bool).reshape(n, c)
+    labelled = np.array([s.labelled for s in stats], dtype=bool).reshape(n, c)
+    area = np.array([s.area for s in stats], dtype=float).reshape(n, c)
     attributes = {}
-    for k, name in enumerate(ATTRIBUTES):
+    for k, name in enumerate(labels.names):
         lab = labelled[:, k]
         pres = presence[:, k]
         attributes[name] = {
@@ -126,16 +141,17 @@ def check_sample(sample: IsicSample, expect_masks: bool) -> SampleStats:
     """Open an image and its masks and record what is wrong with them.
 
     Args:
-        sample: the sample to check.
+        sample: the sample to check (its masks are those of its label set, ``sample.labels``).
         expect_masks: whether missing masks are problems (``False`` for images-only folders).
 
     Returns:
         The sample's statistics and problems; never raises for a bad file.
     """
     problems: list[Problem] = []
-    presence = np.zeros(NUM_ATTRIBUTES, dtype=bool)
-    labelled = np.zeros(NUM_ATTRIBUTES, dtype=bool)
-    area = np.zeros(NUM_ATTRIBUTES, dtype=float)
+    n = sample.labels.num_labels
+    presence = np.zeros(n, dtype=bool)
+    labelled = np.zeros(n, dtype=bool)
+    area = np.zeros(n, dtype=float)
     size: tuple[int, int] | None = None
     try:
         size = image_size(sample.image_path)
@@ -143,11 +159,10 @@ def check_sample(sample: IsicSample, expect_masks: bool) -> SampleStats:
     except DataError as err:
         problems.append(Problem(sample.image_path, err.message))
         size = None
-    for k, (name, path) in enumerate(zip(ATTRIBUTES, sample.mask_paths, strict=True)):
+    for k, (name, path) in enumerate(zip(sample.labels.names, sample.mask_paths, strict=True)):
         if path is None:
             if expect_masks:
-                expected = sample.image_path.with_name(f"{sample.isic_id}_attribute_{name}.png")
-                problems.append(Problem(sample.image_path, f"missing mask {expected.name}"))
+                problems.append(Problem(sample.image_path, f"missing mask {sample.mask_name(name)}"))
             continue
         try:
             mask = read_mask(path, expected_size=size)
@@ -169,6 +184,9 @@ def check_dataset(
     root: str | Path,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    labels: LabelSet = DEFAULT,
+    layout: IsicLayout | None = None,
 ) -> DatasetReport:
     """Validate every file of a dataset and summarise it.
 
@@ -176,6 +194,8 @@ def check_dataset(
         root: dataset folder (any layout :func:`~dermseg.data.layout.discover` reads).
         workers: threads used to decode files (default: CPU count).
         progress: called with 1 after each sample.
+        labels: the label set the folder holds (Task 2's by default).
+        layout: ``discover(root, labels)`` when the caller has it already (not listed again).
 
     Returns:
         The report; ``report.ok`` is ``False`` when any problem was found.
@@ -183,7 +203,8 @@ def check_dataset(
     Raises:
         DataError: ``root`` itself is unusable (missing, not a folder, no images).
     """
-    layout = discover(root)
+    if layout is None:
+        layout = discover(root, labels)
     workers = workers or os.cpu_count() or 1
     results: dict[str, list[SampleStats]] = {}
     problems = list(layout.problems)
@@ -215,7 +236,7 @@ def check_headers(
     Args:
         samples: the samples to look at.
         workers: threads (default: CPU count).
-        lesion_masks: also the Task 1 lesion masks (for training with lesion-centred crops).
+        lesion_masks: also the lesion masks (for training with lesion-centred crops).
 
     Raises:
         DataError: naming the first bad file, in sample order.

@@ -1,4 +1,4 @@
-"""The PyTorch dataset of ISIC Task 2 samples.
+"""The PyTorch dataset of image and mask samples, for any label set (ISIC Task 2 by default).
 
 Each item goes through the thesis pipeline, done properly: decode (at reduced
 scale when the working size allows), background elimination from the image
@@ -15,12 +15,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import image_size, read_image, read_mask
 from dermseg.data.layout import IsicSample
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, apply, to_tensor
-from dermseg.errors import DataError
+from dermseg.errors import ConfigError, DataError
+from dermseg.labels import DEFAULT, LabelSet
 
 
 def _resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -31,11 +31,30 @@ def _resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(img.resize((width, height), Image.Resampling.NEAREST)) > 127
 
 
+def samples_label_set(samples: Sequence[IsicSample], labels: LabelSet | None = None) -> LabelSet:
+    """The label set of ``samples``: ``labels`` when given, else the one they were discovered with.
+
+    Raises:
+        ConfigError: a sample was discovered with a set of other labels (names or order) than
+            ``labels`` (or than the first sample's).
+    """
+    chosen = labels if labels is not None else (samples[0].labels if samples else DEFAULT)
+    for s in samples:
+        if s.labels.names != chosen.names:
+            raise ConfigError(
+                f"{s.isic_id} was found with label set {s.labels.name} ({', '.join(s.labels.names)}), "
+                f"not {chosen.name} ({', '.join(chosen.names)})"
+            )
+    return chosen
+
+
 class IsicDataset(Dataset):
-    """Images and ``(5, H, W)`` mask stacks of ISIC samples.
+    """Images and ``(C, H, W)`` mask stacks of samples, one channel per label of the label set.
 
     Args:
         samples: the samples (from :func:`dermseg.data.layout.discover`).
+        labels: their label set (C labels); ``None``: the one they were discovered with (the
+            five Task 2 attributes by default).
         transform: an albumentations pipeline from :mod:`dermseg.data.transforms`
             (``None``: no resizing or augmentation).
         decode_side: decode JPEGs at reduced scale while both sides stay >= this
@@ -43,21 +62,23 @@ class IsicDataset(Dataset):
         crop_background: crop to the dermoscope's field of view, detected from the image.
         allow_missing_masks: treat absent mask files as unlabelled (zeros, with
             ``labelled`` False) instead of an error; for partially annotated data.
-        lesion_masks: append the Task 1 lesion mask (zeros where a sample has none) as a
-            sixth mask channel before the transform, for lesion-centred crops; it is dropped
-            from the item after the transform.
+        lesion_masks: append the lesion mask (zeros where a sample has none) as a last,
+            ``C + 1``-th mask channel before the transform, for lesion-centred crops; it is
+            dropped from the item after the transform.
         mean, std: the image normalisation (RGB, 0-1 scale), ``(x / 255 - mean) / std``: the
             encoder's (:func:`dermseg.models.normalization.encoder_normalization`); ImageNet's
             by default.
 
     Raises:
         DataError: a sample lacks masks and ``allow_missing_masks`` is False.
+        ConfigError: a sample was discovered with another label set than ``labels``.
 
     Each item is a dict:
         ``image``: ``(3, H, W)`` float32, normalised with ``mean`` and ``std``;
-        ``masks``: ``(5, H, W)`` uint8 in {0, 1}, channels in ATTRIBUTES order;
-        ``labelled``: ``(5,)`` bool, whether each mask was annotated;
-        ``id``: the ISIC id;
+        ``masks``: ``(C, H, W)`` uint8 in {0, 1}, channels in the label set's order (Task 2:
+        ATTRIBUTES order, C = 5);
+        ``labelled``: ``(C,)`` bool, whether each mask was annotated;
+        ``id``: the image id;
         ``crop``: ``(4,)`` int64 ``top, left, bottom, right`` of the kept field in
         original pixel coordinates; ``size``: ``(2,)`` int64 original ``H, W``.
     """
@@ -67,6 +88,7 @@ class IsicDataset(Dataset):
         samples: Sequence[IsicSample],
         transform: Callable[..., Any] | None = None,
         *,
+        labels: LabelSet | None = None,
         decode_side: int | None = None,
         crop_background: bool = True,
         allow_missing_masks: bool = False,
@@ -75,6 +97,7 @@ class IsicDataset(Dataset):
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         self.samples = list(samples)
+        self.labels = samples_label_set(self.samples, labels)
         self.lesion_masks = lesion_masks
         self.mean, self.std = tuple(mean), tuple(std)
         self.transform = transform
@@ -83,9 +106,9 @@ class IsicDataset(Dataset):
         self.allow_missing_masks = allow_missing_masks
         if not allow_missing_masks:
             for s in self.samples:
-                if s.missing_attributes:
+                if s.missing_labels:
                     raise DataError(
-                        f"missing mask {s.isic_id}_attribute_{s.missing_attributes[0]}.png "
+                        f"missing mask {s.mask_name(s.missing_labels[0])} "
                         "(run dermseg check for the full list)",
                         s.image_path,
                     )
@@ -97,16 +120,17 @@ class IsicDataset(Dataset):
         """Decode one sample, background removed, before the transform.
 
         Returns:
-            image ``(h, w, 3)`` uint8, masks ``(5, h, w)`` uint8 (``(6, h, w)`` with
-            ``lesion_masks``, the lesion last), labelled ``(5,)`` bool, the crop box in
+            image ``(h, w, 3)`` uint8, masks ``(C, h, w)`` uint8 (``(C + 1, h, w)`` with
+            ``lesion_masks``, the lesion last), labelled ``(C,)`` bool, the crop box in
             original coordinates, and the original ``(H, W)``.
         """
         sample = self.samples[index]
         full_w, full_h = image_size(sample.image_path)
         image = read_image(sample.image_path, min_side=self.decode_side)
         h, w = image.shape[:2]
-        masks = np.zeros((NUM_ATTRIBUTES + int(self.lesion_masks), h, w), dtype=np.uint8)
-        labelled = np.zeros(NUM_ATTRIBUTES, dtype=bool)
+        n = self.labels.num_labels
+        masks = np.zeros((n + int(self.lesion_masks), h, w), dtype=np.uint8)
+        labelled = np.zeros(n, dtype=bool)
         for k, path in enumerate(sample.mask_paths):
             if path is None:
                 continue
@@ -114,7 +138,7 @@ class IsicDataset(Dataset):
             labelled[k] = True
         if self.lesion_masks and sample.lesion_mask_path is not None:
             lesion = read_mask(sample.lesion_mask_path, expected_size=(full_w, full_h))
-            masks[NUM_ATTRIBUTES] = _resize_nearest(lesion, h, w)
+            masks[n] = _resize_nearest(lesion, h, w)
         box = CropBox.full(h, w)
         if self.crop_background:
             box = detect_field_of_view(image)
@@ -124,7 +148,7 @@ class IsicDataset(Dataset):
         return image, masks, labelled, original_box, (full_h, full_w)
 
     def presence(self, index: int) -> np.ndarray:
-        """``(5,)`` bool: which attributes sample ``index`` holds (its masks alone are read)."""
+        """``(C,)`` bool: which labels sample ``index`` holds (its masks alone are read)."""
         sample = self.samples[index]
         return np.array([p is not None and bool(read_mask(p).any()) for p in sample.mask_paths])
 
@@ -147,10 +171,14 @@ def make_item(
     std: Sequence[float] = IMAGENET_STD,
 ) -> dict[str, Any]:
     """The dataset item (see :class:`IsicDataset`) of a decoded, background-cropped sample,
-    its image normalised with ``mean`` and ``std`` (RGB, 0-1 scale)."""
+    its image normalised with ``mean`` and ``std`` (RGB, 0-1 scale).
+
+    ``masks`` is ``(C, h, w)``, or ``(C + 1, h, w)`` with a lesion channel last, which is dropped
+    after the transform; C is the length of ``labelled``.
+    """
     if transform is not None:
         image, masks = apply(transform, image, masks)
-    image_t, masks_t = to_tensor(image, masks[:NUM_ATTRIBUTES], mean, std)  # drops a lesion channel
+    image_t, masks_t = to_tensor(image, masks[: len(labelled)], mean, std)  # drops a lesion channel
     return {
         "image": image_t,
         "masks": masks_t,

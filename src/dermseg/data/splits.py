@@ -9,6 +9,7 @@ first, each of its images going to the side that still needs that label most.
 Lesion data carry one categorical label per image instead (PH2's diagnosis: common nevus,
 atypical nevus or melanoma): :func:`stratified_split_by_label` and
 :func:`stratified_folds_by_label` give each class its proportional share of every side or fold.
+A layout with one stratum per image (:attr:`IsicLayout.strata`) is split with them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.errors import ConfigError, DataError
+from dermseg.labels import DEFAULT, LabelSet, load_label_set
 
 
 @dataclass(frozen=True)
@@ -318,14 +320,18 @@ def split_layout(
     holdout: bool = False,
     folds: int = 1,
     fold: int = 0,
+    labels: LabelSet = DEFAULT,
 ) -> Split:
     """The train/validation split of a dataset folder.
 
     When the folder holds the official training and validation splits (with
     their masks), those are used as such, unless ``holdout`` or ``folds > 1``.
     Otherwise the training split (or the flat folder) is split with
-    :func:`stratified_split` on attribute presence, read from the masks; with
+    :func:`stratified_split` on label presence, read from the masks; with
     ``folds > 1`` the validation side is fold ``fold`` of :func:`stratified_folds`.
+    Data with strata (PH2: the diagnosis) is split within each stratum instead, every
+    stratum in proportion on both sides (``source``: ``stratified on diagnosis``); the
+    masks are not read (discovery has checked their headers).
 
     Args:
         root: dataset folder.
@@ -336,6 +342,7 @@ def split_layout(
             exists (which then stays untouched for scoring).
         folds: k of a k-fold split (1: no folds).
         fold: which fold is the validation side, ``0 <= fold < folds``.
+        labels: the label set the folder holds (Task 2's by default).
 
     Raises:
         DataError: the folder has no masks to stratify on, or a mask is missing or unreadable
@@ -344,7 +351,7 @@ def split_layout(
     from dermseg.data.check import check_sample
     from dermseg.data.layout import discover
 
-    layout = discover(root)
+    layout = discover(root, labels)
     splits = layout.splits
     if folds > 1 and not 0 <= fold < folds:
         raise ConfigError(f"fold must be between 0 and {folds - 1}, got {fold}")
@@ -354,6 +361,17 @@ def split_layout(
     source = splits.get("training") or splits.get("all")
     if source is None or source.mask_dir is None:
         raise DataError("no training masks to split on", Path(root))
+    if layout.strata is not None:
+        how = f"stratified on {layout.strata_name or 'strata'}"
+        if folds > 1:
+            strata = [layout.strata[i] for i in source.ids]
+            parts = [sorted(part) for part in stratified_folds_by_label(source.ids, strata, folds, seed)]
+            train = sorted(i for k, part in enumerate(parts) if k != fold for i in part)
+            return Split(train=train, val=parts[fold], source=f"fold {fold} of {folds}, {how}")
+        split = stratified_split_by_label(
+            source.ids, [layout.strata[i] for i in source.ids], val_fraction, seed
+        )
+        return Split(train=split.train, val=split.val, source=how)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         stats = list(pool.map(lambda s: check_sample(s, expect_masks=True), source.samples))
     problems = [p for s in stats for p in s.problems]
@@ -369,7 +387,18 @@ def split_layout(
 
 
 def split_from_config(root: str | Path, data: Mapping[str, Any]) -> Split:
-    """The split a run used, from its config's ``data`` section (a dict, as checkpoints store it)."""
+    """The split a run used, from its config's ``data`` section (a dict, as checkpoints store it).
+
+    A ``labels`` entry (a label set's name or YAML file, or its ``to_meta()`` mapping) is the
+    label set the data folder is read with; without one, Task 2's.
+    """
+    raw = data.get("labels")
+    if raw is None:
+        labels = DEFAULT
+    elif isinstance(raw, Mapping):
+        labels = LabelSet.from_meta(raw)
+    else:
+        labels = load_label_set(str(raw))
     return split_layout(
         root,
         val_fraction=data.get("val_fraction", 0.1),
@@ -377,4 +406,5 @@ def split_from_config(root: str | Path, data: Mapping[str, Any]) -> Split:
         holdout=data.get("validation", "auto") == "holdout",
         folds=data.get("folds", 1),
         fold=data.get("fold", 0),
+        labels=labels,
     )
