@@ -88,7 +88,7 @@ def test_predict_then_evaluate_equals_evaluate_checkpoint(
 CUTS = (0.3, 0.2, 0.65, 0.4, 0.8)
 
 
-def _column_ramp(self: Segmenter, image: np.ndarray) -> np.ndarray:
+def _column_ramp(self: Segmenter, image: np.ndarray, field: object = None) -> np.ndarray:
     """Stands in for the network: every attribute's probability is (x + 0.5) / W in column x."""
     h, w = image.shape[:2]
     ramp = (np.arange(w, dtype=np.float32) + 0.5) / np.float32(w)
@@ -104,12 +104,19 @@ def test_tune_finds_the_thresholds_known_by_hand(tmp_path: Path, monkeypatch: py
         masks = {
             a: np.broadcast_to(columns > cut, (height, 40)) for a, cut in zip(ATTRIBUTES, CUTS, strict=True)
         }
-        write_sample(data, f"ISIC_{i:07d}", size=(40, height), masks=masks, seed=i)
+        write_sample(
+            data / "ISIC2018_Task1-2_Validation_Input",
+            f"ISIC_{i:07d}",
+            size=(40, height),
+            masks=masks,
+            mask_dir=data / "ISIC2018_Task2_Validation_GroundTruth",
+            seed=i,
+        )
     checkpoint = write_tiny_checkpoint(tmp_path / "tiny.safetensors")
     before = checkpoint.read_bytes()
     monkeypatch.setattr(Segmenter, "probabilities", _column_ramp)
     out, report = tmp_path / "tuned.safetensors", tmp_path / "tune.json"
-    args = ["tune", "--checkpoint", str(checkpoint), "--data", str(data), "--subset", "all"]
+    args = ["tune", "--checkpoint", str(checkpoint), "--data", str(data), "--subset", "validation"]
     assert main([*args, "--out", str(out), "--json", str(report)]) == 0
     tuned = json.loads(report.read_text())
     assert tuned["thresholds"] == pytest.approx(CUTS, abs=1e-12)
@@ -120,7 +127,7 @@ def test_tune_finds_the_thresholds_known_by_hand(tmp_path: Path, monkeypatch: py
     assert tuned["overall_at_default"] == pytest.approx(82 / 124, abs=1e-12)
     meta = read_meta(out)
     assert meta["postprocess"]["thresholds"] == pytest.approx(CUTS, abs=1e-12)
-    assert meta["tuning"]["subset"] == "all" and meta["tuning"]["images"] == 2
+    assert meta["tuning"]["subset"] == "validation" and meta["tuning"]["images"] == 2
     assert checkpoint.read_bytes() == before  # --out leaves the original alone
 
 
