@@ -78,10 +78,8 @@ def test_presence_head_trains_and_gates_the_masks(synth_dataset: Path, tmp_path:
 
 
 def test_presence_head_is_refused_on_smp_models() -> None:
-    from dermseg.training.setup import model_kwargs
-
-    with pytest.raises(ConfigError, match="unet_aspp only"):
-        model_kwargs(load_config(None, [*QUICK, "model.arch=smp_unet", "model.presence_head=true"]))
+    with pytest.raises(ConfigError, match="unet_aspp only, not smp_unet"):
+        load_config(None, [*QUICK, "model.arch=smp_unet", "model.presence_head=true"])
 
 
 # --- attribute-balanced sampling -----------------------------------------------------------
