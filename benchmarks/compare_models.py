@@ -27,8 +27,8 @@ from dermseg.data.layout import discover
 from dermseg.data.synthetic import write_dataset
 from dermseg.demo import score_segmenter
 from dermseg.inference.segmenter import Segmenter
-from dermseg.models.factory import create_model
-from dermseg.training.loop import amp_dtype, model_kwargs, train
+from dermseg.training.loop import train
+from dermseg.training.setup import amp_dtype, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("unet_aspp", "smp_unet")
@@ -136,7 +136,7 @@ def main() -> None:
         )
         dtype = amp_dtype(cfg, device)
         torch.manual_seed(0)
-        model = create_model(arch, **model_kwargs(cfg)).to(device)
+        model = build_model(cfg).to(device)
         params = sum(p.numel() for p in model.parameters())
         speed = throughput(model, args.size, args.batch, device, dtype, args.steps)
         del model

@@ -34,8 +34,7 @@ def child(args: argparse.Namespace) -> None:
 
     from dermseg.config import load_config, resolve_config_path
     from dermseg.inference.segmenter import Segmenter
-    from dermseg.models.factory import create_model
-    from dermseg.training.loop import checkpoint_meta, model_kwargs
+    from dermseg.training.setup import build_model, checkpoint_meta
 
     cfg = load_config(
         resolve_config_path("demo"),
@@ -46,7 +45,7 @@ def child(args: argparse.Namespace) -> None:
         ],
     )
     torch.manual_seed(0)
-    seg = Segmenter.from_model(create_model(cfg.model.arch, **model_kwargs(cfg)), checkpoint_meta(cfg))
+    seg = Segmenter.from_model(build_model(cfg), checkpoint_meta(cfg))
     rng = np.random.default_rng(0)
     small = (rng.random((args.height // 8, args.width // 8, 3)) * 255).astype(np.uint8)
     path = Path(tempfile.mkdtemp()) / "big.jpg"

@@ -161,8 +161,7 @@ def measure(args: argparse.Namespace) -> None:
     from dermseg.config import load_config, resolve_config_path
     from dermseg.data.cache import prepare_cache
     from dermseg.data.synthetic import SynthConfig, write_dataset
-    from dermseg.models.factory import create_model
-    from dermseg.training.loop import model_kwargs
+    from dermseg.training.setup import build_model
 
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +215,7 @@ def measure(args: argparse.Namespace) -> None:
         ]
         cfg = load_config(resolve_config_path("isic2018"), base)
         torch.manual_seed(0)
-        model = create_model(cfg.model.arch, **model_kwargs(cfg)).to(device)
+        model = build_model(cfg).to(device)
         row = {"encoder": encoder, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
         row["model_alone"] = model_alone(model, size, batch, device, args.steps, compile_=False)
         record["rows"].append(row)
@@ -255,7 +254,7 @@ def measure(args: argparse.Namespace) -> None:
             [f"model.encoder_name={row['encoder']}", "model.encoder_weights=none"],
         )
         torch.manual_seed(0)
-        model = create_model(cfg.model.arch, **model_kwargs(cfg)).to(device)
+        model = build_model(cfg).to(device)
         try:
             row["model_alone_compiled"] = model_alone(model, size, batch, device, args.steps, compile_=True)
         except Exception as exc:  # a compile failure is a result too

@@ -144,12 +144,11 @@ def write_tiny_checkpoint(path: Path, overrides: list[str] | tuple[str, ...] = (
 
     from dermseg.config import load_config
     from dermseg.models.checkpoint import save_checkpoint
-    from dermseg.models.factory import create_model
-    from dermseg.training.loop import checkpoint_meta, model_kwargs
+    from dermseg.training.setup import build_model, checkpoint_meta
 
     cfg = load_config(None, [*TINY_TRAIN, *overrides])
     torch.manual_seed(0)
-    model = create_model(cfg.model.arch, **model_kwargs(cfg))
+    model = build_model(cfg)
     save_checkpoint(path, model, checkpoint_meta(cfg))
     return path
 

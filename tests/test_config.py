@@ -61,3 +61,10 @@ def test_missing_and_bad_overrides(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["train.lr"])
+
+
+def test_presence_head_is_refused_on_smp_models() -> None:
+    from tests.conftest import QUICK_TRAIN
+
+    with pytest.raises(ConfigError, match="unet_aspp only, not smp_unet"):
+        load_config(None, [*QUICK_TRAIN, "model.arch=smp_unet", "model.presence_head=true"])

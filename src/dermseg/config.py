@@ -85,7 +85,8 @@ class AugmentConfig:
 
 @dataclass
 class ModelConfig:
-    """The network; every field except ``arch`` and ``encoding`` is passed to ``create_model``.
+    """The network: the keyword arguments of ``create_model``, except ``encoding``, from which
+    the number of output channels is derived (:func:`dermseg.training.setup.model_kwargs`).
 
     Attributes:
         arch: ``unet_aspp`` (the thesis model) or an smp peer (``smp_unet``, ...).
@@ -106,14 +107,16 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Loss terms and their weights, e.g. ``{bce: 1.0, soft_jaccard: 1.0}``.
+    """Loss terms and their weights, e.g. ``{bce: 1.0, soft_jaccard: 1.0}``: the keyword arguments
+    of :func:`dermseg.losses.build_loss`, one each.
 
     Attributes:
         terms: loss name -> weight.
         focal_gamma: focusing parameter of the focal term.
         class_weights: ``none`` or ``inverse_frequency`` (the thesis: inverse pixel
             frequency, normalised, computed once from the training set and cached).
-        presence_weight: weight of the presence head's BCE term (with ``model.presence_head``).
+        presence_weight: weight of the presence head's BCE term, the loss term ``presence``
+            (it counts with ``model.presence_head`` only).
     """
 
     terms: dict[str, float] = field(default_factory=lambda: {"bce": 1.0, "soft_jaccard": 1.0})
@@ -427,6 +430,10 @@ def validate(cfg: Config) -> None:
         ),
         (all(0 <= p <= 1 for p in cfg.postprocess.presence), "postprocess.presence must be in [0, 1]"),
         (bool(cfg.loss.terms), "loss.terms must name at least one loss"),
+        (
+            not cfg.model.presence_head or cfg.model.arch == "unet_aspp",
+            f"model.presence_head is available with unet_aspp only, not {cfg.model.arch}",
+        ),
     ]
     for ok, message in checks:
         if not ok:

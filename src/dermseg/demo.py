@@ -31,8 +31,8 @@ from dermseg.files import atomic_path
 from dermseg.inference.overlay import overlay, side_by_side
 from dermseg.inference.segmenter import Segmenter, write_submission_masks
 from dermseg.models.checkpoint import load_checkpoint
-from dermseg.models.factory import create_model
-from dermseg.training.loop import Callbacks, checkpoint_meta, model_kwargs, train
+from dermseg.training.loop import Callbacks, train
+from dermseg.training.setup import build_model, checkpoint_meta
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def run_demo(
     import torch
 
     torch.manual_seed(cfg.seed)
-    untrained = Segmenter.from_model(create_model(cfg.model.arch, **model_kwargs(cfg)), meta)
+    untrained = Segmenter.from_model(build_model(cfg), meta)
     baseline = score_segmenter(untrained, test_samples)
     empty = score_segmenter(None, test_samples)
 

@@ -21,8 +21,8 @@ from dermseg.data.dataset import IsicDataset
 from dermseg.data.layout import discover
 from dermseg.inference.segmenter import Segmenter
 from dermseg.models.checkpoint import save_checkpoint
-from dermseg.models.factory import create_model
-from dermseg.training.loop import checkpoint_meta, model_kwargs, train
+from dermseg.training.loop import train
+from dermseg.training.setup import build_model, checkpoint_meta, input_normalization
 from tests.conftest import TINY_TRAIN
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -52,8 +52,6 @@ def test_imagenet_trained_encoders_keep_imagenet_statistics(encoder: str) -> Non
 
 
 def test_a_resumed_run_keeps_the_normalisation_it_started_with() -> None:
-    from dermseg.training.setup import input_normalization
-
     cfg = load_config(None, [*TINY_TRAIN, "model.encoder_name=inception_v3"])
     assert input_normalization(cfg) == HALF
     # a state written before dermseg recorded the normalisation: those runs used ImageNet's
@@ -65,7 +63,7 @@ def test_a_resumed_run_keeps_the_normalisation_it_started_with() -> None:
 def test_an_old_checkpoint_predicts_with_what_it_recorded(tmp_path: Path) -> None:
     # an inception_v3 checkpoint of an older dermseg, trained (and recorded) with ImageNet statistics
     cfg = load_config(None, [*TINY_TRAIN, "model.encoder_name=inception_v3"])
-    model = create_model(cfg.model.arch, **model_kwargs(cfg))
+    model = build_model(cfg)
     path = tmp_path / "old.safetensors"
     save_checkpoint(path, model, {**checkpoint_meta(cfg), "normalization": IMAGENET})
     seg = Segmenter.from_checkpoint(path)

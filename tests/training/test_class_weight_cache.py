@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dermseg.config import load_config
-from dermseg.training.setup import class_weights
+from dermseg.training.data import class_weights
 from tests.conftest import TINY_TRAIN
 
 

@@ -14,7 +14,8 @@ from dermseg.data.imageio import read_image
 from dermseg.inference.postprocess import PostprocessSettings
 from dermseg.inference.segmenter import Segmenter, write_submission_masks
 from dermseg.models.checkpoint import load_train_state, read_meta
-from dermseg.training.loop import lr_lambda, train
+from dermseg.training.loop import train
+from dermseg.training.setup import lr_lambda
 from tests.conftest import TINY_TRAIN
 
 

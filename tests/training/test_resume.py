@@ -131,9 +131,9 @@ def test_kill_while_writing_the_state_keeps_the_previous_one(
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_state(
     synth_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import dermseg.training.loop as train_module
+    import dermseg.training.setup as setup_module
 
-    real_build = train_module.build_loss
+    real_build = setup_module.build_loss
 
     def poisoned(*args: object, **kwargs: object) -> torch.nn.Module:
         loss = real_build(*args, **kwargs)
@@ -148,7 +148,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_state(
         wrapper.forward = forward  # type: ignore[method-assign]
         return wrapper
 
-    monkeypatch.setattr(train_module, "build_loss", poisoned)
+    monkeypatch.setattr(setup_module, "build_loss", poisoned)
     run = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="loss is nan at epoch 0, step 1"):
         train(load_config(None, RESUMABLE), synth_dataset, run, device="cpu")

@@ -145,10 +145,9 @@ def tune(
     ),
 ) -> None:
     """Tune per-attribute thresholds for the official Jaccard; report each post-processing step's effect."""
-    from dermseg.evaluation.model import tune_checkpoint, tuning_samples
+    from dermseg.evaluation.model import tune_and_store, tuning_samples
     from dermseg.inference.postprocess import PostprocessSettings
     from dermseg.inference.segmenter import Segmenter
-    from dermseg.models.checkpoint import update_checkpoint_meta
 
     segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
     config = segmenter_config(checkpoint)
@@ -159,7 +158,9 @@ def tune(
     passes = 1 if segmenter.postprocess == thresholds_only else 2  # a second pass scores the steps
     with _progress() as bar:
         task = bar.add_task("tune", total=len(samples) * passes)
-        report = tune_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
+        report, target = tune_and_store(
+            segmenter, checkpoint, samples, subset=subset, out=out, progress=lambda k: bar.advance(task, k)
+        )
     table = Table(
         title=f"Threshold tuning on {report['images']} {subset} images (official Jaccard), "
         f"flip TTA {'on' if segmenter.tta else 'off'}"
@@ -175,16 +176,6 @@ def tune(
     )
     for step in report["steps"]:
         console.print(f"  {step['step']:28s} overall {step['overall']:.4f}")
-    target = update_checkpoint_meta(
-        checkpoint,
-        {
-            "postprocess": report["settings"],
-            "thresholds": report["thresholds"],
-            "tuning": {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
-            | {"subset": subset, "tta": segmenter.tta},
-        },
-        out,
-    )
     console.print(f"tuned settings written to {target}")
     if json_out is not None:
         _write_json(json_out, report)

@@ -8,11 +8,13 @@ the checkpoint says), per-attribute pixel ROC AUC and average precision
 :func:`tune_checkpoint` picks per-attribute thresholds that maximise the
 official Jaccard on the data given (a validation set, never the test set), then
 measures what each configured post-processing step does to the official score,
-and returns the settings to store in the checkpoint.
+and returns the settings to store in the checkpoint; :func:`tune_and_store` stores
+them (what the end of training, ``dermseg tune`` and ``dermseg reproduce`` do).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +33,9 @@ from dermseg.evaluation.ranking import PresenceAUC, StreamingRanking
 from dermseg.evaluation.tuning import ThresholdTuner
 from dermseg.inference.postprocess import PostprocessSettings, apply_postprocess
 from dermseg.inference.segmenter import Segmenter
+from dermseg.models.checkpoint import update_checkpoint_meta
+
+logger = logging.getLogger(__name__)
 
 
 def select_samples(data_dir: str | Path, subset: str, meta: dict[str, Any]) -> list[IsicSample]:
@@ -218,3 +223,53 @@ def tune_checkpoint(
         "settings": replace(configured, thresholds=tuple(float(t) for t in tuned)).to_dict(),
         "images": tuner.num_images,
     }
+
+
+def tune_and_store(
+    segmenter: Segmenter,
+    checkpoint: str | Path,
+    samples: list[IsicSample],
+    *,
+    subset: str = "val",
+    out: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """Tune a checkpoint's thresholds (:func:`tune_checkpoint`) and store them in the checkpoint.
+
+    The checkpoint then holds the tuned ``postprocess`` settings and ``thresholds``, which
+    prediction uses by default, and a ``tuning`` record: ``overall_at_default``,
+    ``overall_tuned``, ``steps``, ``images``, the ``subset`` tuned on and whether flip TTA was
+    on (``tta``; prediction then uses the same setting by default).
+
+    Args:
+        segmenter: the checkpoint's segmenter, with flip TTA on or off as the tuning should be.
+        checkpoint: the checkpoint file ``segmenter`` was built from.
+        samples: the images to tune on: validation images, never the test set
+            (:func:`tuning_samples`).
+        subset: what ``samples`` are (``val`` or ``validation``), recorded.
+        out: where to write the tuned checkpoint; ``None`` replaces ``checkpoint`` (atomically).
+        progress: called with the number of images done, twice per image when the checkpoint
+            configures post-processing steps beyond the thresholds.
+
+    Returns:
+        The report of :func:`tune_checkpoint` and the path written.
+    """
+    report = tune_checkpoint(segmenter, samples, progress)
+    tuning = {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
+    target = update_checkpoint_meta(
+        checkpoint,
+        {
+            "postprocess": report["settings"],
+            "thresholds": report["thresholds"],
+            "tuning": tuning | {"subset": subset, "tta": segmenter.tta},
+        },
+        out,
+    )
+    logger.info(
+        "tuned thresholds %s: official Jaccard %.4f -> %.4f on %s",
+        report["thresholds"],
+        report["overall_at_default"],
+        report["overall_tuned"],
+        subset,
+    )
+    return report, target

@@ -16,18 +16,21 @@ itself (:mod:`dermseg.encoding`):
   when some attribute is unlabelled.
 
 Each loss is a pure function plus a small :class:`torch.nn.Module`; :class:`CombinedLoss` sums
-several of them and :func:`build_loss` builds one from a config dict. Losses are computed in
-float32 whatever the logits' dtype (safe under autocast).
+several of them, named in the table :data:`TERMS`, and :func:`build_loss` builds one from the
+fields of a loss config. Besides the mask terms, ``presence`` scores a presence head's ``(B, 5)``
+image-level logits; :class:`CombinedLoss` takes the model's whole output and hands each term its
+part. Losses are computed in float32 whatever the logits' dtype (safe under autocast).
 
 Modules: :mod:`~dermseg.losses.weights` (pixel counts and class / positive weights),
 :mod:`~dermseg.losses.entropy` (``ce``, ``bce``), :mod:`~dermseg.losses.focal`,
-:mod:`~dermseg.losses.overlap` (``soft_jaccard``, ``soft_dice``) and
-:mod:`~dermseg.losses.combined` (:class:`CombinedLoss`, :func:`build_loss`).
+:mod:`~dermseg.losses.overlap` (``soft_jaccard``, ``soft_dice``),
+:mod:`~dermseg.losses.presence` (``presence``) and
+:mod:`~dermseg.losses.combined` (:data:`TERMS`, :class:`CombinedLoss`, :func:`build_loss`).
 """
 
 from __future__ import annotations
 
-from dermseg.losses.combined import LOSSES, OPTIONS, CombinedLoss, build_loss
+from dermseg.losses.combined import LOSSES, OPTIONS, TERMS, CombinedLoss, Term, build_loss
 from dermseg.losses.entropy import (
     BinaryCrossEntropyLoss,
     CrossEntropyLoss,
@@ -36,17 +39,21 @@ from dermseg.losses.entropy import (
 )
 from dermseg.losses.focal import FocalLoss, focal_loss
 from dermseg.losses.overlap import SoftDiceLoss, SoftJaccardLoss, soft_dice_loss, soft_jaccard_loss
+from dermseg.losses.presence import PresenceLoss, presence_loss
 from dermseg.losses.weights import class_weights_from_counts, pixel_counts, pos_weight_from_counts
 
 __all__ = [
     "LOSSES",
     "OPTIONS",
+    "TERMS",
     "BinaryCrossEntropyLoss",
     "CombinedLoss",
     "CrossEntropyLoss",
     "FocalLoss",
+    "PresenceLoss",
     "SoftDiceLoss",
     "SoftJaccardLoss",
+    "Term",
     "binary_cross_entropy",
     "build_loss",
     "class_weights_from_counts",
@@ -54,6 +61,7 @@ __all__ = [
     "focal_loss",
     "pixel_counts",
     "pos_weight_from_counts",
+    "presence_loss",
     "soft_dice_loss",
     "soft_jaccard_loss",
 ]

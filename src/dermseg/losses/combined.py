@@ -1,50 +1,84 @@
-"""A weighted sum of loss terms (:class:`CombinedLoss`) and its factory from a config (:func:`build_loss`)."""
+"""A weighted sum of loss terms (:class:`CombinedLoss`) from a name -> class table (:data:`TERMS`),
+and its builder from the fields of a loss config (:func:`build_loss`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from dermseg.encoding import validate_encoding
+from dermseg.encoding import ENCODINGS, validate_encoding
 from dermseg.losses._common import ArrayLike
 from dermseg.losses.entropy import BinaryCrossEntropyLoss, CrossEntropyLoss
 from dermseg.losses.focal import FocalLoss
 from dermseg.losses.overlap import SoftDiceLoss, SoftJaccardLoss
+from dermseg.losses.presence import PresenceLoss
 
-#: Loss names understood by :class:`CombinedLoss` and :func:`build_loss`.
-LOSSES: tuple[str, ...] = ("ce", "bce", "focal", "soft_jaccard", "soft_dice")
+
+@dataclass(frozen=True)
+class Term:
+    """How :class:`CombinedLoss` builds one loss term and what the term scores.
+
+    Attributes:
+        cls: the term's module; called as ``cls(...)(scored, masks, labelled)``.
+        options: the :class:`CombinedLoss` options the term takes -> the name ``cls`` gives each.
+        encodings: the target encodings the term works with.
+        takes_encoding: ``cls`` takes the encoding as its ``encoding`` argument (the others are
+            written for one encoding, or, like ``presence``, score no mask logits).
+        output: the model output the term scores: ``masks`` (``(B, C, H, W)`` logits) or
+            ``presence`` (``(B, 5)`` logits of the presence head).
+    """
+
+    cls: type[nn.Module]
+    options: Mapping[str, str] = field(default_factory=dict)
+    encodings: tuple[str, ...] = ENCODINGS
+    takes_encoding: bool = True
+    output: str = "masks"
+
+
+#: Loss name -> how to build it; the names :class:`CombinedLoss` and :func:`build_loss` understand.
+TERMS: dict[str, Term] = {
+    "ce": Term(CrossEntropyLoss, {"class_weights": "weight"}, ("multiclass",), takes_encoding=False),
+    "bce": Term(
+        BinaryCrossEntropyLoss,
+        {"pos_weight": "pos_weight", "class_weights": "weight"},
+        ("multilabel",),
+        takes_encoding=False,
+    ),
+    "focal": Term(FocalLoss, {"focal_gamma": "gamma", "alpha": "alpha", "class_weights": "weight"}),
+    "soft_jaccard": Term(SoftJaccardLoss, {"smooth": "smooth"}),
+    "soft_dice": Term(SoftDiceLoss, {"smooth": "smooth"}),
+    "presence": Term(PresenceLoss, takes_encoding=False, output="presence"),
+}
+
+#: Loss names, in :data:`TERMS` order.
+LOSSES: tuple[str, ...] = tuple(TERMS)
 
 #: CombinedLoss options and the loss terms that use them.
 OPTIONS: dict[str, tuple[str, ...]] = {
-    "class_weights": ("ce", "bce", "focal"),
-    "pos_weight": ("bce",),
-    "gamma": ("focal",),
-    "alpha": ("focal",),
-    "smooth": ("soft_jaccard", "soft_dice"),
+    option: tuple(name for name, term in TERMS.items() if option in term.options)
+    for term in TERMS.values()
+    for option in term.options
 }
 
 
 def _make_term(name: str, encoding: str, options: Mapping[str, Any]) -> nn.Module:
-    if name not in LOSSES:
+    term = TERMS.get(name)
+    if term is None:
         raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
-    if name == "ce":
-        if encoding != "multiclass":
-            raise ValueError("loss 'ce' needs the multiclass encoding; use 'bce' for multilabel")
-        return CrossEntropyLoss(options.get("class_weights"))
-    if name == "bce":
-        if encoding != "multilabel":
-            raise ValueError("loss 'bce' needs the multilabel encoding; use 'ce' for multiclass")
-        return BinaryCrossEntropyLoss(options.get("pos_weight"), options.get("class_weights"))
-    if name == "focal":
-        return FocalLoss(
-            encoding, options.get("gamma", 2.0), options.get("alpha"), options.get("class_weights")
+    if encoding not in term.encodings:
+        # the terms written for this encoding alone are the counterparts of those written for the other
+        counterparts = [n for n, t in TERMS.items() if t.encodings == (encoding,)]
+        raise ValueError(
+            f"loss {name!r} needs the {' or '.join(term.encodings)} encoding; "
+            f"use {' or '.join(repr(n) for n in counterparts)} for {encoding}"
         )
-    smooth = options.get("smooth", 1.0)
-    return SoftJaccardLoss(encoding, smooth) if name == "soft_jaccard" else SoftDiceLoss(encoding, smooth)
+    kwargs = {arg: options[option] for option, arg in term.options.items() if option in options}
+    return term.cls(encoding, **kwargs) if term.takes_encoding else term.cls(**kwargs)
 
 
 class CombinedLoss(nn.Module):
@@ -54,8 +88,8 @@ class CombinedLoss(nn.Module):
         terms: loss name (one of :data:`LOSSES`) -> weight (finite, ``>= 0``).
         encoding: ``"multilabel"`` or ``"multiclass"``.
         **options: shared by the terms that use them (:data:`OPTIONS`): ``class_weights``
-            (``(6,)`` multiclass / ``(5,)`` multilabel), ``pos_weight`` ``(5,)``, ``gamma``,
-            ``alpha``, ``smooth``.
+            (``(6,)`` multiclass / ``(5,)`` multilabel), ``pos_weight`` ``(5,)``, ``focal_gamma``,
+            ``alpha``, ``smooth``; a term not given an option keeps its own default.
 
     Attributes:
         last_terms: the unweighted value of each term at the last forward call (detached), for
@@ -89,78 +123,87 @@ class CombinedLoss(nn.Module):
         self.last_terms: dict[str, torch.Tensor] = {}
 
     def forward(
-        self, logits: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor | None = None
+        self,
+        output: torch.Tensor | Mapping[str, torch.Tensor],
+        masks: torch.Tensor,
+        labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Weighted sum of the terms.
+        """Weighted sum of the terms, in the order they were given.
 
         Args:
-            logits: ``(B, C, H, W)``.
+            output: the model's output: ``(B, C, H, W)`` mask logits, or a mapping with them
+                under ``masks`` and the ``(B, 5)`` presence logits under ``presence``.
             masks: ``(B, 5, H, W)`` mask stack.
             labelled: optional ``(B, 5)`` bool.
 
         Returns:
-            Scalar loss.
+            Scalar float32 loss. A term whose output is not there is left out: the ``presence``
+            term of a model without a presence head, or of mask logits passed alone.
+
+        Raises:
+            ValueError: a mapping without ``masks``, or shapes that do not fit.
         """
-        total = logits.new_zeros((), dtype=torch.float32)
+        outputs = output if isinstance(output, Mapping) else {"masks": output}
+        if "masks" not in outputs:
+            raise ValueError(f"the model output has no 'masks'; got {', '.join(outputs)}")
+        total = outputs["masks"].new_zeros((), dtype=torch.float32)
         for name, term in self.terms.items():
-            value = term(logits, masks, labelled)
+            scored = outputs.get(TERMS[name].output)
+            if scored is None:
+                continue
+            value = term(scored, masks, labelled)
             self.last_terms[name] = value.detach()
             total = total + self.weights[name] * value
         return total
 
 
 def build_loss(
-    config: Mapping[str, Any], encoding: str = "multilabel", class_weights: ArrayLike | None = None
+    terms: Mapping[str, float],
+    encoding: str = "multilabel",
+    *,
+    class_weights: ArrayLike | str | None = None,
+    presence_weight: float | None = None,
+    **options: Any,
 ) -> CombinedLoss:
-    """Build a :class:`CombinedLoss` from a config dict.
+    """Build a :class:`CombinedLoss` from the fields of a loss config, one keyword each.
+
+    ``build_loss(**asdict(cfg.loss), encoding=cfg.model.encoding)`` takes
+    ``dermseg.config.LossConfig`` as it is, once its ``class_weights: inverse_frequency`` is
+    replaced by the weights counted on the training masks.
 
     Args:
-        config: either the terms alone, ``{"bce": 1.0, "soft_jaccard": 1.0}``, or
-            ``{"terms": {...}, <option>: value, ...}`` with options as in :class:`CombinedLoss`.
-            The fields of ``dermseg.config.LossConfig`` are understood too: ``focal_gamma`` is
-            ``gamma``, and ``class_weights`` may be ``"none"`` or ``"inverse_frequency"`` (which
-            needs the ``class_weights`` argument).
+        terms: loss name -> weight, e.g. ``{"bce": 1.0, "soft_jaccard": 1.0}``.
         encoding: ``"multilabel"`` or ``"multiclass"``.
-        class_weights: optional class weights, e.g.
-            ``class_weights_from_counts(pixel_counts(train_masks, encoding))``.
+        class_weights: ``(6,)`` multiclass / ``(5,)`` multilabel weights, e.g.
+            ``class_weights_from_counts(pixel_counts(train_masks, encoding))``, or ``"none"``.
+        presence_weight: weight of the ``presence`` term, added after ``terms`` (it scores a
+            presence head's output and is left out for models without one); ``None`` for none.
+        **options: the other :class:`CombinedLoss` options (``focal_gamma``, ``pos_weight``,
+            ``alpha``, ``smooth``).
 
     Returns:
-        The loss module (an ``nn.Module``; call it as ``loss(logits, masks, labelled=None)``).
+        The loss module; call it as ``loss(output, masks, labelled=None)``.
 
     Raises:
         ValueError: unknown loss or option name (the message lists the valid ones), bad values,
-            ``class_weights`` given both here and as numbers in ``config``, or
-            ``"inverse_frequency"`` without the argument.
+            ``class_weights: inverse_frequency`` (the weights themselves are needed), or a
+            ``presence`` term given both in ``terms`` and as ``presence_weight``.
     """
-    if not isinstance(config, Mapping):
-        raise ValueError(f"loss config must be a mapping; got {type(config).__name__}")
-    if "terms" not in config:
-        return CombinedLoss(
-            config, encoding, **({} if class_weights is None else {"class_weights": class_weights})
-        )
-    terms = config["terms"]
     if not isinstance(terms, Mapping):
-        raise ValueError(f"loss config 'terms' must be a mapping of name -> weight; got {terms!r}")
-    options = {k: v for k, v in config.items() if k != "terms"}
-    if "focal_gamma" in options:
-        if "gamma" in options:
-            raise ValueError("give either gamma or focal_gamma in the loss config, not both")
-        options["gamma"] = options.pop("focal_gamma")
-    weights = options.pop("class_weights", None)
-    if isinstance(weights, str):
-        if weights not in ("none", "inverse_frequency"):
-            raise ValueError(f"class_weights must be none, inverse_frequency or numbers; got {weights!r}")
-        if weights == "inverse_frequency" and class_weights is None:
+        raise ValueError(f"loss terms must be a mapping of name -> weight; got {terms!r}")
+    if isinstance(class_weights, str):
+        if class_weights == "inverse_frequency":
             raise ValueError(
                 "class_weights: inverse_frequency needs the weights: pass "
                 "class_weights=class_weights_from_counts(pixel_counts(train_masks, encoding))"
             )
-        if weights == "none" and class_weights is not None:
-            raise ValueError("class weights were passed but the loss config says class_weights: none")
-        weights = None
-    if weights is not None and class_weights is not None:
-        raise ValueError("class_weights given both in the loss config and as an argument")
-    weights = class_weights if weights is None else weights
-    if weights is not None:
-        options["class_weights"] = weights
+        if class_weights != "none":
+            raise ValueError(f"class_weights must be none or numbers; got {class_weights!r}")
+        class_weights = None
+    if class_weights is not None:
+        options["class_weights"] = class_weights
+    if presence_weight is not None:
+        if "presence" in terms:
+            raise ValueError("give the presence term either in terms or as presence_weight, not both")
+        terms = {**terms, "presence": presence_weight}
     return CombinedLoss(terms, encoding, **options)

@@ -5,12 +5,16 @@ it is in the image at all (one logit per attribute from the deepest features, se
 :class:`~dermseg.models.heads.PresenceHead`). Trained with BCE against "the mask has a
 pixel", it learns the image-level question the pixel loss answers poorly on rare
 attributes; at prediction it gates the masks (:func:`dermseg.encoding.output_probabilities`).
+
+:class:`PresenceLoss` is the term ``presence`` of :class:`~dermseg.losses.CombinedLoss`, which hands
+it the model's ``presence`` output instead of its mask logits.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dermseg.attributes import NUM_ATTRIBUTES
 
@@ -48,3 +52,12 @@ def presence_loss(
     per = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
     weight = torch.ones_like(per) if labelled is None else labelled.to(per.dtype)
     return (per * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+class PresenceLoss(nn.Module):
+    """Module form of :func:`presence_loss`: scores the ``(B, 5)`` presence logits, not the masks."""
+
+    def forward(
+        self, logits: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return presence_loss(logits, masks, labelled)

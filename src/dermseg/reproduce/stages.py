@@ -152,19 +152,12 @@ def stage_tune(r: Reproduction, hooks: Hooks) -> None:
         meta = read_meta(best)
         tuning = meta.get("tuning")
         if tuning is None or bool(tuning.get("tta", False)) != r.cfg.predict.tta:
-            from dermseg.evaluation.model import select_samples, tune_checkpoint
+            from dermseg.evaluation.model import select_samples, tune_and_store
             from dermseg.inference.segmenter import Segmenter
-            from dermseg.models.checkpoint import update_checkpoint_meta
 
             hooks.stage("tune", "running", f"{best} on its held-out images")
             segmenter = Segmenter.from_checkpoint(best, device=r.resolved_device(), tta=r.cfg.predict.tta)
-            report = tune_checkpoint(segmenter, select_samples(r.data_dir, "val", meta))
-            tuning = {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
-            tuning |= {"subset": "val", "tta": r.cfg.predict.tta}
-            update_checkpoint_meta(
-                best,
-                {"postprocess": report["settings"], "thresholds": report["thresholds"], "tuning": tuning},
-            )
+            tuning, _ = tune_and_store(segmenter, best, select_samples(r.data_dir, "val", meta))  # the report
         summary.append({k: tuning[k] for k in ("overall_at_default", "overall_tuned", "images")})
     mark(r, "tune", **(summary[0] if r.folds == 1 else {"folds": summary}))
 

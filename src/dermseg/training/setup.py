@@ -1,7 +1,13 @@
-"""What a training run is built from: model arguments, the checkpoint's description,
-the learning-rate schedule, the AMP dtype, the prepared cache and class weights.
+"""What a training run is built from: :func:`build_run` turns a config, a data folder and a run
+folder into a :class:`Run` (data, model, loss, optimiser, schedule, where the run stands), so the
+loop in :mod:`dermseg.training.loop` only trains.
 
-Kept apart from the loop in :mod:`dermseg.training.loop` so the loop reads top to bottom.
+Each piece is built in one place from its config section: the data by
+:mod:`dermseg.training.data`, the model by :func:`build_model` (:func:`model_kwargs`: the model
+section, with the number of output channels derived from its encoding), the loss by
+:func:`~dermseg.losses.build_loss` from the loss section (with the class weights
+:func:`~dermseg.training.data.class_weights` counts on the training masks), the schedule by
+:func:`lr_lambda`. :func:`save_state` writes what ``--resume`` restores.
 """
 
 from __future__ import annotations
@@ -10,48 +16,333 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
-from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from dermseg.config import Config
-from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
-from dermseg.data.dataset import IsicDataset
-from dermseg.data.sampling import attribute_balance_weights
-from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig
+from dermseg.config import Config, dump_config
+from dermseg.data.layout import IsicLayout, IsicSample, discover
+from dermseg.data.sampling import ResumableSampler
+from dermseg.data.splits import Split, split_from_config
+from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dermseg.encoding import num_output_channels
-from dermseg.errors import ConfigError
+from dermseg.errors import DataError
 from dermseg.files import atomic_path
-from dermseg.losses import class_weights_from_counts, pixel_counts
+from dermseg.losses import CombinedLoss, build_loss
+from dermseg.models.checkpoint import load_train_state, save_train_state
+from dermseg.models.factory import create_model, parameter_groups
 from dermseg.models.normalization import encoder_normalization
+from dermseg.training import distributed
+from dermseg.training.data import (
+    Dataset,
+    build_datasets,
+    build_loaders,
+    class_weights,
+    sampling_weights,
+)
+from dermseg.training.distributed import DistInfo
+from dermseg.training.reproducibility import get_rng_state, provenance, set_rng_state
 
 logger = logging.getLogger(__name__)
 
 
-def transform_config(cfg: Config) -> TransformConfig:
-    """The preprocessing settings of a run config."""
-    return TransformConfig(size=cfg.data.size, crop_size=cfg.data.crop_size, **asdict(cfg.augment))
+@dataclass
+class Run:
+    """Everything a training run is made of, built by :func:`build_run`.
+
+    The loop reads it and updates where the run stands (``position``, ``best``, ``best_epoch``,
+    ``records``); :func:`save_state` writes that with the weights for ``--resume``.
+
+    Attributes:
+        cfg: the run config.
+        info: this process's rank, world size and device.
+        run_dir: the run folder.
+        split: the train/val ids.
+        val_samples: the validation images at their original size (thresholds are tuned on them).
+        train_set, val_set: ``image (3, H, W)`` float32 + ``masks (5, H, W)`` uint8 items.
+        sampler: the resumable order of the training images.
+        train_loader: training batches: ``image (B, 3, crop, crop)``, ``masks (B, 5, crop, crop)``,
+            ``labelled (B, 5)``.
+        val_loader: this rank's shard of the validation images, one at a time.
+        model: the bare model (checkpoints and validation use it).
+        train_model: what the training step runs: ``model``, in DDP and ``torch.compile`` as set.
+        loss_fn: the loss; called once per step on the model's whole output.
+        optimizer, scheduler: AdamW (encoder and decoder groups) and its warm-up + cosine factor.
+        scaler: the AMP gradient scaler (enabled for float16 only).
+        amp_dtype: the autocast dtype, ``None`` for float32.
+        steps_per_epoch: optimiser steps in one epoch.
+        normalization: the image normalisation the model is trained with.
+        meta: what every checkpoint of the run says about itself.
+        position: ``epoch``, ``batch`` (done in it), ``step``, ``loss_sum`` and ``seen`` (the
+            partial epoch's loss and image count).
+        best, best_epoch: the best official Jaccard so far and its epoch (-1 before any).
+        records: one dict per finished epoch.
+    """
+
+    cfg: Config
+    info: DistInfo
+    run_dir: Path
+    split: Split
+    val_samples: list[IsicSample]
+    train_set: Dataset
+    val_set: Dataset
+    sampler: ResumableSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    model: nn.Module
+    train_model: nn.Module
+    loss_fn: CombinedLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    steps_per_epoch: int
+    normalization: dict[str, list[float]]
+    meta: dict[str, Any]
+    position: dict[str, Any]
+    best: float = -1.0
+    best_epoch: int = -1
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+
+def build_run(
+    cfg: Config, data_dir: str | Path, run_dir: str | Path, info: DistInfo, *, resume: bool = False
+) -> Run:
+    """Build a training run from its config, and write the run folder's description.
+
+    Checks the data (every file's header before anything is written, so a bad file fails now
+    and leaves no half-made run folder), writes ``config.yaml``, ``split.json`` and
+    ``provenance.json``, and with ``resume`` restores the state in ``checkpoints/last_state.pt``
+    (weights, optimiser, schedule, scaler, position, every RNG).
+
+    Args:
+        cfg: the run config.
+        data_dir: dataset folder (official layout or flat folder with masks).
+        run_dir: the run folder.
+        info: this process's place (:func:`dermseg.training.distributed.setup`).
+        resume: continue the run found in ``run_dir``.
+
+    Returns:
+        The :class:`Run`.
+
+    Raises:
+        DataError: a bad data folder, cache or training state.
+        ConfigError: no training or validation images, or a config that cannot be built.
+    """
+    run_dir = Path(run_dir)
+    layout = discover(data_dir)
+    layout.raise_for_problems()  # a mask without its image etc.: the folder is not what it seems
+    # The official validation split when present, else a stratified hold-out (or a fold).
+    split = split_from_config(data_dir, asdict(cfg.data))
+    by_id = {s.isic_id: s for s in layout.samples}
+    train_ids = split.train[: cfg.data.limit] if cfg.data.limit else split.train
+    val_samples = [by_id[i] for i in split.val]
+    # The encoder's input normalisation; a resumed run keeps the one its state records.
+    state = load_train_state(run_dir / "checkpoints" / "last_state.pt") if resume else None
+    norm = input_normalization(cfg, state)
+    train_set, val_set = build_datasets(cfg, data_dir, layout, train_ids, split.val, norm)
+    run_provenance = _write_run_files(cfg, data_dir, run_dir, info, layout, split)
+
+    sampler = ResumableSampler(
+        len(train_set),
+        seed=cfg.seed,
+        batch_size=cfg.train.batch_size,
+        rank=info.rank,
+        world_size=info.world_size,
+        drop_last=len(train_set) >= cfg.train.batch_size * info.world_size,
+        weights=sampling_weights(cfg, train_set, run_dir, train_ids),
+    )
+    train_loader, val_loader = build_loaders(cfg, info, train_set, val_set, sampler)
+
+    model = build_model(cfg).to(info.device)
+    if cfg.train.channels_last and info.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    # Rank 0 counts the class weights (and caches them in the run folder); the others read its cache.
+    weights = class_weights(cfg, train_set, run_dir, train_ids) if info.is_main or not info.enabled else None
+    if info.enabled and cfg.loss.class_weights != "none":
+        distributed.barrier(info)
+        weights = class_weights(cfg, train_set, run_dir, train_ids)
+    loss_fn = build_loss(**{**asdict(cfg.loss), "class_weights": weights}, encoding=cfg.model.encoding)
+    groups = parameter_groups(model)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": groups["encoder"], "lr": cfg.train.lr * cfg.train.encoder_lr_mult},
+            {"params": groups["decoder"], "lr": cfg.train.lr},
+        ],
+        weight_decay=cfg.train.weight_decay,
+    )
+    steps_per_epoch = sampler.batches_per_epoch()
+    if cfg.train.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lr_lambda(steps_per_epoch * cfg.train.epochs, round(cfg.train.warmup_epochs * steps_per_epoch)),
+    )
+    dtype = amp_dtype(cfg, info.device)
+    # fp16 needs loss scaling against underflow; bf16 has float32's range and does not.
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+    train_model: nn.Module = model
+    if info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None
+        )
+    if cfg.train.compile:
+        train_model = torch.compile(train_model)
+    meta = {
+        **checkpoint_meta(cfg, norm),
+        "encoder_init": getattr(model, "dermseg_encoder_weights", None),
+        "provenance": {k: run_provenance[k] for k in ("versions", "git", "device", "data")},
+    }
+    run = Run(
+        cfg=cfg,
+        info=info,
+        run_dir=run_dir,
+        split=split,
+        val_samples=val_samples,
+        train_set=train_set,
+        val_set=val_set,
+        sampler=sampler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        model=model,
+        train_model=train_model,
+        loss_fn=loss_fn.to(info.device),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        amp_dtype=dtype,
+        steps_per_epoch=steps_per_epoch,
+        normalization=norm,
+        meta=meta,
+        position={"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0},
+    )
+    if state is not None:
+        _restore(run, state)
+    return run
+
+
+def _write_run_files(
+    cfg: Config, data_dir: str | Path, run_dir: Path, info: DistInfo, layout: IsicLayout, split: Split
+) -> dict[str, Any]:
+    """``config.yaml``, ``split.json`` and ``provenance.json`` (rank 0); returns the provenance."""
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(run_dir / "config.yaml") as tmp:
+            tmp.write_text(dump_config(cfg))
+        _write_json(run_dir / "split.json", split.to_dict())
+    files = []
+    for s in layout.samples:
+        files += [s.image_path, *(p for p in s.mask_paths if p is not None)]
+        if s.lesion_mask_path is not None:
+            files.append(s.lesion_mask_path)
+    run_provenance = provenance(data_dir, files, info.device)
+    if info.is_main:
+        _write_json(run_dir / "provenance.json", run_provenance)
+    distributed.barrier(info)
+    return run_provenance
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _restore(run: Run, state: dict[str, Any]) -> None:
+    """Continue ``run`` from a training state of :func:`save_state` (mid-epoch too).
+
+    Raises:
+        DataError: a state of a dermseg version that did not record its position.
+    """
+    for stale in run.ckpt_dir.glob(".*.tmp*"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
+    if "position" not in state:
+        raise DataError("training state of an older dermseg version: cannot resume", run.ckpt_dir)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    pos = dict(state["position"])
+    if pos["batch"] >= run.steps_per_epoch:  # saved at an epoch's end: start the next one
+        pos = {"epoch": pos["epoch"] + 1, "batch": 0, "step": pos["step"], "loss_sum": 0.0, "seen": 0}
+    run.position = pos
+    run.best, run.best_epoch, run.records = state["best"], state["best_epoch"], state["records"]
+    set_rng_state(state["rng"])
+    logger.info(
+        "resumed %s at epoch %d, batch %d, step %d", run.run_dir, pos["epoch"], pos["batch"], pos["step"]
+    )
+
+
+def save_state(run: Run) -> None:
+    """Everything ``--resume`` needs, in ``checkpoints/last_state.pt``.
+
+    Plain tensors, numbers and dicts only (no classes, so no module paths): states keep loading
+    whatever moves in the code. Atomic, so a kill while writing keeps the previous one.
+    """
+    save_train_state(
+        run.ckpt_dir / "last_state.pt",
+        {
+            "position": dict(run.position),
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "best": run.best,
+            "best_epoch": run.best_epoch,
+            "records": run.records,
+            "rng": get_rng_state(),
+            "normalization": run.normalization,
+        },
+    )
+
+
+#: Fields of the model section that an arch's builder takes otherwise, until the smp peers' builders
+#: take the section as it is: they have no thesis ASPP (smp's DeepLabV3+ keeps its own atrous
+#: rates), and FPN's and DeepLabV3+'s decoders have one width, the section's first.
+_NOT_TAKEN: dict[str, tuple[str, ...]] = {
+    "smp_unet": ("aspp_rates",),
+    "smp_unetplusplus": ("aspp_rates",),
+    "smp_fpn": ("aspp_rates",),
+    "smp_deeplabv3plus": ("aspp_rates",),
+}
+_ONE_WIDTH: tuple[str, ...] = ("smp_fpn", "smp_deeplabv3plus")
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:
-    """Keyword arguments of ``create_model`` from the config's model section."""
+    """The keyword arguments of :func:`~dermseg.models.factory.create_model` (``arch`` included).
+
+    The model section as it is, except ``encoding``, which gives the one derived value:
+    ``classes``, the number of output channels (5 sigmoid maps for ``multilabel``, 6 softmax
+    classes for ``multiclass``).
+    """
     kwargs = asdict(cfg.model)
-    kwargs.pop("arch")
-    encoding = kwargs.pop("encoding")
-    kwargs["classes"] = num_output_channels(encoding)
-    if cfg.model.arch != "unet_aspp":
-        kwargs.pop("aspp_rates")
-        if kwargs.pop("presence_head"):
-            raise ConfigError(f"model.presence_head is available with unet_aspp only, not {cfg.model.arch}")
-    elif not kwargs["presence_head"]:
-        kwargs.pop("presence_head")  # so checkpoints without the head describe themselves as before
-    if cfg.model.arch in ("smp_fpn", "smp_deeplabv3plus"):
-        kwargs["decoder_channels"] = int(cfg.model.decoder_channels[0])  # one decoder width
+    kwargs["classes"] = num_output_channels(kwargs.pop("encoding"))
+    for name in _NOT_TAKEN.get(cfg.model.arch, ()):
+        kwargs.pop(name)
+    if cfg.model.arch in _ONE_WIDTH:
+        kwargs["decoder_channels"] = int(cfg.model.decoder_channels[0])
     return kwargs
+
+
+def build_model(cfg: Config) -> nn.Module:
+    """The model of a run config, initialised from the global torch RNG (seed it first).
+
+    Returns:
+        A model mapping ``(B, 3, H, W)`` images to ``(B, C, H, W)`` logits (or to
+        ``{"masks", "presence"}`` with ``model.presence_head``), describing itself for checkpoints.
+
+    Raises:
+        ConfigError: an unknown arch or options it does not take.
+    """
+    return create_model(**model_kwargs(cfg))
 
 
 def input_normalization(cfg: Config, resumed_state: dict[str, Any] | None = None) -> dict[str, list[float]]:
@@ -115,100 +406,3 @@ def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
     if cfg.train.amp == "fp16" or (cfg.train.amp == "auto" and not torch.cuda.is_bf16_supported()):
         return torch.float16
     return torch.bfloat16
-
-
-def open_training_cache(cfg: Config, data_dir: str | Path) -> CacheManifest:
-    """The prepared cache ``cfg.data.cache``, checked against ``data_dir`` and the config.
-
-    Raises:
-        DataError: the cache is incomplete or stale (a source file changed since).
-        ConfigError: it was prepared at another size or background setting.
-    """
-    assert cfg.data.cache is not None
-    cache = open_cache(cfg.data.cache, data_dir)
-    if cache.size != cfg.data.size:
-        raise ConfigError(
-            f"the cache was prepared at size {cache.size} but data.size is {cfg.data.size}; "
-            f"set data.size={cache.size} or prepare a cache with --size {cfg.data.size}",
-            Path(cfg.data.cache),
-        )
-    if cache.crop_background != cfg.data.crop_background:
-        raise ConfigError(
-            f"the cache was prepared with crop_background={cache.crop_background} but "
-            f"data.crop_background is {cfg.data.crop_background}; prepare the cache again",
-            Path(cfg.data.cache),
-        )
-    return cache
-
-
-def class_weights_key(cfg: Config, ids: list[str]) -> dict[str, Any]:
-    """What the class weights of a run are a function of, for their cache in the run folder.
-
-    All training ids (not a count or a prefix: a split with the same size and first images
-    but other images counts other pixels), the weighting and target encoding, and every
-    preprocessing setting that changes the masks counted: the working size (masks are read at
-    that resolution), the background crop, and whether they come from a prepared cache
-    (resized to exactly ``size``) or from the images (decoded at reduced scale, at least ``size``).
-    """
-    return {
-        "ids": list(ids),
-        "weighting": cfg.loss.class_weights,
-        "encoding": cfg.model.encoding,
-        "size": cfg.data.size,
-        "crop_background": cfg.data.crop_background,
-        "source": "prepared cache" if cfg.data.cache else "images",
-    }
-
-
-def class_weights(
-    cfg: Config, train_set: IsicDataset | CachedIsicDataset, run_dir: Path, ids: list[str]
-) -> torch.Tensor | None:
-    """Inverse pixel frequency weights (the thesis), computed once per split and cached in the run dir.
-
-    The cached weights are reused only when :func:`class_weights_key` is the same: every training
-    id, in order, and every setting that changes the pixels counted.
-    """
-    if cfg.loss.class_weights == "none":
-        return None
-    cache = run_dir / "class_weights.json"
-    key = class_weights_key(cfg, ids)
-    if cache.is_file():
-        data = json.loads(cache.read_text())
-        if data.get("key") == key:
-            return torch.tensor(data["weights"], dtype=torch.float32)
-    masks = (train_set.load(i)[1][:NUM_ATTRIBUTES] for i in range(len(train_set)))  # no lesion channel
-    weights = class_weights_from_counts(pixel_counts(masks, cfg.model.encoding))
-    with atomic_path(cache) as tmp:
-        tmp.write_text(json.dumps({"key": key, "weights": weights.tolist()}))
-    return weights
-
-
-def sampling_weights(
-    cfg: Config, train_set: IsicDataset | CachedIsicDataset, run_dir: Path, ids: list[str]
-) -> np.ndarray | None:
-    """Attribute-balanced sampling weights (``data.balance``), computed once and cached in the run dir.
-
-    Returns:
-        ``(N,)`` weights of the training images, or ``None`` for uniform sampling.
-    """
-    if cfg.data.balance <= 0:
-        return None
-    cache = run_dir / "sampling_presence.json"
-    key = {"ids": ids}
-    presence = None
-    if cache.is_file():
-        data = json.loads(cache.read_text())
-        if data.get("key") == key:
-            presence = np.asarray(data["presence"], dtype=bool).reshape(len(ids), NUM_ATTRIBUTES)
-    if presence is None:
-        presence = np.stack([train_set.presence(i) for i in range(len(train_set))])
-        with atomic_path(cache) as tmp:
-            tmp.write_text(json.dumps({"key": key, "presence": presence.astype(int).tolist()}))
-    weights = attribute_balance_weights(presence, cfg.data.balance)
-    share = {a: float((weights * presence[:, k]).sum() / weights.sum()) for k, a in enumerate(ATTRIBUTES)}
-    logger.info(
-        "balanced sampling (power %.2f): expected share of images with each attribute %s",
-        cfg.data.balance,
-        share,
-    )
-    return weights

@@ -46,6 +46,7 @@ def validate(
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             output = model(images)
         logits = model_logits(output).float()
+        # The mask logits alone: the validation loss is the segmentation loss, without a presence term.
         loss_sum += float(loss_fn(logits, masks, labelled=batch["labelled"].to(device))) * len(images)
         n += len(images)
         metric.update(output_probabilities(output, encoding).cpu(), masks.cpu())

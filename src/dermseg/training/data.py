@@ -1,0 +1,204 @@
+"""The training data of a run: its datasets and loaders, the prepared cache it may read, and the
+values counted on its training masks (class weights for the loss, attribute-balanced sampling
+weights), each cached in the run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
+from dermseg.config import Config
+from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
+from dermseg.data.check import check_headers
+from dermseg.data.dataset import IsicDataset
+from dermseg.data.layout import IsicLayout
+from dermseg.data.sampling import ResumableSampler, SeededItems, attribute_balance_weights
+from dermseg.data.transforms import TransformConfig, build_eval_transform, build_train_transform
+from dermseg.errors import ConfigError
+from dermseg.files import atomic_path
+from dermseg.losses import class_weights_from_counts, pixel_counts
+from dermseg.training.distributed import DistInfo
+
+logger = logging.getLogger(__name__)
+
+#: A training or validation set: decoded from the images, or read from a prepared cache.
+Dataset = IsicDataset | CachedIsicDataset
+
+
+def build_datasets(
+    cfg: Config,
+    data_dir: str | Path,
+    layout: IsicLayout,
+    train_ids: list[str],
+    val_ids: list[str],
+    norm: dict[str, list[float]],
+) -> tuple[Dataset, Dataset]:
+    """The training and validation sets, from the prepared cache or the images.
+
+    Raises:
+        ConfigError: either set is empty.
+        DataError: a file whose header is bad (checked now, not in epoch 3), or a stale cache.
+    """
+    by_id = {s.isic_id: s for s in layout.samples}
+    tcfg = transform_config(cfg)
+    # Reseeded for every item from the sampler (see dermseg.data.sampling).
+    train_transform = build_train_transform(tcfg, seed=cfg.seed)
+    lesion_masks = cfg.augment.lesion_crop > 0
+    train_set: Dataset
+    val_set: Dataset
+    if cfg.data.cache:
+        # Decoded, cropped and resized once by `dermseg prepare`; the eval transform's resize
+        # to data.size is then a no-op, so validation sees the same pixels as without the cache.
+        cache = open_training_cache(cfg, data_dir)
+        train_set = CachedIsicDataset(cache, train_ids, train_transform, lesion_masks=lesion_masks, **norm)
+        val_set = CachedIsicDataset(cache, val_ids, build_eval_transform(tcfg), **norm)
+    else:
+        read = {"decode_side": cfg.data.size, "crop_background": cfg.data.crop_background, **norm}
+        train_set = IsicDataset(
+            [by_id[i] for i in train_ids], train_transform, lesion_masks=lesion_masks, **read
+        )
+        val_set = IsicDataset([by_id[i] for i in val_ids], build_eval_transform(tcfg), **read)
+    if lesion_masks and not any(s.lesion_mask_path for s in layout.samples):
+        logger.warning(
+            "augment.lesion_crop is set but %s has no Task 1 lesion masks: crops stay uniform", data_dir
+        )
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ConfigError(f"need training and validation images; got {len(train_set)} and {len(val_set)}")
+    if not cfg.data.cache:
+        check_headers([by_id[i] for i in [*train_ids, *val_ids]], lesion_masks=lesion_masks)
+    return train_set, val_set
+
+
+def build_loaders(
+    cfg: Config, info: DistInfo, train_set: Dataset, val_set: Dataset, sampler: ResumableSampler
+) -> tuple[DataLoader, DataLoader]:
+    """The training loader (batches in the sampler's order) and this rank's validation loader."""
+    pin = info.device.type == "cuda"
+    workers = cfg.data.workers
+    train_loader = DataLoader(
+        SeededItems(train_set),
+        batch_size=cfg.train.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin,
+        drop_last=sampler.drop_last,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
+    )
+    # Validation images keep their aspect ratio, so they go one by one; each rank scores a shard.
+    val_loader = DataLoader(
+        Subset(val_set, list(range(info.rank, len(val_set), info.world_size))),
+        batch_size=1,
+        num_workers=min(workers, 2),
+        pin_memory=pin,
+    )
+    return train_loader, val_loader
+
+
+def transform_config(cfg: Config) -> TransformConfig:
+    """The preprocessing settings of a run config."""
+    return TransformConfig(size=cfg.data.size, crop_size=cfg.data.crop_size, **asdict(cfg.augment))
+
+
+def open_training_cache(cfg: Config, data_dir: str | Path) -> CacheManifest:
+    """The prepared cache ``cfg.data.cache``, checked against ``data_dir`` and the config.
+
+    Raises:
+        DataError: the cache is incomplete or stale (a source file changed since).
+        ConfigError: it was prepared at another size or background setting.
+    """
+    assert cfg.data.cache is not None
+    cache = open_cache(cfg.data.cache, data_dir)
+    if cache.size != cfg.data.size:
+        raise ConfigError(
+            f"the cache was prepared at size {cache.size} but data.size is {cfg.data.size}; "
+            f"set data.size={cache.size} or prepare a cache with --size {cfg.data.size}",
+            Path(cfg.data.cache),
+        )
+    if cache.crop_background != cfg.data.crop_background:
+        raise ConfigError(
+            f"the cache was prepared with crop_background={cache.crop_background} but "
+            f"data.crop_background is {cfg.data.crop_background}; prepare the cache again",
+            Path(cfg.data.cache),
+        )
+    return cache
+
+
+def class_weights_key(cfg: Config, ids: list[str]) -> dict[str, Any]:
+    """What the class weights of a run are a function of, for their cache in the run folder.
+
+    All training ids (not a count or a prefix: a split with the same size and first images
+    but other images counts other pixels), the weighting and target encoding, and every
+    preprocessing setting that changes the masks counted: the working size (masks are read at
+    that resolution), the background crop, and whether they come from a prepared cache
+    (resized to exactly ``size``) or from the images (decoded at reduced scale, at least ``size``).
+    """
+    return {
+        "ids": list(ids),
+        "weighting": cfg.loss.class_weights,
+        "encoding": cfg.model.encoding,
+        "size": cfg.data.size,
+        "crop_background": cfg.data.crop_background,
+        "source": "prepared cache" if cfg.data.cache else "images",
+    }
+
+
+def class_weights(cfg: Config, train_set: Dataset, run_dir: Path, ids: list[str]) -> torch.Tensor | None:
+    """The loss's class weights, the value of ``loss.class_weights`` derived from the training masks.
+
+    ``none``: ``None``. ``inverse_frequency`` (the thesis): normalised inverse pixel frequency,
+    ``(5,)`` multilabel or ``(6,)`` multiclass, computed once per split and cached in the run
+    folder; the cache is reused only when :func:`class_weights_key` is the same (every training
+    id, in order, and every setting that changes the pixels counted).
+    """
+    if cfg.loss.class_weights == "none":
+        return None
+    cache = run_dir / "class_weights.json"
+    key = class_weights_key(cfg, ids)
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        if data.get("key") == key:
+            return torch.tensor(data["weights"], dtype=torch.float32)
+    masks = (train_set.load(i)[1][:NUM_ATTRIBUTES] for i in range(len(train_set)))  # no lesion channel
+    weights = class_weights_from_counts(pixel_counts(masks, cfg.model.encoding))
+    with atomic_path(cache) as tmp:
+        tmp.write_text(json.dumps({"key": key, "weights": weights.tolist()}))
+    return weights
+
+
+def sampling_weights(cfg: Config, train_set: Dataset, run_dir: Path, ids: list[str]) -> np.ndarray | None:
+    """Attribute-balanced sampling weights (``data.balance``), computed once and cached in the run dir.
+
+    Returns:
+        ``(N,)`` weights of the training images, or ``None`` for uniform sampling.
+    """
+    if cfg.data.balance <= 0:
+        return None
+    cache = run_dir / "sampling_presence.json"
+    key = {"ids": ids}
+    presence = None
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        if data.get("key") == key:
+            presence = np.asarray(data["presence"], dtype=bool).reshape(len(ids), NUM_ATTRIBUTES)
+    if presence is None:
+        presence = np.stack([train_set.presence(i) for i in range(len(train_set))])
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps({"key": key, "presence": presence.astype(int).tolist()}))
+    weights = attribute_balance_weights(presence, cfg.data.balance)
+    share = {a: float((weights * presence[:, k]).sum() / weights.sum()) for k, a in enumerate(ATTRIBUTES)}
+    logger.info(
+        "balanced sampling (power %.2f): expected share of images with each attribute %s",
+        cfg.data.balance,
+        share,
+    )
+    return weights
