@@ -175,7 +175,8 @@ class Segmenter:
     def from_onnx(cls, path: str | Path, device: str = "cpu", tta: bool | None = None) -> Segmenter:
         """Build a segmenter on ONNX Runtime from an exported ``.onnx`` file.
 
-        The file is one written by :func:`dermseg.inference.export.export_onnx`; ``tta=None`` follows the tuning record the export carries, as :meth:`from_checkpoint` does.
+        The file is one written by :func:`dermseg.inference.export.export_onnx`; ``tta=None``
+        follows the tuning record the export carries, as :meth:`from_checkpoint` does.
 
         Raises:
             ConfigError: onnxruntime is not installed (``pip install 'dermseg[onnx]'``).
