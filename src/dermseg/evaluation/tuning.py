@@ -8,9 +8,9 @@ probability", split by truth, and a cumulative sum; not one full comparison per 
 
 Binarisation is the official strict one: a pixel is positive at threshold ``t`` when
 ``prob > t``, compared in the probabilities' dtype (``t`` cast to float32 for float32 maps), as
-:func:`dermseg.evaluation.metrics.binarise` and :class:`dermseg.evaluation.metrics.IsicTask2Metric` do; so at a grid
-threshold the tuner's scores equal ``IsicTask2Metric(thresholds)``'s, summed in the same image
-order.
+:func:`~dermseg.evaluation.metrics.binarise` and
+:class:`~dermseg.evaluation.metrics.IsicTask2Metric` do; so at a grid threshold the tuner's
+scores equal ``IsicTask2Metric(thresholds)``'s, summed in the same image order.
 
 Choosing each attribute's threshold to maximise its own Jaccard (:meth:`ThresholdTuner.best`)
 does not exactly maximise the leaderboard number, the micro-averaged ("overall") Jaccard: that
@@ -236,7 +236,8 @@ class ThresholdTuner:
         return self._sum[np.arange(NUM_ATTRIBUTES), self._indices(thresholds)]
 
     def scores_at(self, thresholds: float | Sequence[float] | np.ndarray) -> dict[str, Any]:
-        """The official score dict (:func:`dermseg.evaluation.metrics.scores_from_counts`) at grid thresholds."""
+        """The official score dict (:func:`~dermseg.evaluation.metrics.scores_from_counts`) at grid
+        thresholds."""
         return scores_from_counts(self.counts_at(thresholds))
 
     def overall_at(self, thresholds: float | Sequence[float] | np.ndarray) -> float:
