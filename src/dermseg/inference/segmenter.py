@@ -33,7 +33,7 @@ from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import read_image, write_mask
 from dermseg.data.transforms import resize_short_side
 from dermseg.encoding import num_output_channels, output_probabilities
-from dermseg.errors import ConfigError, DataError, display_path
+from dermseg.errors import ConfigError, DataError
 from dermseg.inference.export import export_onnx
 from dermseg.inference.onnx_runtime import OnnxRuntimeNet, require_onnxruntime
 from dermseg.inference.postprocess import (
@@ -416,24 +416,24 @@ def checkpoint_label_set(meta: dict[str, Any], path: str | Path | None = None) -
         raise DataError(f"checkpoint metadata: invalid label set ({err})", path) from None
 
 
-def require_label_set(model: LabelSet, data: LabelSet, model_path: str | Path, data_path: str | Path) -> None:
+def require_label_set(model: LabelSet, data: LabelSet, model_path: str | Path, where: str) -> None:
     """Refuse a model on data of another label set.
 
     Args:
         model: the model's label set (:attr:`Segmenter.labels`).
         data: the label set of the data or truth it is to be used on (given, or detected).
-        model_path: the model file (named in the message).
-        data_path: the data folder (named in the message).
+        model_path: the model file (named first in the message).
+        where: what holds ``data``, for the message: a folder, or ``--labels ph2``.
 
     Raises:
         DataError: the sets differ, e.g. ``best.safetensors: segments label set isic2018_task2
-            (globules, ...) but ph2/ holds label set ph2 (lesion); use a model trained for ph2``.
+            (globules, ...), not label set ph2 (lesion) of ph2_sample; use a model trained for ph2``.
     """
     if same_label_set(model, data):
         return
     raise DataError(
-        f"segments label set {model.name} ({', '.join(model.names)}) but {display_path(data_path)} "
-        f"holds label set {data.name} ({', '.join(data.names)}); use a model trained for {data.name}",
+        f"segments label set {model.name} ({', '.join(model.names)}), not label set {data.name} "
+        f"({', '.join(data.names)}) of {where}; use a model trained for {data.name}",
         model_path,
     )
 
