@@ -129,13 +129,13 @@ def model_on_data(
     segmenter: Segmenter, model_path: Path, data: Path | None, labels: str | None = None
 ) -> LabelSet:
     """The label set of ``data`` (``labels`` as ``--labels`` gives it, else detected from the folder,
-    else Task 2's), checked to be the model's.
+    else the model's own: a user's set, or images only, cannot be told), checked to be the model's.
 
     Raises:
         ConfigError: ``labels`` is neither a built-in set nor a readable label set file.
         DataError: the model segments another label set (one line naming the model file).
     """
-    from dermseg.data.layout import label_set_for
+    from dermseg.data.layout import detect_label_set, label_set_for
     from dermseg.inference.segmenter import require_label_set
 
     if data is None:
@@ -144,7 +144,9 @@ def model_on_data(
         wanted = label_set_for(".", labels)
         require_label_set(segmenter.labels, wanted, model_path, f"--labels {labels}")
         return wanted
-    wanted = label_set_for(data, labels)
+    wanted = label_set_for(data, labels) if labels is not None else detect_label_set(data)
+    if wanted is None:  # a user's set, or images only: nothing to tell it from
+        return segmenter.labels
     require_label_set(segmenter.labels, wanted, model_path, display_path(data))
     return wanted
 
