@@ -72,6 +72,10 @@ def test_lesion_report(tmp_path: Path) -> None:
     html = (run / "report.html").read_text(encoding="utf-8")
     assert "background:rgb(255,64,64)" in html  # the lesion chip
     assert main(["report", str(run), "--rebuild"]) == 0
+    (run / "report.html").unlink()
+    ckpt = run / "checkpoints" / "best.safetensors"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--subset", "all"]) == 0
+    assert (run / "report.html").is_file()  # evaluate refreshes the run's report, as for Task 2
 
 
 def test_report_refuses_data_of_another_set(tmp_path: Path, flat_dataset: Path, capsys) -> None:

@@ -235,7 +235,7 @@ def evaluate(
         segmenter = ensemble_segmenter(checkpoint, device=device, tta=tta)
         data_labels = model_on_data(segmenter, checkpoint[0], data, labels)
         if data_labels.metric == "isic2018_task1":
-            _evaluate_lesion_checkpoint(segmenter, checkpoint, data, subset, json_out, csv_out)
+            _evaluate_lesion_checkpoint(segmenter, checkpoint, data, subset, json_out, csv_out, device, tta)
         else:
             _evaluate_checkpoint(segmenter, checkpoint, data, subset, json_out, device, tta)
         return
@@ -327,6 +327,8 @@ def _evaluate_lesion_checkpoint(
     subset: str,
     json_out: Path | None,
     csv_out: Path | None,
+    device: str,
+    tta: bool | None,
 ) -> None:
     """The official ISIC 2018 Task 1 scores of a lesion checkpoint (or ensemble) on a dataset."""
     from dermseg.evaluation.lesion_model import (
@@ -352,6 +354,7 @@ def _evaluate_lesion_checkpoint(
     _print_task1(title, result, None, csv_out)
     if json_out is not None:
         _write_json(json_out, {**result.to_dict(), "tta": segmenter.tta})
+    _run_report(checkpoint, data, device, tta)
 
 
 def _run_report(checkpoint: list[Path], data: Path, device: str, tta: bool | None) -> None:
