@@ -37,7 +37,7 @@ def test_defaults_and_broadcast():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"thresholds": [0.5] * 4}, "one value or 5"),
+        ({"thresholds": [0.5] * 4, "opening": [0] * 5}, "all the same length"),
         ({"thresholds": 1.5}, r"\[0, 1\]"),
         ({"thresholds": "0.5"}, "numbers"),
         ({"opening": 4}, "odd"),
@@ -152,7 +152,9 @@ def test_order_gate_uses_raw_probabilities_before_opening():
 
 def test_input_validation():
     with pytest.raises(ValueError, match=r"\(5, H, W\)"):
-        apply_postprocess(np.zeros((4, 3, 3), dtype=np.float32))
+        apply_postprocess(np.zeros((4, 3, 3), dtype=np.float32), PostprocessSettings())
+    with pytest.raises(ValueError, match=r"\(1, H, W\)"):
+        apply_postprocess(np.zeros((5, 3, 3), dtype=np.float32), PostprocessSettings(thresholds=[0.5]))
     with pytest.raises(ValueError, match="float"):
         apply_postprocess(np.zeros((5, 3, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="logits"):

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -24,6 +25,10 @@ from rich.progress import (
 
 from dermseg._version import __version__
 from dermseg.errors import DermsegError, display_path
+
+if TYPE_CHECKING:
+    from dermseg.inference.segmenter import Segmenter
+    from dermseg.labels import LabelSet
 
 app = typer.Typer(
     name="dermseg",
@@ -118,6 +123,32 @@ def segmenter_config(checkpoint: Path) -> dict:
     from dermseg.models.checkpoint import read_meta
 
     return read_meta(checkpoint).get("config") or {}
+
+
+def model_on_data(
+    segmenter: Segmenter, model_path: Path, data: Path | None, labels: str | None = None
+) -> LabelSet:
+    """The label set of ``data`` (``labels`` as ``--labels`` gives it, else detected from the folder,
+    else the model's own: a user's set, or images only, cannot be told), checked to be the model's.
+
+    Raises:
+        ConfigError: ``labels`` is neither a built-in set nor a readable label set file.
+        DataError: the model segments another label set (one line naming the model file).
+    """
+    from dermseg.data.layout import detect_label_set, label_set_for
+    from dermseg.inference.segmenter import require_label_set
+
+    if data is None:
+        if labels is None:
+            return segmenter.labels
+        wanted = label_set_for(".", labels)
+        require_label_set(segmenter.labels, wanted, model_path, f"--labels {labels}")
+        return wanted
+    wanted = label_set_for(data, labels) if labels is not None else detect_label_set(data)
+    if wanted is None:  # a user's set, or images only: nothing to tell it from
+        return segmenter.labels
+    require_label_set(segmenter.labels, wanted, model_path, display_path(data))
+    return wanted
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,16 @@
-"""Inference commands: ``predict``, ``export``, ``evaluate``."""
+"""Inference commands: ``predict``, ``export``, ``evaluate``.
+
+Each follows the label set of the model (or, for ``evaluate --pred``, of the truth): Task 2's
+five attribute masks and pooled Jaccard, or a lesion set's one mask and the ISIC 2018 Task 1
+scores. A model used on data of another label set is refused in one line (exit code 2).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -15,10 +23,20 @@ from dermseg.cli.app import (
     app,
     console,
     err_console,
+    model_on_data,
     segmenter_config,
     write_run_report,
 )
 from dermseg.errors import ConfigError, display_path
+
+if TYPE_CHECKING:
+    from dermseg.evaluation.task1_folders import Task1EvaluationResult
+    from dermseg.inference.segmenter import Segmenter
+
+_LABELS_HELP = (
+    "Label set of the data: isic2018_task2, isic2018_task1, ph2, or a label set YAML file "
+    "(default: told from the folder's names, else isic2018_task2)."
+)
 
 
 def _shown(path: str | Path) -> str:
@@ -35,7 +53,9 @@ def predict(
         help="A dermseg .safetensors checkpoint, or a .onnx model from `dermseg export`; "
         "repeat it to average several models (e.g. k folds).",
     ),
-    out: Path = typer.Option(..., "--out", help="Folder for the masks (ISIC submission naming)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for the masks (named as the model's label set names them)."
+    ),
     overlays: bool = typer.Option(False, "--overlays", help="Also write image | prediction overlays."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write 16-bit probability maps."),
     tta: bool | None = typer.Option(
@@ -51,13 +71,22 @@ def predict(
         help="torch or onnxruntime (default: torch; onnxruntime for a .onnx model). "
         "onnxruntime with a .safetensors checkpoint exports it to ONNX first.",
     ),
+    labels: str | None = typer.Option(
+        None,
+        "--labels",
+        help="The label set the images are to be segmented for (a built-in name or a YAML file): "
+        "a model of another set is refused.",
+    ),
 ) -> None:
-    """Write the five masks of every image (0/255 PNG, image size); a bad image is reported, not fatal."""
+    """Write the masks of every image (0/255 PNG, image size): the five Task 2 attribute masks,
+    or one lesion mask, as the model's label set says; a bad image is reported, not fatal."""
     from dermseg.inference.ensemble import ensemble_segmenter
     from dermseg.inference.folder import collect_images, predict_images
 
     images = collect_images(inputs)
     segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
+    if labels is not None:
+        model_on_data(segmenter, checkpoint[0], None, labels)
     console.print(segmenter.tta_description, markup=False, highlight=False)
     with _progress() as bar:
         task = bar.add_task("predict", total=len(images))
@@ -89,13 +118,19 @@ def export(
     opset: int = typer.Option(17, "--opset", min=13, help="ONNX opset version."),
     static: bool = typer.Option(False, "--static", help="Fixed 1x3x97x130 input, no dynamic axes."),
 ) -> None:
-    """Export a checkpoint to ONNX: normalised (B, 3, H, W) image -> (B, 5, H, W) probabilities."""
+    """Export a checkpoint to ONNX: normalised (B, 3, H, W) image -> (B, C, H, W) probabilities."""
     from dermseg.inference.export import export_onnx
+    from dermseg.inference.segmenter import checkpoint_label_set
+    from dermseg.models.checkpoint import read_meta
 
     path = export_onnx(checkpoint, out, opset=opset, dynamic=not static)
+    labels = checkpoint_label_set(read_meta(checkpoint), checkpoint)
+    channels = f"(B, {labels.num_labels}, H, W)"
+    if labels.name != "isic2018_task2":
+        channels += f" of label set {labels.name} ({', '.join(labels.names)})"
     console.print(
         f"wrote {_shown(path)}: input 'image' (B, 3, H, W) float32, normalised; "
-        "output 'probabilities' (B, 5, H, W); description in its metadata"
+        f"output 'probabilities' {channels}; description in its metadata"
     )
 
 
@@ -126,6 +161,40 @@ def _scores_table(title: str, scores: dict) -> Table:
     return table
 
 
+def _task1_table(title: str, result: Task1EvaluationResult) -> Table:
+    """The official ISIC 2018 Task 1 scores: the macro averages over images, leaderboard number last."""
+    macro = result.scores["macro_average"]
+    table = Table(title=title)
+    table.add_column("score (mean over images)")
+    table.add_column("value", justify="right")
+    for key, label in (
+        ("jaccard", "Jaccard"),
+        ("dice", "Dice"),
+        ("accuracy", "accuracy"),
+        ("sensitivity", "sensitivity"),
+        ("specificity", "specificity"),
+    ):
+        table.add_row(label, f"{macro[key]:.4f}")
+    table.add_row("[bold]thresholded Jaccard (official)[/]", f"[bold]{result.overall:.4f}[/]")
+    return table
+
+
+def _print_task1(
+    title: str, result: Task1EvaluationResult, json_out: Path | None, csv_out: Path | None
+) -> None:
+    from dermseg.evaluation.task1_folders import write_csv, write_json
+
+    console.print(_task1_table(title, result))
+    console.print(
+        f"{result.images_with_lesion} of {result.images} image(s) have a lesion in their ground truth; "
+        "thresholded Jaccard: an image's Jaccard, 0 below 0.65"
+    )
+    if json_out is not None:
+        write_json(json_out, result)
+    if csv_out is not None:
+        write_csv(csv_out, result)
+
+
 @app.command()
 def evaluate(
     pred: Path | None = typer.Option(None, "--pred", help="Folder of predicted masks (submission naming)."),
@@ -136,6 +205,7 @@ def evaluate(
         help="Run this checkpoint instead of --pred; repeat it to score the average of several models.",
     ),
     data: Path | None = typer.Option(None, "--data", help="Dataset to run the checkpoint on."),
+    labels: str | None = typer.Option(None, "--labels", help=_LABELS_HELP),
     subset: str = typer.Option(
         "auto",
         "--subset",
@@ -143,7 +213,9 @@ def evaluate(
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the scores as JSON."),
     csv_out: Path | None = typer.Option(
-        None, "--csv", help="Write per-attribute scores as CSV (with --pred)."
+        None,
+        "--csv",
+        help="Write per-attribute scores as CSV (Task 2, with --pred), or per-image scores (Task 1 sets).",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (with --checkpoint)."),
     tta: bool | None = typer.Option(
@@ -153,53 +225,44 @@ def evaluate(
         "thresholds were tuned, off for untuned thresholds).",
     ),
 ) -> None:
-    """Score masks with the official ISIC 2018 Task 2 metric: a prediction folder, or a checkpoint on data."""
+    """Score masks with the official metric of their label set (ISIC 2018 Task 2, or Task 1 for a lesion
+    set such as ph2): a prediction folder, or a checkpoint on data."""
     if checkpoint:
         if data is None or pred is not None:
             raise ConfigError("--checkpoint needs --data (and no --pred)")
-        from dermseg.evaluation.model import auto_subset, evaluate_checkpoint, select_samples
         from dermseg.inference.ensemble import ensemble_segmenter
 
-        chosen = auto_subset(data) if subset == "auto" else subset
-        if len(checkpoint) > 1 and chosen == "val":
-            raise ConfigError(
-                "--subset val is each model's own hold-out; score an ensemble on validation, test or all"
-            )
         segmenter = ensemble_segmenter(checkpoint, device=device, tta=tta)
-        samples = select_samples(data, chosen, {"config": segmenter_config(checkpoint[0])})
-        with _progress() as bar:
-            task = bar.add_task(f"evaluate {chosen}", total=len(samples))
-            scores = evaluate_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
-        console.print(
-            _scores_table(
-                f"{_shown(', '.join(c.name for c in checkpoint))} on {_shown(data)} "
-                f"({chosen}: {scores['images']} images, {segmenter.tta_description})",
-                scores,
-            )
-        )
-        _print_per_image(scores)
-        if json_out is not None:
-            _write_json(json_out, {**scores, "tta": segmenter.tta})
-        run_dir = checkpoint[0].parent.parent
-        in_run = checkpoint[0].parent.name == "checkpoints" and (run_dir / "metrics.jsonl").is_file()
-        if len(checkpoint) == 1 and in_run:
-            write_run_report(run_dir, data, device, tta=tta)  # the run's report, on its validation split
+        data_labels = model_on_data(segmenter, checkpoint[0], data, labels)
+        if data_labels.metric == "isic2018_task1":
+            _evaluate_lesion_checkpoint(segmenter, checkpoint, data, subset, json_out, csv_out, device, tta)
+        else:
+            _evaluate_checkpoint(segmenter, checkpoint, data, subset, json_out, device, tta)
         return
     if pred is None or gt is None:
         raise ConfigError("give --pred PRED_DIR --gt GT_DIR, or --checkpoint CKPT --data DATA_DIR")
-    from dermseg.evaluation.folders import EvaluationError, evaluate_folders, write_csv
+    from dermseg.data.layout import label_set_for
 
-    try:
-        with _progress() as bar:
+    if label_set_for(gt, labels).metric == "isic2018_task1":
+        from dermseg.evaluation.task1_folders import evaluate_task1_folders
+
+        with _reported_problems(), _progress() as bar:
             task = bar.add_task("evaluate", total=None)
-            result = evaluate_folders(
+            result = evaluate_task1_folders(
                 pred, gt, progress=lambda done, total: bar.update(task, completed=done, total=total)
             )
-    except EvaluationError as err:
-        for problem in err.problems:
-            err_console.print(f"dermseg: error: {problem}", markup=False, highlight=False, soft_wrap=True)
-        err_console.print(f"[bold red]{len(err.problems)} problem(s): nothing was scored[/]")
-        raise typer.Exit(2) from None
+        title = (
+            f"{_shown(pred)} against {_shown(gt)}: official ISIC 2018 Task 1 scores ({result.images} images)"
+        )
+        _print_task1(title, result, json_out, csv_out)
+        return
+    from dermseg.evaluation.folders import evaluate_folders, write_csv
+
+    with _reported_problems(), _progress() as bar:
+        task = bar.add_task("evaluate", total=None)
+        result = evaluate_folders(
+            pred, gt, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
     scores = result.to_dict()
     console.print(_scores_table(f"{_shown(pred)} against {_shown(gt)} ({scores['images']} images)", scores))
     _print_per_image(scores)
@@ -207,6 +270,98 @@ def evaluate(
         _write_json(json_out, scores)
     if csv_out is not None:
         write_csv(csv_out, result)
+
+
+@contextmanager
+def _reported_problems() -> Iterator[None]:
+    """Every problem of an :class:`~dermseg.evaluation.folders.EvaluationError` on its own line, exit 2."""
+    from dermseg.evaluation.folders import EvaluationError
+
+    try:
+        yield
+    except EvaluationError as err:
+        for problem in err.problems:
+            err_console.print(f"dermseg: error: {problem}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]{len(err.problems)} problem(s): nothing was scored[/]")
+        raise typer.Exit(2) from None
+
+
+def _evaluate_checkpoint(
+    segmenter: Segmenter,
+    checkpoint: list[Path],
+    data: Path,
+    subset: str,
+    json_out: Path | None,
+    device: str,
+    tta: bool | None,
+) -> None:
+    """The Task 2 scores of a checkpoint (or an ensemble) on a dataset."""
+    from dermseg.evaluation.model import auto_subset, evaluate_checkpoint, select_samples
+
+    chosen = auto_subset(data) if subset == "auto" else subset
+    if len(checkpoint) > 1 and chosen == "val":
+        raise ConfigError(
+            "--subset val is each model's own hold-out; score an ensemble on validation, test or all"
+        )
+    samples = select_samples(data, chosen, {"config": segmenter_config(checkpoint[0])})
+    with _progress() as bar:
+        task = bar.add_task(f"evaluate {chosen}", total=len(samples))
+        scores = evaluate_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
+    console.print(
+        _scores_table(
+            f"{_shown(', '.join(c.name for c in checkpoint))} on {_shown(data)} "
+            f"({chosen}: {scores['images']} images, {segmenter.tta_description})",
+            scores,
+        )
+    )
+    _print_per_image(scores)
+    if json_out is not None:
+        _write_json(json_out, {**scores, "tta": segmenter.tta})
+    _run_report(checkpoint, data, device, tta)
+
+
+def _evaluate_lesion_checkpoint(
+    segmenter: Segmenter,
+    checkpoint: list[Path],
+    data: Path,
+    subset: str,
+    json_out: Path | None,
+    csv_out: Path | None,
+    device: str,
+    tta: bool | None,
+) -> None:
+    """The official ISIC 2018 Task 1 scores of a lesion checkpoint (or ensemble) on a dataset."""
+    from dermseg.evaluation.lesion_model import (
+        evaluate_lesion_checkpoint,
+        lesion_auto_subset,
+        select_lesion_samples,
+    )
+
+    chosen = lesion_auto_subset(data, segmenter.labels) if subset == "auto" else subset
+    if len(checkpoint) > 1 and chosen == "val":
+        raise ConfigError(
+            "--subset val is each model's own hold-out; score an ensemble on validation, test or all"
+        )
+    meta = {"config": segmenter_config(checkpoint[0])}
+    samples = select_lesion_samples(data, chosen, meta, segmenter.labels)
+    with _progress() as bar:
+        task = bar.add_task(f"evaluate {chosen}", total=len(samples))
+        result = evaluate_lesion_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
+    title = (
+        f"{_shown(', '.join(c.name for c in checkpoint))} on {_shown(data)}: official ISIC 2018 Task 1 "
+        f"scores ({chosen}: {result.images} images, {segmenter.tta_description})"
+    )
+    _print_task1(title, result, None, csv_out)
+    if json_out is not None:
+        _write_json(json_out, {**result.to_dict(), "tta": segmenter.tta})
+    _run_report(checkpoint, data, device, tta)
+
+
+def _run_report(checkpoint: list[Path], data: Path, device: str, tta: bool | None) -> None:
+    run_dir = checkpoint[0].parent.parent
+    in_run = checkpoint[0].parent.name == "checkpoints" and (run_dir / "metrics.jsonl").is_file()
+    if len(checkpoint) == 1 and in_run:
+        write_run_report(run_dir, data, device, tta=tta)  # the run's report, on its validation split
 
 
 def _print_per_image(scores: dict) -> None:

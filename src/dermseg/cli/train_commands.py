@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -14,10 +15,14 @@ from dermseg.cli.app import (
     _write_json,
     app,
     console,
+    model_on_data,
     segmenter_config,
     write_run_report,
 )
 from dermseg.errors import ConfigError, display_path
+
+if TYPE_CHECKING:
+    from dermseg.config import Config
 
 
 @app.command()
@@ -76,24 +81,55 @@ def train(
     write_run_report(out, data_dir, device)
 
 
+#: What ``dermseg demo --task`` can show.
+DEMO_TASKS: tuple[str, ...] = ("structures", "lesion")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(
         Path("demo_run"), "--out", help="Folder for data, run, predictions and overlays."
     ),
     minutes: float = typer.Option(4.0, "--minutes", min=0.1, help="Training time budget (CPU minutes)."),
-    config: str = typer.Option("demo", "--config", help="Config (default: the shipped demo.yaml)."),
+    task: str = typer.Option(
+        "structures",
+        "--task",
+        help="structures: the five ISIC 2018 Task 2 structures on synthetic images (default); "
+        "lesion: lesion segmentation on the PH2 images given with --data, scored with the ISIC 2018 "
+        "Task 1 metric.",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="The PH2 database (distributed or flat form), for --task lesion."
+    ),
+    config: str | None = typer.Option(
+        None, "--config", help="Config (default: the shipped demo.yaml; lesion.yaml for --task lesion)."
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value."),
     n_train: int = typer.Option(240, "--n-train", min=4, help="Synthetic training images."),
     image_size: int = typer.Option(256, "--image-size", min=96, help="Synthetic image side."),
 ) -> None:
-    """The main job: synthesise data, train for a few minutes, evaluate with the official metric, predict."""
+    """The main job: train for a few minutes, evaluate with the official metric, predict. By default
+    on synthetic images (Task 2); with --task lesion --data PH2_DIR on real PH2 images (Task 1)."""
     from dermseg.config import load_config, resolve_config_path
-    from dermseg.demo import DemoSizes, run_demo
 
+    if task not in DEMO_TASKS:
+        raise ConfigError(f"--task must be one of {', '.join(DEMO_TASKS)}, got {task!r}")
+    if task == "lesion" and data is None:
+        raise ConfigError(
+            "--task lesion needs the PH2 images: give --data PH2_DIR (the PH2 database, "
+            "distributed or flat form)"
+        )
+    if task == "structures" and data is not None:
+        raise ConfigError("--data is for --task lesion; the structures demo makes its own synthetic images")
     if out.exists() and any(out.iterdir()):
         raise ConfigError("already exists and is not empty; choose another --out or remove it", out)
-    cfg = load_config(resolve_config_path(config), [f"train.max_minutes={minutes}", *overrides])
+    chosen = config or ("lesion" if task == "lesion" else "demo")
+    cfg = load_config(resolve_config_path(chosen), [f"train.max_minutes={minutes}", *overrides])
+    if data is not None:  # --task lesion
+        _lesion_demo(out, data, cfg, minutes)
+        return
+    from dermseg.demo import DemoSizes, run_demo
+
     console.print(
         f"dermseg demo: {cfg.model.arch} ({cfg.model.encoder_name} encoder, ASPP {cfg.model.aspp_rates}), "
         f"{n_train} synthetic training images, {minutes:g} min of training on "
@@ -121,6 +157,45 @@ def demo(
     console.print("[dim]Synthetic data: these numbers say nothing about accuracy on real lesions.[/]")
 
 
+def _lesion_demo(out: Path, data: Path, cfg: Config, minutes: float) -> None:
+    """``dermseg demo --task lesion``: train on PH2, print the official Task 1 scores of held-out images."""
+    import torch
+
+    from dermseg.demo import run_lesion_demo
+
+    console.print(
+        f"dermseg demo --task lesion: {cfg.model.arch} ({cfg.model.encoder_name} encoder), PH2 images of "
+        f"{display_path(data)} split stratified on the diagnosis, {minutes:g} min of training on "
+        f"{'CUDA' if torch.cuda.is_available() else 'CPU'}",
+        markup=False,
+        highlight=False,
+    )
+    summary = run_lesion_demo(out, data, cfg, callbacks=_TrainProgress())
+    scores = summary["scores"]
+    macro = scores["macro_average"]
+    split = summary["split"]
+    table = Table(
+        title=f"Official ISIC 2018 Task 1 scores on {scores['images']} held-out PH2 images "
+        f"(trained on {len(split['train'])}, {summary['training'].get('epoch', 0) + 1} epochs)"
+    )
+    table.add_column("score (mean over images)")
+    table.add_column("value", justify="right")
+    for key, label in (
+        ("jaccard", "Jaccard"),
+        ("dice", "Dice"),
+        ("accuracy", "accuracy"),
+        ("sensitivity", "sensitivity"),
+        ("specificity", "specificity"),
+    ):
+        table.add_row(label, f"{macro[key]:.4f}")
+    table.add_row("[bold]thresholded Jaccard (official)[/]", f"[bold]{scores['overall']:.4f}[/]")
+    console.print(table)
+    counts = ", ".join(f"{d.replace('_', ' ')} {n}" for d, n in split["diagnoses"]["test"].items())
+    console.print(f"held-out images by diagnosis: {counts}", markup=False, highlight=False)
+    for name, path in summary["paths"].items():
+        console.print(f"  {name:12s} {path}", markup=False, highlight=False)
+
+
 @app.command()
 def tune(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="The checkpoint to tune."),
@@ -135,6 +210,12 @@ def tune(
         None, "--out", help="Write the tuned checkpoint here (default: in place)."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the tuning report as JSON."),
+    labels: str | None = typer.Option(
+        None,
+        "--labels",
+        help="Label set of the data (default: told from the folder's names); a checkpoint of another "
+        "set is refused.",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     tta: bool | None = typer.Option(
         None,
@@ -150,6 +231,7 @@ def tune(
     from dermseg.inference.segmenter import Segmenter
 
     segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
+    model_on_data(segmenter, checkpoint, data, labels)
     config = segmenter_config(checkpoint)
     if tta is None and segmenter.tuned_tta is None:  # never tuned: as its recipe predicts
         segmenter.tta = bool((config.get("predict") or {}).get("tta", False))

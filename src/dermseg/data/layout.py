@@ -45,6 +45,7 @@ ID_PATTERN = re.compile(r"ISIC_\d{7}")
 _IMAGE_RE = re.compile(r"^(ISIC_\d{7})\.(jpe?g|png)$", re.IGNORECASE)
 _MASK_RE = re.compile(r"^(ISIC_\d{7})_attribute_([A-Za-z_]+)\.png$")
 _LESION_RE = re.compile(r"^(ISIC_\d{7})_segmentation\.png$")
+_PH2_LESION_RE = re.compile(r"^(IMD\d+)_lesion\.(?i:png|bmp)$")
 _SUPERPIXELS_RE = re.compile(r"^ISIC_\d{7}_superpixels\.png$")
 _PH2_ID = re.compile(r"IMD\d+")
 _ANY_IMAGE_RE = re.compile(r"^(.+)\.(jpe?g|png|bmp|tiff?|webp)$", re.IGNORECASE)
@@ -533,8 +534,9 @@ def detect_label_set(root: str | Path) -> LabelSet | None:
     Returns:
         ``ph2`` for PH2 in either form; ``isic2018_task2`` when there are ``_attribute_`` masks
         (or Task 2 ground-truth folders); ``isic2018_task1`` when there is Task 1 ground truth
-        (``_segmentation.png`` masks or folders) and no Task 2 masks; ``None`` otherwise (images
-        only, a user's set, not a folder).
+        (``_segmentation.png`` masks or folders) and no Task 2 masks; ``ph2`` also for a folder
+        of PH2 lesion masks alone (``IMDxxx_lesion.png``, e.g. a PH2 ``masks/`` folder or
+        predictions); ``None`` otherwise (images only, a user's set, not a folder).
     """
     from dermseg.data.ph2 import is_ph2
 
@@ -547,13 +549,17 @@ def detect_label_set(root: str | Path) -> LabelSet | None:
     if any(_GT_DIR_RE.match(n) for n in names):
         return ISIC2018_TASK2
     task1 = any(_LESION_DIR_RE.match(n) for n in names)
+    ph2 = False
     folders = [root] + [root / n for n in ("images", "masks") if n in names and (root / n).is_dir()]
     for folder in folders:
         files = names if folder == root else _names(folder)
         if any(_MASK_RE.match(n) for n in files):
             return ISIC2018_TASK2
         task1 = task1 or any(_LESION_RE.match(n) for n in files)
-    return ISIC2018_TASK1 if task1 else None
+        ph2 = ph2 or any(_PH2_LESION_RE.match(n) for n in files)
+    if task1:
+        return ISIC2018_TASK1
+    return PH2 if ph2 else None
 
 
 def label_set_for(root: str | Path, labels: str | Path | LabelSet | None = None) -> LabelSet:

@@ -1,11 +1,13 @@
-"""Ensembles: average the attribute probabilities of several models (e.g. k-fold models).
+"""Ensembles: average the label probabilities of several models (e.g. k-fold models).
 
 The 2018 winner was an ensemble; dermseg's headline stays a single model, but users who
 train k folds (``data.folds``/``data.fold``) can predict with all of them:
 ``dermseg predict --checkpoint fold0.safetensors --checkpoint fold1.safetensors ...``.
-Each member segments the same resized image; their ``(B, 5, H, W)`` probabilities are
+Each member segments the same resized image; their ``(B, C, H, W)`` probabilities are
 averaged, and the masks are cut at the mean of the members' tuned thresholds. Flip TTA
 defaults to how the members' thresholds were tuned, which must then be the same for all.
+Members must segment the same label set (:mod:`dermseg.labels`): a lesion model does not
+average with a Task 2 one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from dermseg.errors import ConfigError, DataError
-from dermseg.inference.segmenter import Segmenter
+from dermseg.inference.segmenter import Segmenter, same_label_set
 
 
 class EnsembleNet:
@@ -33,7 +35,7 @@ class EnsembleNet:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised images -> ``(B, 5, H, W)`` mean probabilities."""
+        """``(B, 3, H, W)`` normalised images -> ``(B, C, H, W)`` mean probabilities."""
         total = None
         for member in self.members:
             probs = member.network_probabilities(x)
@@ -59,7 +61,8 @@ def ensemble_segmenter(
     Raises:
         ConfigError: the models disagree on input size, normalisation or background cropping
             (they would need different inputs), or no path is given.
-        DataError: a file is not a usable model; ``tta`` is ``None`` and the members'
+        DataError: a file is not a usable model; a member segments another label set than the
+            first (named); ``tta`` is ``None`` and the members'
             thresholds were tuned with and without flip TTA (the message names a member); or the
             members' post-processing (opening, small-component removal, presence gate) differs
             (:func:`require_same_postprocessing`).
@@ -70,6 +73,7 @@ def ensemble_segmenter(
     first = members[0]
     if len(members) == 1:
         return first
+    require_same_label_set(paths, members)
     tuned = _common_tuned_tta(paths, members, overridden=tta is not None)
     for path, m in zip(paths[1:], members[1:], strict=True):
         same = (m.input_size, m.mean, m.std, m.crop_background) == (
@@ -125,6 +129,29 @@ def _input_difference(member: Segmenter, first: Segmenter, first_path: str | Pat
         if mine != theirs:
             return f"{label} {mine} here but {theirs} in {name}"
     return "they differ"
+
+
+def require_same_label_set(paths: Sequence[str | Path], members: Sequence[Segmenter]) -> None:
+    """Check that every member segments the label set of the first.
+
+    Args:
+        paths: the members' files, in the order of ``members`` (named in the error).
+        members: the members' segmenters.
+
+    Raises:
+        DataError: a member's label set differs, e.g. ``b.safetensors: ensemble members must
+            segment the same label set: ph2 (lesion) here but isic2018_task2 (globules, ...) in
+            a.safetensors``.
+    """
+    first = members[0].labels
+    for path, m in zip(paths[1:], members[1:], strict=True):
+        if not same_label_set(m.labels, first):
+            raise DataError(
+                f"ensemble members must segment the same label set: {m.labels.name} "
+                f"({', '.join(m.labels.names)}) here but {first.name} ({', '.join(first.names)}) in "
+                f"{Path(paths[0]).name}",
+                Path(path),
+            )
 
 
 def require_same_postprocessing(paths: Sequence[str | Path], members: Sequence[Segmenter]) -> None:

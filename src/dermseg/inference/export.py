@@ -1,12 +1,14 @@
 """ONNX export of a checkpoint: its network and output activation as one graph, with its description.
 
 The exported graph maps a normalised ``(B, 3, H, W)`` float32 image (``image``) to
-``(B, 5, H, W)`` attribute **probabilities** (``probabilities``): the sigmoid (multilabel) or
+``(B, C, H, W)`` **probabilities** (``probabilities``) of the checkpoint's ``C`` labels (the five
+Task 2 attributes, or one lesion, ...): the sigmoid (multilabel) or
 the softmax without background (multiclass), and the presence gate of a model with a presence
 head, are part of the graph, so a consumer needs no knowledge of the target encoding. Batch,
 height and width are dynamic (sides >= 96 px).
 
-Everything else :class:`~dermseg.inference.segmenter.Segmenter` needs (attributes, normalisation,
+Everything else :class:`~dermseg.inference.segmenter.Segmenter` needs (the label set as
+:meth:`~dermseg.labels.LabelSet.to_meta` describes it, its label names, normalisation,
 input size, thresholds and post-processing, background crop) is stored as JSON strings in
 the model's ``metadata_props`` under :data:`~dermseg.inference.onnx_runtime.META_KEYS`, with the
 full checkpoint description under ``dermseg_checkpoint_meta``, and whether the thresholds were
@@ -35,12 +37,13 @@ import torch
 from torch import nn
 
 from dermseg._version import __version__
-from dermseg.attributes import ATTRIBUTES
+from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.encoding import output_probabilities, validate_encoding
 from dermseg.errors import ConfigError, DermsegError
 from dermseg.files import atomic_path
 from dermseg.inference.onnx_runtime import INPUT_NAME, INSTALL_HINT, META_KEYS, OUTPUT_NAME
 from dermseg.inference.postprocess import postprocess_from_meta, tuned_tta
+from dermseg.labels import LabelSet, label_set_of
 from dermseg.models.checkpoint import load_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -60,20 +63,22 @@ class ProbabilityNet(nn.Module):
     """A dermseg model followed by its output activation: what an exported graph computes.
 
     Args:
-        model: a model from :func:`dermseg.models.create_model`, returning ``(B, C, H, W)``
-            logits or ``{"masks": (B, C, H, W), "presence": (B, 5)}``; its ``forward`` must
+        model: a model from :func:`dermseg.models.create_model`, returning ``(B, K, H, W)``
+            logits or ``{"masks": (B, K, H, W), "presence": (B, C)}``; its ``forward`` must
             trace with symbolic sizes (every dermseg model's does).
         encoding: ``multilabel`` or ``multiclass``.
+        num_labels: ``C``, the labels of its label set (5 for Task 2, 1 for a lesion).
     """
 
-    def __init__(self, model: nn.Module, encoding: str) -> None:
+    def __init__(self, model: nn.Module, encoding: str, num_labels: int = NUM_ATTRIBUTES) -> None:
         super().__init__()
         self.model = model
         self.encoding = validate_encoding(encoding)
+        self.num_labels = num_labels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised images -> ``(B, 5, H, W)`` probabilities (presence-gated)."""
-        return output_probabilities(self.model(x), self.encoding)
+        """``(B, 3, H, W)`` normalised images -> ``(B, C, H, W)`` probabilities (presence-gated)."""
+        return output_probabilities(self.model(x), self.encoding, self.num_labels)
 
 
 def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
@@ -82,21 +87,39 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
 
     Args:
         meta: a checkpoint description (:attr:`dermseg.models.checkpoint.Checkpoint.meta`).
+
+    Raises:
+        ConfigError: the description names an invalid label set.
     """
+    labels = label_set_of(meta)
     values = {
         "dermseg_version": __version__,
-        "attributes": list(ATTRIBUTES),
+        "attributes": list(labels.names),
+        "labels": labels.to_meta(),
         "encoding": meta["encoding"],
         "normalization_mean": list(meta["normalization"]["mean"]),
         "normalization_std": list(meta["normalization"]["std"]),
         "input_size": int(meta["input_size"]),
-        "postprocess": postprocess_from_meta(meta).to_dict(),
+        "postprocess": postprocess_from_meta(meta, labels.num_labels).to_dict(),
         "postprocess_side": int(meta.get("postprocess_side", meta["input_size"])),
         "crop_background": bool(meta.get("crop_background", True)),
         "dermseg_checkpoint_meta": meta,
         "tuning_tta": tuned_tta(meta),  # null: the thresholds were not tuned
     }
     return {key: json.dumps(values[key]) for key in META_KEYS}
+
+
+def _doc_string(labels: LabelSet) -> str:
+    """The exported graph's ``doc_string``: what goes in and out (Task 2's text as it always was)."""
+    if labels.name == "isic2018_task2":
+        return (
+            "dermseg: normalised (B, 3, H, W) float32 image -> (B, 5, H, W) attribute probabilities, "
+            f"attributes {', '.join(labels.names)}"
+        )
+    return (
+        f"dermseg: normalised (B, 3, H, W) float32 image -> (B, {labels.num_labels}, H, W) probabilities "
+        f"of label set {labels.name}: {', '.join(labels.names)}"
+    )
 
 
 def _torch_export(net: ProbabilityNet, path: Path, opset: int, dynamic: bool) -> None:
@@ -168,7 +191,8 @@ def export_model(
     except ImportError:
         raise ConfigError(f"ONNX export needs the onnx package: {INSTALL_HINT}") from None
     out_path = Path(out_path)
-    net = ProbabilityNet(model, meta["encoding"]).to("cpu").eval()
+    labels = label_set_of(meta)
+    net = ProbabilityNet(model, meta["encoding"], labels.num_labels).to("cpu").eval()
     with tempfile.TemporaryDirectory(prefix="dermseg-onnx-") as tmp_dir:
         raw = Path(tmp_dir) / "raw.onnx"
         _torch_export(net, raw, opset, dynamic)
@@ -177,10 +201,7 @@ def export_model(
         proto = onnx.load(str(raw))
     proto.producer_name = "dermseg"
     proto.producer_version = __version__
-    proto.doc_string = (
-        "dermseg: normalised (B, 3, H, W) float32 image -> (B, 5, H, W) attribute probabilities, "
-        f"attributes {', '.join(ATTRIBUTES)}"
-    )
+    proto.doc_string = _doc_string(labels)
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, onnx_metadata(meta))
     with atomic_path(out_path) as tmp:
@@ -206,7 +227,8 @@ def export_onnx(
 
     Returns:
         ``out_path``: a graph ``image (B, 3, H, W) float32`` (normalised) ->
-        ``probabilities (B, 5, H, W)``, with the description in ``metadata_props``.
+        ``probabilities (B, C, H, W)`` (``C``: the checkpoint's labels), with the description in
+        ``metadata_props``.
 
     Raises:
         DataError: the checkpoint is missing or not a dermseg checkpoint (names the file).

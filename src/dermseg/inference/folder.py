@@ -7,6 +7,7 @@ the caller learns how many failed.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,17 +15,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dermseg.attributes import ATTRIBUTES
 from dermseg.data.imageio import is_image_file, read_image
 from dermseg.data.layout import list_dir
 from dermseg.errors import DataError, DermsegError, display_path
 from dermseg.files import atomic_path
 from dermseg.inference.overlay import overlay, side_by_side, with_legend
 from dermseg.inference.segmenter import Segmenter, write_submission_masks
+from dermseg.labels import DEFAULT, LabelSet
 
 logger = logging.getLogger(__name__)
 
 _NOT_INPUTS = ("_segmentation", "_superpixels", "_overlay")
+_PH2_MASK = re.compile(r"^IMD\d+_lesion$")
 
 
 @dataclass
@@ -68,8 +70,14 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
                 for entry in list_dir(path, "image")
                 if is_image_file(Path(entry.name)) and not entry.name.startswith(".")
             ]
-            # masks lying beside the images (a flat dataset folder) are not inputs
-            images = [p for p in images if "_attribute_" not in p.stem and not p.stem.endswith(_NOT_INPUTS)]
+            # masks lying beside the images (a flat dataset folder: Task 2, Task 1, PH2) are not inputs
+            images = [
+                p
+                for p in images
+                if "_attribute_" not in p.stem
+                and not p.stem.endswith(_NOT_INPUTS)
+                and not _PH2_MASK.match(p.stem)
+            ]
             if not images:
                 raise DataError("no images found in folder", path)
             found.extend(images)
@@ -90,11 +98,18 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
-def write_probabilities(out_dir: Path, stem: str, probs: np.ndarray) -> None:
-    """``<stem>_probability_<name>.png``: 16-bit PNGs, value = round(p * 65535); all five or none."""
+def write_probabilities(out_dir: Path, stem: str, probs: np.ndarray, labels: LabelSet = DEFAULT) -> None:
+    """``<stem>_probability_<label>.png``: 16-bit PNGs, value = round(p * 65535); all or none.
+
+    Args:
+        out_dir: the folder.
+        stem: the image id.
+        probs: ``(C, H, W)`` probabilities, one per label of ``labels``.
+        labels: the label set (Task 2's five attributes by default).
+    """
     written: list[Path] = []
     try:
-        for k, name in enumerate(ATTRIBUTES):
+        for k, name in enumerate(labels.names):
             arr = np.round(np.clip(probs[k], 0, 1) * 65535).astype(np.uint16)
             path = out_dir / f"{stem}_probability_{name}.png"
             with atomic_path(path) as tmp:
@@ -117,6 +132,10 @@ def predict_images(
 ) -> FolderReport:
     """Segment ``images`` and write their submission masks (and optional extras) to ``out_dir``.
 
+    Masks and probability maps are named as the segmenter's label set names them (Task 2:
+    ``<id>_attribute_<name>.png``; ``ph2``: ``<id>_lesion.png``; ``isic2018_task1``:
+    ``<id>_segmentation.png``), at each image's own size.
+
     Args:
         segmenter: the model.
         images: image files.
@@ -135,12 +154,14 @@ def predict_images(
         try:
             image = read_image(path)
             pred = segmenter(image)
-            write_submission_masks(out, path.stem, pred.masks)
+            labels = segmenter.labels
+            write_submission_masks(out, path.stem, pred.masks, labels)
             if probabilities:
-                write_probabilities(out, path.stem, pred.probabilities)
+                write_probabilities(out, path.stem, pred.probabilities, labels)
             if overlays:
                 present = pred.masks.any(axis=(1, 2))
-                panel = with_legend(side_by_side(image, overlay(image, pred.masks)), present)
+                drawn = overlay(image, pred.masks, labels=labels)
+                panel = with_legend(side_by_side(image, drawn), present, labels)
                 with atomic_path(out / f"{path.stem}_overlay.png") as tmp:
                     Image.fromarray(panel).save(tmp, format="PNG")
             report.written.append(path)

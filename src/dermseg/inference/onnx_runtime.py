@@ -1,8 +1,8 @@
 """Running an exported dermseg model on ONNX Runtime, and the contract of the exported file.
 
 An exported graph (written by :mod:`dermseg.inference.export`) maps a normalised
-``(B, 3, H, W)`` float32 image, input :data:`INPUT_NAME`, to ``(B, 5, H, W)`` attribute
-probabilities, output :data:`OUTPUT_NAME`. Its ``metadata_props`` hold, as JSON strings
+``(B, 3, H, W)`` float32 image, input :data:`INPUT_NAME`, to ``(B, C, H, W)`` probabilities
+of its label set's ``C`` labels, output :data:`OUTPUT_NAME`. Its ``metadata_props`` hold, as JSON strings
 under :data:`META_KEYS`, everything :class:`~dermseg.inference.segmenter.Segmenter` needs
 around the network; :func:`read_onnx_meta` turns them back into a checkpoint-style description.
 
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dermseg.attributes import ATTRIBUTES
 from dermseg.errors import ConfigError, DataError
+from dermseg.labels import DEFAULT, LabelSet
 
 __all__ = [
     "INPUT_NAME",
@@ -36,12 +36,13 @@ __all__ = [
 
 #: Name of the graph's input: normalised ``(B, 3, H, W)`` float32 images.
 INPUT_NAME = "image"
-#: Name of the graph's output: ``(B, 5, H, W)`` attribute probabilities.
+#: Name of the graph's output: ``(B, C, H, W)`` label probabilities.
 OUTPUT_NAME = "probabilities"
 #: Keys of ``metadata_props`` written by the export; every value is a JSON string.
 META_KEYS: tuple[str, ...] = (
     "dermseg_version",
     "attributes",
+    "labels",
     "encoding",
     "normalization_mean",
     "normalization_std",
@@ -52,8 +53,9 @@ META_KEYS: tuple[str, ...] = (
     "dermseg_checkpoint_meta",
     "tuning_tta",
 )
-#: Keys of :data:`META_KEYS` that older exports lack: such a file still loads.
-OPTIONAL_META_KEYS: tuple[str, ...] = ("tuning_tta",)
+#: Keys of :data:`META_KEYS` that older exports lack: such a file still loads (without ``labels``
+#: it is a Task 2 model).
+OPTIONAL_META_KEYS: tuple[str, ...] = ("tuning_tta", "labels")
 INSTALL_HINT = "pip install 'dermseg[onnx]'"
 
 
@@ -128,7 +130,7 @@ class OnnxRuntimeNet:
             raise DataError(f"expected one input named {INPUT_NAME!r}, found {inputs}", path)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised images -> ``(B, 5, H, W)`` float32 probabilities on ``x``'s device."""
+        """``(B, 3, H, W)`` normalised images -> ``(B, C, H, W)`` float32 probabilities on ``x``'s device."""
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         out = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0]
         return torch.from_numpy(out).to(x.device)
@@ -143,12 +145,14 @@ def read_onnx_meta(props: dict[str, str], path: str | Path) -> dict[str, Any]:
 
     Returns:
         ``{"encoding", "input_size", "normalization", "postprocess", "postprocess_side",
-        "crop_background", "attributes", "dermseg_version", "checkpoint_meta", "tuning"}``;
-        ``tuning`` is the checkpoint's tuning record with ``tta`` as ``tuning_tta`` says
-        (``None`` when the thresholds were not tuned).
+        "crop_background", "attributes", "labels", "dermseg_version", "checkpoint_meta", "tuning"}``;
+        ``labels`` is the label set's :meth:`~dermseg.labels.LabelSet.to_meta` (Task 2's for an
+        export written before label sets); ``tuning`` is the checkpoint's tuning record with
+        ``tta`` as ``tuning_tta`` says (``None`` when the thresholds were not tuned).
 
     Raises:
-        DataError: the metadata is missing, not JSON, or for other attributes.
+        DataError: the metadata is missing, not JSON, names an invalid label set, or attributes
+            other than its label set's.
     """
     missing = [key for key in META_KEYS if key not in props and key not in OPTIONAL_META_KEYS]
     if len(missing) == len(META_KEYS) - len(OPTIONAL_META_KEYS):
@@ -159,8 +163,17 @@ def read_onnx_meta(props: dict[str, str], path: str | Path) -> dict[str, Any]:
         values = {key: json.loads(props[key]) for key in META_KEYS if key in props}
     except json.JSONDecodeError:
         raise DataError("ONNX metadata is not valid JSON", path) from None
-    if list(values["attributes"]) != list(ATTRIBUTES):
-        raise DataError(f"model was trained for attributes {values['attributes']}", path)
+    raw_labels = values.get("labels")
+    try:
+        labels = DEFAULT if raw_labels is None else LabelSet.from_meta(raw_labels)
+    except ConfigError as err:
+        raise DataError(f"ONNX metadata: invalid label set ({err})", path) from None
+    except (AttributeError, TypeError):
+        raise DataError("ONNX metadata labels is not a label set description", path) from None
+    if list(values["attributes"]) != list(labels.names):
+        raise DataError(
+            f"model was trained for attributes {values['attributes']} (label set {labels.name})", path
+        )
     checkpoint_meta = values["dermseg_checkpoint_meta"]
     if not isinstance(checkpoint_meta, dict):
         raise DataError("ONNX metadata dermseg_checkpoint_meta is not a mapping", path)
@@ -173,6 +186,7 @@ def read_onnx_meta(props: dict[str, str], path: str | Path) -> dict[str, Any]:
         tuning = {**(tuning or {}), "tta": tta}
     return {
         "attributes": values["attributes"],
+        "labels": labels.to_meta(),
         "encoding": values["encoding"],
         "input_size": values["input_size"],
         "normalization": {"mean": values["normalization_mean"], "std": values["normalization_std"]},

@@ -1,21 +1,33 @@
-"""Coloured overlays of attribute masks on an image, for people to look at."""
+"""Coloured overlays of label masks on an image, for people to look at.
+
+Each label is drawn in its colour from the model's :class:`~dermseg.labels.LabelSet` (Task 2's
+five attribute colours by default; a lesion in its own).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-from dermseg.attributes import ATTRIBUTE_INFO
+from dermseg.labels import DEFAULT, LabelSet
 
 
-def overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.45, outline: bool = True) -> np.ndarray:
-    """Blend each attribute's colour over ``image`` where its mask is on.
+def overlay(
+    image: np.ndarray,
+    masks: np.ndarray,
+    alpha: float = 0.45,
+    outline: bool = True,
+    labels: LabelSet = DEFAULT,
+) -> np.ndarray:
+    """Blend each label's colour over ``image`` where its mask is on.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB.
-        masks: ``(5, H, W)`` bool/0-1 (ATTRIBUTES order); overlapping attributes mix.
+        masks: ``(C, H, W)`` bool/0-1, one per label of ``labels`` in its channel order;
+            overlapping labels mix.
         alpha: opacity of the fill, in ``[0, 1]``.
         outline: draw each region's border at full opacity.
+        labels: the label set (its colours); Task 2's five attributes by default.
 
     Returns:
         ``(H, W, 3)`` uint8.
@@ -26,10 +38,10 @@ def overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.45, outline: 
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     masks = np.asarray(masks).astype(bool)
-    if image.ndim != 3 or masks.shape != (len(ATTRIBUTE_INFO), *image.shape[:2]):
+    if image.ndim != 3 or masks.shape != (labels.num_labels, *image.shape[:2]):
         raise ValueError(f"image {image.shape} and masks {masks.shape} do not match")
     out = image.astype(np.float32)
-    for info in ATTRIBUTE_INFO:
+    for info in labels.labels:
         m = masks[info.index]
         if not m.any():
             continue
@@ -54,12 +66,15 @@ def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def with_legend(panel: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
-    """Add a white strip under ``panel`` naming each attribute in its overlay colour.
+def with_legend(
+    panel: np.ndarray, present: np.ndarray | None = None, labels: LabelSet = DEFAULT
+) -> np.ndarray:
+    """Add a white strip under ``panel`` naming each label in its overlay colour.
 
     Args:
         panel: ``(H, W, 3)`` uint8.
-        present: ``(5,)`` bool; attributes not present are listed in grey.
+        present: ``(C,)`` bool; labels not present are listed in grey.
+        labels: the label set (display names and colours); Task 2's five attributes by default.
 
     Returns:
         ``(H + strip, W, 3)`` uint8.
@@ -75,7 +90,7 @@ def with_legend(panel: np.ndarray, present: np.ndarray | None = None) -> np.ndar
     strip = Image.new("RGB", (width, int(size * 2.2)), (255, 255, 255))
     draw = ImageDraw.Draw(strip)
     x = size // 2
-    for info in ATTRIBUTE_INFO:
+    for info in labels.labels:
         on = present is None or bool(present[info.index])
         colour = info.colour if on else (170, 170, 170)
         draw.rectangle([x, size // 2, x + size, size // 2 + size], fill=colour)

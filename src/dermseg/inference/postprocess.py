@@ -1,6 +1,7 @@
-"""Turning attribute probabilities into masks: thresholds, presence gate, opening, small components.
+"""Turning label probabilities into masks: thresholds, presence gate, opening, small components.
 
-:func:`apply_postprocess` runs, per attribute, in this order:
+:func:`apply_postprocess` runs, per label (an ISIC 2018 Task 2 attribute, or a lesion: see
+:mod:`dermseg.labels`), in this order:
 
 1. **threshold**: ``probs > threshold`` (strict, like the official binarisation and
    :func:`dermseg.evaluation.metrics.binarise`; a pixel exactly at the threshold is negative);
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -43,11 +44,11 @@ THESIS_OPENING: tuple[int, ...] = (15, 21, 21, 15, 5)
 THESIS_SIDE: int = 256
 
 
-def _per_attribute(value: Any, name: str, kind: type) -> tuple[Any, ...]:
-    """One value or one per attribute -> a tuple of NUM_ATTRIBUTES python floats/ints."""
-    values = [value] * NUM_ATTRIBUTES if np.ndim(value) == 0 else list(np.asarray(value).ravel())
-    if np.ndim(value) > 1 or len(values) != NUM_ATTRIBUTES:
-        raise ValueError(f"{name} must be one value or {NUM_ATTRIBUTES} (one per attribute); got {value!r}")
+def _per_label(value: Any, name: str, kind: type, count: int) -> tuple[Any, ...]:
+    """One value or one per label -> a tuple of ``count`` python floats/ints."""
+    values = [value] * count if np.ndim(value) == 0 else list(np.asarray(value).ravel())
+    if np.ndim(value) > 1 or len(values) != count:
+        raise ValueError(f"{name} must be one value or {count} (one per label); got {value!r}")
     out = []
     for v in values:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
@@ -63,12 +64,32 @@ def _per_attribute(value: Any, name: str, kind: type) -> tuple[Any, ...]:
     return tuple(out)
 
 
+_FIELDS: tuple[tuple[str, type, float], ...] = (
+    ("thresholds", float, 0.5),
+    ("opening", int, 0),
+    ("min_area", int, 0),
+    ("presence", float, 0.0),
+)
+
+
+def _label_count(values: dict[str, Any]) -> int:
+    """The number of labels the fields give: the length of the lists among them (they must agree),
+    else :data:`~dermseg.attributes.NUM_ATTRIBUTES` (Task 2's five attributes)."""
+    lengths = {k: len(np.asarray(v).ravel()) for k, v in values.items() if v is not None and np.ndim(v) == 1}
+    if len(set(lengths.values())) > 1:
+        given = ", ".join(f"{k} {n}" for k, n in lengths.items())
+        raise ValueError(f"postprocess lists must have one value per label, all the same length; got {given}")
+    return next(iter(lengths.values()), NUM_ATTRIBUTES) or NUM_ATTRIBUTES
+
+
 @dataclass
 class PostprocessSettings:
-    """How to turn ``(5, H, W)`` probabilities into masks; each field has one value per attribute.
+    """How to turn ``(C, H, W)`` probabilities into masks; each field has one value per label.
 
-    A single value is accepted for any field and repeated for the five attributes. Fields are
-    stored as tuples in ATTRIBUTES order.
+    ``C`` is the number of labels of the model's label set (:mod:`dermseg.labels`): the length of
+    the lists given (they must agree), or 5 (the Task 2 attributes) when every field is a single
+    value or left out. A single value is repeated for every label; a field left out takes its
+    default (0.5, or 0 = off) for every label. Fields are stored as tuples in channel order.
 
     Attributes:
         thresholds: probability thresholds in [0, 1]; positive where ``prob > threshold``.
@@ -82,16 +103,16 @@ class PostprocessSettings:
         ValueError: a field of the wrong length or type, or a value out of range.
     """
 
-    thresholds: Sequence[float] | float = field(default_factory=lambda: (0.5,) * NUM_ATTRIBUTES)
-    opening: Sequence[int] | int = field(default_factory=lambda: (0,) * NUM_ATTRIBUTES)
-    min_area: Sequence[int] | int = field(default_factory=lambda: (0,) * NUM_ATTRIBUTES)
-    presence: Sequence[float] | float = field(default_factory=lambda: (0.0,) * NUM_ATTRIBUTES)
+    thresholds: Sequence[float] | float | None = None
+    opening: Sequence[int] | int | None = None
+    min_area: Sequence[int] | int | None = None
+    presence: Sequence[float] | float | None = None
 
     def __post_init__(self) -> None:
-        self.thresholds = _per_attribute(self.thresholds, "thresholds", float)
-        self.opening = _per_attribute(self.opening, "opening", int)
-        self.min_area = _per_attribute(self.min_area, "min_area", int)
-        self.presence = _per_attribute(self.presence, "presence", float)
+        count = _label_count({name: getattr(self, name) for name, _, _ in _FIELDS})
+        for name, kind, default in _FIELDS:
+            value = getattr(self, name)
+            setattr(self, name, _per_label(default if value is None else value, name, kind, count))
         if not all(0.0 <= t <= 1.0 for t in self.thresholds):
             raise ValueError(f"thresholds must lie in [0, 1]; got {list(self.thresholds)}")
         if not all(p == 0 or (p > 0 and p % 2 == 1) for p in self.opening):
@@ -102,6 +123,16 @@ class PostprocessSettings:
             raise ValueError(f"min_area must be >= 0; got {list(self.min_area)}")
         if not all(0.0 <= p <= 1.0 for p in self.presence):
             raise ValueError(f"presence gates must lie in [0, 1]; got {list(self.presence)}")
+
+    @property
+    def num_labels(self) -> int:
+        """``C``, the number of labels the settings are for."""
+        return len(self.thresholds)
+
+    @classmethod
+    def uniform(cls, num_labels: int, threshold: float = 0.5) -> PostprocessSettings:
+        """``threshold`` for each of ``num_labels`` labels and no other step."""
+        return cls(thresholds=[threshold] * num_labels)
 
     def to_dict(self) -> dict[str, list[float] | list[int]]:
         """JSON-able dict of lists (e.g. for a checkpoint's metadata); :meth:`from_dict` inverts it."""
@@ -211,32 +242,34 @@ def remove_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
 
 
 def apply_postprocess(probs: np.ndarray, settings: PostprocessSettings | None = None) -> np.ndarray:
-    """Masks of one image from its attribute probabilities (see the module docstring for the steps).
+    """Masks of one image from its label probabilities (see the module docstring for the steps).
 
     Args:
-        probs: ``(5, H, W)`` float probabilities in [0, 1] (ATTRIBUTES order), numpy or a CPU
-            tensor; sizes in ``settings`` are in pixels of this array.
-        settings: defaults to thresholds 0.5 and nothing else.
+        probs: ``(C, H, W)`` float probabilities in [0, 1] (the label set's channel order; ``C = 5``
+            for Task 2), numpy or a CPU tensor; sizes in ``settings`` are in pixels of this array.
+        settings: one value per label (``C``); defaults to thresholds 0.5 and nothing else.
 
     Returns:
-        ``(5, H, W)`` bool masks.
+        ``(C, H, W)`` bool masks.
 
     Raises:
-        ValueError: ``probs`` is not ``(5, H, W)`` floats in [0, 1].
+        ValueError: ``probs`` is not ``(C, H, W)`` floats in [0, 1] with ``C`` the settings' labels.
     """
-    settings = settings or PostprocessSettings()
     p = np.asarray(probs)
-    if p.ndim != 3 or p.shape[0] != NUM_ATTRIBUTES:
-        raise ValueError(f"probs must be ({NUM_ATTRIBUTES}, H, W); got shape {p.shape}")
+    if settings is None:
+        settings = PostprocessSettings.uniform(p.shape[0] if p.ndim == 3 and p.shape[0] else NUM_ATTRIBUTES)
+    count = settings.num_labels
+    if p.ndim != 3 or p.shape[0] != count:
+        raise ValueError(f"probs must be ({count}, H, W); got shape {p.shape}")
     if p.dtype.kind != "f":
         raise ValueError(f"probs must be float probabilities; got dtype {p.dtype}")
     out = np.zeros(p.shape, dtype=bool)
     if p.size == 0:
         return out
-    peaks = p.reshape(NUM_ATTRIBUTES, -1).max(axis=1)
+    peaks = p.reshape(count, -1).max(axis=1)
     if np.isnan(p).any() or p.min() < 0 or peaks.max() > 1:
         raise ValueError("probs must be probabilities in [0, 1] (got NaN or values outside; logits?)")
-    for k in range(NUM_ATTRIBUTES):
+    for k in range(count):
         if peaks[k] < settings.presence[k]:
             continue  # gated: the attribute is judged absent from the image
         # compare in the probabilities' dtype, exactly as dermseg.evaluation.metrics.binarise does
@@ -284,16 +317,25 @@ def tuned_tta(meta: dict[str, Any]) -> bool | None:
     return bool(tuning.get("tta", False))
 
 
-def postprocess_from_meta(meta: dict[str, Any]) -> PostprocessSettings:
+def postprocess_from_meta(meta: dict[str, Any], num_labels: int = NUM_ATTRIBUTES) -> PostprocessSettings:
     """The post-processing a checkpoint describes (older descriptions: thresholds only).
 
     Args:
         meta: a checkpoint description, with ``postprocess`` (a :meth:`PostprocessSettings.to_dict`)
             or, in older ones, only ``thresholds`` (or neither: 0.5 everywhere).
+        num_labels: the labels of the checkpoint's label set (5 for Task 2): the settings must
+            have one value per label.
 
     Raises:
-        ValueError: the recorded settings are invalid.
+        ValueError: the recorded settings are invalid, or not one value per label.
     """
     if "postprocess" in meta:
-        return PostprocessSettings.from_dict(meta["postprocess"])
-    return PostprocessSettings(thresholds=meta.get("thresholds", [0.5] * NUM_ATTRIBUTES))
+        settings = PostprocessSettings.from_dict(meta["postprocess"])
+    else:
+        settings = PostprocessSettings(thresholds=meta.get("thresholds", [0.5] * num_labels))
+    if settings.num_labels != num_labels:
+        raise ValueError(
+            f"the post-processing has {settings.num_labels} value(s) per setting but the label set "
+            f"{num_labels} label(s)"
+        )
+    return settings

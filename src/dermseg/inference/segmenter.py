@@ -2,8 +2,13 @@
 
 :class:`Segmenter` applies the same preprocessing as training (background crop
 detected from the image, short side resized to the checkpoint's input size, the
-normalisation the checkpoint records), runs the model, and maps the attribute probabilities
-back to the original frame (zero outside the dermoscope's field).
+normalisation the checkpoint records), runs the model, and maps the probabilities of its
+label set's ``C`` labels back to the original frame (zero outside the dermoscope's field).
+
+A segmenter carries its model's :class:`~dermseg.labels.LabelSet` (:attr:`Segmenter.labels`):
+what the ``C`` channels are, how their mask files are named, and which metric scores them.
+It comes from the checkpoint's ``labels`` entry (:func:`~dermseg.labels.label_set_of`); a
+checkpoint without one is a Task 2 model (the five attributes).
 
 The model is either a PyTorch module (logits; the encoding's sigmoid/softmax is applied
 here) or an ONNX Runtime session (:mod:`dermseg.inference.onnx_runtime`) over a graph exported
@@ -24,11 +29,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import nn
 
-from dermseg.attributes import ATTRIBUTES
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import read_image, write_mask
 from dermseg.data.transforms import resize_short_side
-from dermseg.encoding import output_probabilities
+from dermseg.encoding import num_output_channels, output_probabilities
 from dermseg.errors import ConfigError, DataError
 from dermseg.inference.export import export_onnx
 from dermseg.inference.onnx_runtime import OnnxRuntimeNet, require_onnxruntime
@@ -38,6 +42,7 @@ from dermseg.inference.postprocess import (
     postprocess_from_meta,
     tuned_tta,
 )
+from dermseg.labels import DEFAULT, LabelSet, label_set_of
 from dermseg.models.checkpoint import load_checkpoint
 
 #: Inference backends of :meth:`Segmenter.from_path`.
@@ -71,8 +76,9 @@ class Prediction:
     """What :class:`Segmenter` returns for one image, at the image's own size.
 
     Attributes:
-        probabilities: ``(5, H, W)`` float32 in ``[0, 1]``, ATTRIBUTES order.
-        masks: ``(5, H, W)`` bool, thresholded (and post-processed where configured).
+        probabilities: ``(C, H, W)`` float32 in ``[0, 1]``, the label set's channel order
+            (``C = 5`` for Task 2, 1 for a lesion set).
+        masks: ``(C, H, W)`` bool, thresholded (and post-processed where configured).
         field: the part of the image the network saw (the detected field of view, or the
             whole image); the post-processing sizes were scaled to its short side.
     """
@@ -83,7 +89,7 @@ class Prediction:
 
     @property
     def presence(self) -> np.ndarray:
-        """``(5,)`` float, the maximum probability of each attribute (image-level presence)."""
+        """``(C,)`` float, the maximum probability of each label (image-level presence)."""
         return self.probabilities.reshape(len(self.probabilities), -1).max(axis=1)
 
 
@@ -94,7 +100,7 @@ class Segmenter:
     Attributes:
         model: a network returning logits ``(B, C, h, w)``, or an
             :class:`~dermseg.inference.onnx_runtime.OnnxRuntimeNet` or
-            :class:`~dermseg.inference.ensemble.EnsembleNet` returning ``(B, 5, h, w)`` probabilities.
+            :class:`~dermseg.inference.ensemble.EnsembleNet` returning ``(B, C, h, w)`` probabilities.
         encoding: ``multilabel`` or ``multiclass``.
         input_size: short side the image is resized to before the network.
         mean, std: normalisation (0-1 scale).
@@ -108,6 +114,8 @@ class Segmenter:
         tuned_tta: whether the thresholds were tuned with flip TTA, as the checkpoint's tuning
             record says; ``None`` when no record says (untuned thresholds, or ensemble members
             tuned differently). The ``from_*`` constructors use it as the default ``tta``.
+        labels: what the model segments: its ``C`` output labels, their mask names, colours and
+            metric (Task 2's five attributes for a checkpoint that does not say).
     """
 
     model: nn.Module | OnnxRuntimeNet | Any
@@ -121,9 +129,15 @@ class Segmenter:
     device: torch.device = torch.device("cpu")
     tta: bool = False
     tuned_tta: bool | None = None
+    labels: LabelSet = DEFAULT
 
     def __post_init__(self) -> None:
         torch.set_flush_denormal(True)  # denormal weights make CPU inference many times slower
+        if self.postprocess.num_labels != self.labels.num_labels:
+            raise ValueError(
+                f"postprocess has {self.postprocess.num_labels} value(s) per setting but label set "
+                f"{self.labels.name} has {self.labels.num_labels} label(s)"
+            )
 
     @property
     def tta_description(self) -> str:
@@ -148,11 +162,24 @@ class Segmenter:
                 were tuned (:func:`~dermseg.inference.postprocess.tuned_tta`; off when they were not tuned).
 
         Raises:
-            DataError: the file is not a usable dermseg checkpoint.
+            DataError: the file is not a usable dermseg checkpoint (also: its label set is invalid,
+                or its model has not one output channel per label of it).
             ConfigError: ``device`` is unknown or not on this machine.
         """
         resolve_device(device)  # before reading a large file
         ckpt = load_checkpoint(path)
+        labels = checkpoint_label_set(ckpt.meta, path)
+        classes = (ckpt.meta.get("model_kwargs") or {}).get("classes")
+        try:
+            wanted = num_output_channels(ckpt.meta["encoding"], labels.num_labels)
+        except ValueError as err:
+            raise DataError(f"checkpoint metadata is malformed ({err})", Path(path)) from None
+        if classes is not None and classes != wanted:
+            raise DataError(
+                f"checkpoint's model has {classes} output channel(s) but its label set {labels.name} "
+                f"({labels.num_labels} label(s), {ckpt.meta['encoding']}) needs {wanted}",
+                Path(path),
+            )
         model = ckpt.build_model()
         try:
             return cls.from_model(model, ckpt.meta, device=device, tta=tta)
@@ -183,7 +210,10 @@ class Segmenter:
             DataError: the file is missing, not an ONNX model, or not one exported by dermseg.
         """
         net = OnnxRuntimeNet(path, device=device)
-        return cls._from_meta(net, net.meta, device=device, tta=tta)
+        try:
+            return cls._from_meta(net, net.meta, device=device, tta=tta)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"ONNX metadata is malformed ({type(err).__name__}: {err})", Path(path)) from None
 
     @classmethod
     def from_path(
@@ -222,18 +252,20 @@ class Segmenter:
         cls, model: nn.Module | OnnxRuntimeNet, meta: dict[str, Any], device: str, tta: bool | None
     ) -> Segmenter:
         tuned = tuned_tta(meta)
+        labels = checkpoint_label_set(meta)
         return cls(
             model=model,
             encoding=meta["encoding"],
             input_size=int(meta["input_size"]),
             mean=tuple(meta["normalization"]["mean"]),
             std=tuple(meta["normalization"]["std"]),
-            postprocess=postprocess_from_meta(meta),
+            postprocess=postprocess_from_meta(meta, labels.num_labels),
             postprocess_side=int(meta.get("postprocess_side", meta["input_size"])),
             crop_background=bool(meta.get("crop_background", True)),
             device=torch.device(device),
             tta=bool(tuned) if tta is None else bool(tta),
             tuned_tta=tuned,
+            labels=labels,
         )
 
     @property
@@ -245,10 +277,10 @@ class Segmenter:
         return "torch" if isinstance(self.model, nn.Module) else "onnxruntime"
 
     def network_probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, h, w)`` normalised images -> ``(B, 5, h, w)`` probabilities (no TTA, no resizing)."""
+        """``(B, 3, h, w)`` normalised images -> ``(B, C, h, w)`` probabilities (no TTA, no resizing)."""
         if not isinstance(self.model, nn.Module):  # ONNX Runtime and ensembles give probabilities
             return self.model(x)
-        return output_probabilities(self.model(x), self.encoding)
+        return output_probabilities(self.model(x), self.encoding, self.labels.num_labels)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network_probabilities(x)
@@ -267,7 +299,7 @@ class Segmenter:
 
     @torch.no_grad()
     def probabilities(self, image: np.ndarray, field: CropBox | None = None) -> np.ndarray:
-        """Attribute probabilities of one image at its own size.
+        """Label probabilities of one image at its own size.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
@@ -275,7 +307,7 @@ class Segmenter:
                 (detected here when ``None``).
 
         Returns:
-            ``(5, H, W)`` float32 in ``[0, 1]``; 0 outside the field of view.
+            ``(C, H, W)`` float32 in ``[0, 1]``; 0 outside the field of view.
         """
         if isinstance(self.model, nn.Module):
             self.model.eval()
@@ -298,8 +330,8 @@ class Segmenter:
         if self.tta:
             probs = probs + self._forward(x.flip(-1)).flip(-1) + self._forward(x.flip(-2)).flip(-2)
             probs = probs / 3.0
-        # Upsample one attribute at a time straight into the output frame: peak memory is the
-        # five output maps plus one more (0 outside the field of view).
+        # Upsample one label at a time straight into the output frame: peak memory is the
+        # C output maps plus one more (0 outside the field of view).
         out = np.zeros((probs.shape[1], h, w), dtype=np.float32)
         for k in range(probs.shape[1]):
             up = F.interpolate(
@@ -310,7 +342,7 @@ class Segmenter:
         return out
 
     def masks(self, image: np.ndarray) -> np.ndarray:
-        """Binary masks ``(5, H, W)`` bool of one image (probabilities above the thresholds)."""
+        """Binary masks ``(C, H, W)`` bool of one image (probabilities above the thresholds)."""
         field = self.field_of_view(image)
         return self.binarise(self.probabilities(image, field), field)
 
@@ -324,21 +356,21 @@ class Segmenter:
         return self.postprocess.rescaled(self.postprocess_side, min(field.height, field.width))
 
     def binarise(self, probs: np.ndarray, field: CropBox) -> np.ndarray:
-        """``(5, H, W)`` probabilities -> bool masks: thresholds, then the configured post-processing.
+        """``(C, H, W)`` probabilities -> bool masks: thresholds, then the configured post-processing.
 
         Args:
-            probs: ``(5, H, W)`` probabilities of :meth:`probabilities`.
+            probs: ``(C, H, W)`` probabilities of :meth:`probabilities`.
             field: the field of view they were predicted on (:meth:`field_of_view`); opening
                 kernels and minimum areas are scaled to its short side.
 
         Returns:
-            ``(5, H, W)`` bool.
+            ``(C, H, W)`` bool.
         """
         return apply_postprocess(probs, self.postprocess_for(field))
 
     @property
     def thresholds(self) -> np.ndarray:
-        """``(5,)`` probability thresholds."""
+        """``(C,)`` probability thresholds."""
         return np.asarray(self.postprocess.thresholds, dtype=np.float64)
 
     def __call__(self, image: np.ndarray | Image.Image | str | Path) -> Prediction:
@@ -364,22 +396,83 @@ class Segmenter:
         return Prediction(probabilities=probs, masks=self.binarise(probs, field), field=field)
 
     def predict_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-        """Read an image file and return it with its ``(5, H, W)`` probabilities."""
+        """Read an image file and return it with its ``(C, H, W)`` probabilities."""
         image = read_image(path)
         return image, self.probabilities(image)
 
 
-def write_submission_masks(out_dir: str | Path, isic_id: str, masks: np.ndarray) -> list[Path]:
-    """Write ``ISIC_<id>_attribute_<name>.png`` (0/255, image size) for the five attributes.
+def checkpoint_label_set(meta: dict[str, Any], path: str | Path | None = None) -> LabelSet:
+    """The label set a checkpoint's (or an ONNX export's) description names.
 
-    All five or none: each file is written atomically, and when one cannot be written
-    (disk full, ...) those already written by this call are removed again.
+    Its ``labels`` entry, else its config's ``data.labels``, else Task 2's
+    (:func:`~dermseg.labels.label_set_of`): a checkpoint written before label sets is a Task 2 model.
+
+    Raises:
+        DataError: the entry is not a valid label set (naming ``path`` when given).
     """
+    try:
+        return label_set_of(meta)
+    except ConfigError as err:
+        raise DataError(f"checkpoint metadata: invalid label set ({err})", path) from None
+
+
+def require_label_set(model: LabelSet, data: LabelSet, model_path: str | Path, where: str) -> None:
+    """Refuse a model on data of another label set.
+
+    Args:
+        model: the model's label set (:attr:`Segmenter.labels`).
+        data: the label set of the data or truth it is to be used on (given, or detected).
+        model_path: the model file (named first in the message).
+        where: what holds ``data``, for the message: a folder, or ``--labels ph2``.
+
+    Raises:
+        DataError: the sets differ, e.g. ``best.safetensors: segments label set isic2018_task2
+            (globules, ...), not label set ph2 (lesion) of ph2_sample; use a model trained for ph2``.
+    """
+    if same_label_set(model, data):
+        return
+    raise DataError(
+        f"segments label set {model.name} ({', '.join(model.names)}), not label set {data.name} "
+        f"({', '.join(data.names)}) of {where}; use a model trained for {data.name}",
+        model_path,
+    )
+
+
+def same_label_set(a: LabelSet, b: LabelSet) -> bool:
+    """Whether two label sets describe the same masks: same name, labels in the same order, same
+    file names and metric (display names, colours and descriptions may differ)."""
+    return (a.name, a.names, a.mask_pattern, a.metric) == (b.name, b.names, b.mask_pattern, b.metric)
+
+
+def write_submission_masks(
+    out_dir: str | Path, isic_id: str, masks: np.ndarray, labels: LabelSet = DEFAULT
+) -> list[Path]:
+    """Write the masks of one image, named as ``labels`` names them (0/255 PNG, image size).
+
+    Task 2: ``ISIC_<id>_attribute_<name>.png`` for the five attributes; ``ph2``:
+    ``IMDxxx_lesion.png``; ``isic2018_task1``: ``ISIC_<id>_segmentation.png``.
+
+    Args:
+        out_dir: the folder.
+        isic_id: the image id (the image file's stem).
+        masks: ``(C, H, W)`` bool, one per label of ``labels``.
+        labels: the label set (Task 2's by default).
+
+    All or none: each file is written atomically, and when one cannot be written
+    (disk full, ...) those already written by this call are removed again.
+
+    Raises:
+        ValueError: ``masks`` has not one channel per label.
+    """
+    if len(masks) != labels.num_labels:
+        raise ValueError(
+            f"expected {labels.num_labels} mask(s) for label set {labels.name}, got {len(masks)}"
+        )
     out_dir = Path(out_dir)
     paths: list[Path] = []
     try:
-        for k, name in enumerate(ATTRIBUTES):
-            path = out_dir / f"{isic_id}_attribute_{name}.png"
+        for k, name in enumerate(labels.names):
+            path = out_dir / labels.mask_name(isic_id, name)
             write_mask(path, masks[k])
             paths.append(path)
     except BaseException:

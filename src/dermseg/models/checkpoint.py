@@ -2,7 +2,7 @@
 
 A checkpoint is one ``.safetensors`` file: the model's weights, and in the
 file's metadata a JSON document saying how to rebuild and use the model
-(architecture and its arguments, attributes, target encoding, input
+(architecture and its arguments, label set and its label names, target encoding, input
 normalisation, thresholds, the training config, the dermseg version). So
 ``predict`` needs nothing but the file.
 
@@ -26,10 +26,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dermseg._version import __version__
-from dermseg.attributes import ATTRIBUTES
 from dermseg.data.imageio import BROKEN_LINK
-from dermseg.errors import DataError, DermsegError
+from dermseg.errors import ConfigError, DataError, DermsegError
 from dermseg.files import atomic_path
+from dermseg.labels import label_set_of
 
 #: Key of the JSON document in the safetensors metadata.
 META_KEY = "dermseg"
@@ -109,13 +109,18 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     """Write ``model``'s weights and ``meta`` atomically to a ``.safetensors`` file.
 
     ``meta`` is completed with the format version, the dermseg version, the
-    attribute names and the model's ``dermseg_arch``/``dermseg_kwargs``.
+    label names (``attributes``: those of ``meta["labels"]``, a
+    :meth:`~dermseg.labels.LabelSet.to_meta`; Task 2's five without one) and the model's
+    ``dermseg_arch``/``dermseg_kwargs``.
+
+    Raises:
+        ConfigError: ``meta`` names an invalid label set.
     """
     model = _unwrap(model)
     full = {
         "format_version": FORMAT_VERSION,
         "dermseg_version": __version__,
-        "attributes": list(ATTRIBUTES),
+        "attributes": list(label_set_of(meta).names),
         "arch": getattr(model, "dermseg_arch", None),
         "model_kwargs": getattr(model, "dermseg_kwargs", None),
         **meta,
@@ -166,8 +171,15 @@ def _parse_meta(metadata: dict[str, str], path: Path) -> dict[str, Any]:
     for key in ("arch", "model_kwargs", "encoding", "attributes", "input_size", "normalization"):
         if key not in meta or meta[key] is None:
             raise DataError(f"checkpoint metadata lacks {key!r}", path)
-    if not isinstance(meta["attributes"], list) or meta["attributes"] != list(ATTRIBUTES):
-        raise DataError(f"checkpoint was trained for attributes {meta['attributes']}", path)
+    try:
+        labels = label_set_of(meta)
+    except (ConfigError, AttributeError, TypeError) as err:
+        why = err.message if isinstance(err, ConfigError) else "not a label set description"
+        raise DataError(f"checkpoint metadata: invalid label set ({why})", path) from None
+    if not isinstance(meta["attributes"], list) or meta["attributes"] != list(labels.names):
+        raise DataError(
+            f"checkpoint was trained for attributes {meta['attributes']} (label set {labels.name})", path
+        )
     if not isinstance(meta["arch"], str) or not isinstance(meta["model_kwargs"], dict):
         raise DataError("checkpoint metadata: 'arch' must be a name and 'model_kwargs' a mapping", path)
     if meta["encoding"] not in ("multilabel", "multiclass"):

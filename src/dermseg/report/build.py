@@ -20,6 +20,7 @@ from dermseg.files import atomic_path
 from dermseg.report.collect import REPORT_FORMAT, RunFiles, checkpoint_fingerprint, collect_report
 from dermseg.report.figures import all_figures
 from dermseg.report.html import render_html
+from dermseg.report.lesion_html import render_lesion_html
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,16 @@ def report_paths(run_dir: str | Path, out: str | Path | None = None) -> tuple[Pa
     return html_path, html_path.with_suffix(".json")
 
 
+def render_page(content: dict[str, Any]) -> str:
+    """The report page of ``content``: a lesion run's (label sets scored with the Task 1 metric)
+    or a Task 2 run's."""
+    labels = content.get("labels") or {}
+    render = render_lesion_html if labels.get("metric") == "isic2018_task1" else render_html
+    return render(content, all_figures(content))
+
+
 def _write(content: dict[str, Any], html_path: Path, json_path: Path | None) -> Path:
-    page = render_html(content, all_figures(content))  # everything computed before any file is touched
+    page = render_page(content)  # everything computed before any file is touched
     if json_path is not None:
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n", encoding="utf-8")

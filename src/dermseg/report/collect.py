@@ -18,8 +18,9 @@ import numpy as np
 import yaml
 
 from dermseg._version import __version__
-from dermseg.data.layout import IsicSample, discover
-from dermseg.errors import ConfigError, DataError
+from dermseg.data.layout import IsicSample, detect_label_set, discover
+from dermseg.errors import ConfigError, DataError, display_path
+from dermseg.labels import DEFAULT, LabelSet
 
 #: Report format, bumped when ``report.json`` changes shape.
 REPORT_FORMAT = 1
@@ -147,8 +148,13 @@ def data_folder(files: RunFiles, config: dict[str, Any], data: str | Path | None
     return folder
 
 
-def validation_samples(files: RunFiles, data_dir: Path) -> list[IsicSample]:
+def validation_samples(files: RunFiles, data_dir: Path, labels: LabelSet = DEFAULT) -> list[IsicSample]:
     """The run's validation images (``split.json``'s ``val`` ids, in that order) in ``data_dir``.
+
+    Args:
+        files: the run's files.
+        data_dir: the dataset folder.
+        labels: the label set of the run's model, which ``data_dir`` is read with.
 
     Raises:
         DataError: ``split.json`` is malformed, lists no validation id, or an id or one of its
@@ -160,15 +166,15 @@ def validation_samples(files: RunFiles, data_dir: Path) -> list[IsicSample]:
         raise DataError("not a split file (expected JSON with a 'val' list)", files.split) from None
     if not ids:
         raise DataError("no validation ids", files.split)
-    by_id = {s.isic_id: s for s in discover(data_dir).samples}
+    by_id = {s.isic_id: s for s in discover(data_dir, labels).samples}
     missing = [i for i in ids if i not in by_id]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise DataError(f"validation image {missing[0]}{more} of {files.split} not found", data_dir)
     samples = [by_id[i] for i in ids]
     for s in samples:
-        if s.missing_attributes:
-            raise DataError(f"missing mask {s.isic_id}_attribute_{s.missing_attributes[0]}.png", s.image_path)
+        if s.missing_labels:
+            raise DataError(f"missing mask {s.mask_name(s.missing_labels[0])}", s.image_path)
     return samples
 
 
@@ -276,28 +282,47 @@ def collect_report(
         epoch, flip TTA used and as tuned), ``config`` (YAML text and
         content), ``versions``, ``checkpoint`` (its description), ``records`` (metrics.jsonl),
         ``references`` and ``evaluation`` (see :func:`~dermseg.report.evaluation.evaluate_for_report`).
+        A model of a label set other than Task 2's adds ``labels`` (the set's
+        :meth:`~dermseg.labels.LabelSet.to_meta`); for a lesion set (the Task 1 metric) the
+        ``evaluation`` is :func:`~dermseg.report.lesion.evaluate_lesion_for_report`'s and there are
+        no ``references`` (the Task 2 leaderboard does not apply).
 
     Raises:
-        DermsegError: a missing or malformed run file, data folder, image or mask (named).
+        DermsegError: a missing or malformed run file, data folder, image or mask (named); a data
+            folder of another label set than the model's.
     """
-    from dermseg.inference.segmenter import Segmenter
+    from dermseg.inference.segmenter import Segmenter, checkpoint_label_set, require_label_set
     from dermseg.models.checkpoint import read_meta
     from dermseg.report.evaluation import evaluate_for_report
+    from dermseg.report.lesion import evaluate_lesion_for_report
 
     files = RunFiles.of(run_dir)
     config_text, config = read_config(files.config)
     records = read_records(files.metrics)
     meta = read_meta(files.checkpoint)
+    labels = checkpoint_label_set(meta, files.checkpoint)
     data_dir = data_folder(files, config, data)
-    samples = validation_samples(files, data_dir)
+    held = detect_label_set(data_dir)
+    if held is not None:
+        require_label_set(labels, held, files.checkpoint, display_path(data_dir))
+    if labels.metric == "isic2018_task2" and labels.names != DEFAULT.names:
+        raise DataError(
+            f"the report covers the Task 2 attributes and lesion label sets, not label set {labels.name}",
+            files.checkpoint,
+        )
+    samples = validation_samples(files, data_dir, labels)
     selection = selection_split(files.split)
     segmenter = Segmenter.from_checkpoint(files.checkpoint, device=device, tta=tta)
     parameters = sum(p.numel() for p in segmenter.model.parameters())
-    evaluation = evaluate_for_report(segmenter, samples, progress=progress)
+    lesion = labels.metric == "isic2018_task1"
+    evaluate = evaluate_lesion_for_report if lesion else evaluate_for_report
+    evaluation = evaluate(segmenter, samples, progress=progress)
     model_cfg = config.get("model") or {}
+    extra = {} if labels.name == DEFAULT.name else {"labels": labels.to_meta()}
     return _finite(
         {
             "format": REPORT_FORMAT,
+            **extra,
             "run": {
                 "name": "/".join(files.root.resolve().parts[-2:]),  # e.g. demo_run/run
                 "folder": str(files.root.resolve()),
@@ -331,7 +356,7 @@ def collect_report(
             "versions": versions(),
             "checkpoint": _checkpoint_summary(meta),
             "records": records,
-            "references": REFERENCES,
+            "references": {} if lesion else REFERENCES,
             "evaluation": evaluation,
         }
     )

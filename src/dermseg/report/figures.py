@@ -150,9 +150,74 @@ def threshold_figure(thresholds: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def lesion_training_figure(records: list[dict[str, Any]], colour: tuple[int, int, int]) -> bytes:
+    """Loss (train, validation) and the validation score recorded per epoch, for a lesion run.
+
+    Args:
+        records: the epoch records of ``metrics.jsonl`` (``jaccard``: the run's validation score).
+        colour: the lesion label's colour, 0-255.
+    """
+    fig = Figure(figsize=(10, 3.8))
+    ax_loss, ax_j = fig.subplots(1, 2)
+    epochs = [r["epoch"] for r in records]
+    ax_loss.plot(epochs, [r.get("train_loss") for r in records], "o-", ms=3, label="training")
+    val = [(r["epoch"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+    if val:
+        ax_loss.plot([e for e, _ in val], [v for _, v in val], "s-", ms=3, label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend(fontsize=8)
+    scored = [r for r in records if r.get("jaccard") is not None]
+    ax_j.plot(
+        [r["epoch"] for r in scored],
+        [r["jaccard"] for r in scored],
+        "o-",
+        color=tuple(c / 255 for c in colour),
+        ms=3,
+        lw=2.2,
+        label="validation score",
+    )
+    ax_j.set(xlabel="epoch", ylabel="Jaccard", title="Validation score per epoch", ylim=(0, 1))
+    ax_j.grid(alpha=0.3)
+    ax_j.legend(fontsize=8)
+    for ax in (ax_loss, ax_j):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+    return _png(fig)
+
+
+def lesion_threshold_figure(thresholds: dict[str, Any], colour: tuple[int, int, int]) -> bytes:
+    """Mean Jaccard and the official thresholded Jaccard (ISIC 2018 Task 1) against the threshold."""
+    fig = Figure(figsize=(7.6, 4.6))
+    ax = fig.subplots()
+    grid = thresholds["grid"]
+    rgb = tuple(c / 255 for c in colour)
+    ax.plot(grid, thresholds["jaccard"], color=rgb, lw=1.6, ls="--", label="mean Jaccard")
+    ax.plot(
+        grid, thresholds["threshold_jaccard"], color="black", lw=2.4, label="thresholded Jaccard (official)"
+    )
+    t = thresholds["checkpoint"][0]
+    nearest = min(range(len(grid)), key=lambda i: abs(grid[i] - t))
+    ax.plot(grid[nearest], thresholds["threshold_jaccard"][nearest], "o", color=rgb, mec="black", ms=7)
+    ax.set(xlabel="probability threshold", ylabel="score (mean over images)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title("ISIC 2018 Task 1 scores vs threshold (validation; dot: the checkpoint's threshold)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower center")
+    return _png(fig)
+
+
 def all_figures(content: dict[str, Any]) -> dict[str, str]:
-    """Every plot of a report as a ``data:image/png`` URI: ``training``, ``roc``, ``pr``, ``thresholds``."""
+    """Every plot of a report as a ``data:image/png`` URI: ``training``, ``roc``, ``pr``, ``thresholds``
+    (a lesion report: ``training`` and ``thresholds``)."""
     evaluation = content["evaluation"]
+    labels = content.get("labels")
+    if labels is not None and labels.get("metric") == "isic2018_task1":
+        colour = tuple(labels["labels"][0]["colour"])
+        return {
+            "training": data_uri(lesion_training_figure(content["records"], colour), "image/png"),
+            "thresholds": data_uri(lesion_threshold_figure(evaluation["thresholds"], colour), "image/png"),
+        }
     return {
         "training": data_uri(training_figure(content["records"], content["references"]), "image/png"),
         "roc": data_uri(roc_figure(evaluation["roc"]), "image/png"),

@@ -3,8 +3,8 @@
 While the evaluation pass runs, :class:`GalleryKeeper` keeps only the thumbnails of the images
 that are currently among the ``size`` best or ``size`` worst (by per-image Jaccard), so memory
 stays bounded whatever the number of images. A thumbnail is three JPEG panels of at most
-``side`` pixels: the image, the ground truth over it and the prediction over it, each attribute
-in its colour (:mod:`dermseg.inference.overlay`).
+``side`` pixels: the image, the ground truth over it and the prediction over it, each label
+in its colour (:mod:`dermseg.inference.overlay`; the model's label set says which).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from dermseg.inference.overlay import overlay
+from dermseg.labels import DEFAULT, LabelSet
 
 #: Longest side of a gallery panel, pixels.
 THUMBNAIL_SIDE = 256
@@ -55,14 +56,21 @@ def shrink(image: np.ndarray, masks: np.ndarray, side: int) -> tuple[np.ndarray,
     return small, small_masks
 
 
-def thumbnails(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, side: int = THUMBNAIL_SIDE) -> dict:
+def thumbnails(
+    image: np.ndarray,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    side: int = THUMBNAIL_SIDE,
+    labels: LabelSet = DEFAULT,
+) -> dict:
     """The three gallery panels of one image as base64 JPEG text.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB.
-        truth: ``(5, H, W)`` bool ground truth.
-        pred: ``(5, H, W)`` bool predicted masks (as scored).
+        truth: ``(C, H, W)`` bool ground truth, one mask per label of ``labels``.
+        pred: ``(C, H, W)`` bool predicted masks (as scored).
         side: longest side of the panels.
+        labels: the label set (its colours); Task 2's five attributes by default.
 
     Returns:
         ``{"image", "truth", "prediction"}`` base64 JPEG strings, ``"width"`` and ``"height"``.
@@ -72,8 +80,8 @@ def thumbnails(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, side: int
     k = len(truth)
     return {
         "image": jpeg_base64(small),
-        "truth": jpeg_base64(overlay(small, masks[:k])),
-        "prediction": jpeg_base64(overlay(small, masks[k:])),
+        "truth": jpeg_base64(overlay(small, masks[:k], labels=labels)),
+        "prediction": jpeg_base64(overlay(small, masks[k:], labels=labels)),
         "width": int(small.shape[1]),
         "height": int(small.shape[0]),
     }

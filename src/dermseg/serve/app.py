@@ -1,12 +1,15 @@
-"""The local web app: a page where an image is dropped and its five structures are overlaid.
+"""The local web app: a page where an image is dropped and the model's labels are overlaid.
+
+The labels are those of the model's label set (:attr:`Segmenter.labels`): the five Task 2
+structures, or a lesion, ... The page builds its toggles, colours and texts from ``/api/info``.
 
 Routes:
     ``GET /``                                  the page (plain HTML/JS/CSS from ``static/``, no build step)
-    ``GET /api/info``                          attributes, colours, model description, upload limit
+    ``GET /api/info``                          labels, colours, model description, upload limit
     ``POST /api/predict``                      multipart upload (field ``file``) -> JSON result
     ``GET /api/results/{id}/image.jpg``        the image as the page shows it
     ``GET /api/results/{id}/masks/{name}.png`` one mask, 0/255 PNG at the image size
-    ``GET /api/results/{id}/masks.zip``        the five masks in submission naming
+    ``GET /api/results/{id}/masks.zip``        the masks in submission naming
 
 Errors are JSON ``{"error": message}`` with 400 (corrupt or malformed), 404 (unknown result),
 413 (too large) or 415 (not an image). An upload only ever touches a private
@@ -32,10 +35,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dermseg.attributes import ATTRIBUTE_INFO, ATTRIBUTES
 from dermseg.data.imageio import read_image
 from dermseg.errors import DataError
 from dermseg.inference.segmenter import Segmenter
+from dermseg.labels import LabelSet
 from dermseg.serve.results import Result, ResultStore, build_result
 from dermseg.serve.upload import UploadError, megabytes, receive_upload, result_stem
 
@@ -49,6 +52,16 @@ PRESENCE_HELP = (
     "Presence: the highest per-pixel probability of the attribute anywhere in the image (0-1). "
     "The mask is drawn where the probability exceeds the model's threshold for that attribute."
 )
+_LABEL_PRESENCE_HELP = (
+    "Presence: the highest per-pixel probability of the label anywhere in the image (0-1). "
+    "The mask is drawn where the probability exceeds the model's threshold for that label."
+)
+_TASK2_TEXTS = {
+    "subtitle": "Dermoscopic structures · ISIC 2018 Task 2",
+    "heading": "Structures",
+    "download_help": "Five 0/255 PNG masks at the image size, named ISIC_<id>_attribute_<name>.png "
+    "as in the challenge submissions.",
+}
 AREA_HELP = "Area: the share of the image's pixels inside the predicted mask."
 
 _STATIC = Path(__file__).resolve().parent / "static"
@@ -75,7 +88,7 @@ def describe_model(
         source: the model file's name.
 
     Returns:
-        ``{"fields": [[label, value], ...], "thresholds": {attribute: threshold}}``.
+        ``{"fields": [[label, value], ...], "thresholds": {label: threshold}}``.
     """
     meta = meta or {}
     kwargs = meta.get("model_kwargs") or {}
@@ -91,6 +104,8 @@ def describe_model(
     add("Architecture", meta.get("arch"))
     add("Encoder", kwargs.get("encoder_name"))
     add("Encoder initialisation", meta.get("encoder_init"))
+    if segmenter.labels.name != "isic2018_task2":
+        add("Label set", f"{segmenter.labels.name} ({', '.join(segmenter.labels.display_names.values())})")
     add("Target encoding", segmenter.encoding)
     add("Input size", f"short side resized to {segmenter.input_size} px")
     if data.get("root"):
@@ -106,8 +121,27 @@ def describe_model(
     add("Backend", f"{segmenter.backend} on {segmenter.device}")
     add("Test-time augmentation", segmenter.tta_description)
     add("dermseg version", meta.get("dermseg_version"))
-    thresholds = {name: round(float(t), 3) for name, t in zip(ATTRIBUTES, segmenter.thresholds, strict=True)}
+    names = segmenter.labels.names
+    thresholds = {name: round(float(t), 3) for name, t in zip(names, segmenter.thresholds, strict=True)}
     return {"fields": fields, "thresholds": thresholds}
+
+
+def page_texts(labels: LabelSet) -> dict[str, str]:
+    """The page's texts that depend on the label set: ``subtitle``, ``heading`` (of the toggles'
+    card) and ``download_help`` (what the zip holds); Task 2's are the page's own."""
+    if labels.name == "isic2018_task2":
+        return dict(_TASK2_TEXTS)
+    example = labels.mask_name("<id>", labels.names[0])
+    if labels.num_labels == 1:
+        what = f"One 0/255 PNG mask at the image size, named {example}"
+    else:
+        pattern = labels.mask_pattern.replace("{id}", "<id>").replace("{label}", "<name>")
+        what = f"{labels.num_labels} 0/255 PNG masks at the image size, named {pattern}"
+    return {
+        "subtitle": labels.description or labels.name,
+        "heading": "Labels" if labels.num_labels > 1 else labels.labels[0].display_name,
+        "download_help": f"{what} (label set {labels.name}).",
+    }
 
 
 def _error(message: str, status: int) -> JSONResponse:
@@ -167,15 +201,26 @@ def create_app(
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
     store = ResultStore(max_results)
     inference_lock = threading.Lock()
+    labels = segmenter.labels
     info = {
         "attributes": [
-            {"name": a.name, "display_name": a.display_name, "colour": list(a.colour)} for a in ATTRIBUTE_INFO
+            {"name": a.name, "display_name": a.display_name, "colour": list(a.colour)} for a in labels.labels
         ],
+        "labels": {
+            "name": labels.name,
+            "metric": labels.metric,
+            "mask_pattern": labels.mask_pattern,
+            "description": labels.description,
+        },
+        "texts": page_texts(labels),
         "model": describe_model(segmenter, meta, source),
         "max_upload_bytes": max_upload_bytes,
         "max_upload": megabytes(max_upload_bytes),
         "notice": NOTICE,
-        "help": {"presence": PRESENCE_HELP, "area": AREA_HELP},
+        "help": {
+            "presence": PRESENCE_HELP if labels.name == "isic2018_task2" else _LABEL_PRESENCE_HELP,
+            "area": AREA_HELP,
+        },
     }
 
     def analyse(path: Path, filename: str) -> Result:
@@ -187,7 +232,7 @@ def create_app(
             raise UploadError(f"{filename or 'The file'} could not be read: {err.message}.", status) from None
         with inference_lock:  # one inference at a time: the model and its threads are shared
             prediction = segmenter(image)
-        return build_result(image, prediction, result_stem(filename), filename)
+        return build_result(image, prediction, result_stem(filename), filename, labels)
 
     async def page(request: Request) -> Response:
         return FileResponse(str(_STATIC / "index.html"), headers={"cache-control": "no-cache"})
@@ -235,7 +280,7 @@ def create_app(
     async def result_mask(request: Request) -> Response:
         result, name = lookup(request), request.path_params["attribute"]
         if name not in result.mask_pngs:
-            raise UploadError(f"Unknown attribute {name!r}; expected one of {', '.join(ATTRIBUTES)}.", 404)
+            raise UploadError(f"Unknown label {name!r}; expected one of {', '.join(labels.names)}.", 404)
         disposition = f'inline; filename="{result.mask_name(name)}"'
         return Response(
             result.mask_pngs[name],

@@ -1,7 +1,9 @@
 """One analysed image as the web app keeps it: encoded masks, a display image, the numbers.
 
-Masks are kept as the 0/255 PNGs of the submission format at the image's size; the page
-draws them in the attribute colours itself, and the zip holds the very same files.
+Masks are kept as the 0/255 PNGs of the submission format at the image's size, one per label of
+the model's label set and named as the set names them (``ISIC_<id>_attribute_<name>.png`` for
+Task 2, ``<id>_lesion.png`` for PH2, ...); the page draws them in the labels' colours itself, and
+the zip holds the very same files.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from dermseg.attributes import ATTRIBUTE_INFO, ATTRIBUTES
 from dermseg.inference.segmenter import Prediction
+from dermseg.labels import DEFAULT, LabelSet
 
 #: Longest side of the image the page shows (the masks stay at full size).
 DISPLAY_SIDE = 2048
@@ -32,11 +34,12 @@ class Result:
         stem: ``<id>`` of the submission file names (``ISIC_0012345`` or a sanitised file stem).
         filename: the uploaded file's name, for display.
         width, height: the image size (EXIF rotation applied), which is the masks' size.
-        presence: per attribute, the highest pixel probability in the image.
-        area: per attribute, the percentage of the image's pixels in the mask.
-        detected: per attribute, whether the mask has any pixel.
+        presence: per label, the highest pixel probability in the image.
+        area: per label, the percentage of the image's pixels in the mask.
+        detected: per label, whether the mask has any pixel.
         display_jpeg: the image as the page shows it (long side at most :data:`DISPLAY_SIDE`).
-        mask_pngs: per attribute, the mask as an 8-bit 0/255 PNG at the image size.
+        mask_pngs: per label, the mask as an 8-bit 0/255 PNG at the image size.
+        labels: the model's label set (names, colours, mask file names).
     """
 
     id: str
@@ -49,10 +52,12 @@ class Result:
     detected: dict[str, bool]
     display_jpeg: bytes = field(repr=False)
     mask_pngs: dict[str, bytes] = field(repr=False)
+    labels: LabelSet = field(default=DEFAULT, repr=False)
 
-    def mask_name(self, attribute: str) -> str:
-        """``<stem>_attribute_<name>.png``, the official submission name."""
-        return f"{self.stem}_attribute_{attribute}.png"
+    def mask_name(self, label: str) -> str:
+        """The submission name of a label's mask: ``<stem>_attribute_<name>.png`` for Task 2,
+        ``<stem>_lesion.png`` for PH2, as the label set names it."""
+        return self.labels.mask_name(self.stem, label)
 
     @property
     def zip_name(self) -> str:
@@ -81,15 +86,15 @@ class Result:
                     "mask_url": f"{root}/masks/{info.name}.png",
                     "mask_name": self.mask_name(info.name),
                 }
-                for info in ATTRIBUTE_INFO
+                for info in self.labels.labels
             ],
         }
 
     def submission_zip(self) -> bytes:
-        """A zip of the five ``<stem>_attribute_<name>.png`` masks (stored: PNG is compressed already)."""
+        """A zip of the masks in submission naming (stored: PNG is compressed already)."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name in ATTRIBUTES:
+            for name in self.labels.names:
                 archive.writestr(self.mask_name(name), self.mask_pngs[name])
         return buffer.getvalue()
 
@@ -109,29 +114,34 @@ def _display_jpeg(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def build_result(image: np.ndarray, prediction: Prediction, stem: str, filename: str) -> Result:
+def build_result(
+    image: np.ndarray, prediction: Prediction, stem: str, filename: str, labels: LabelSet = DEFAULT
+) -> Result:
     """Encode a prediction for the page and the download.
 
     Args:
         image: ``(H, W, 3)`` uint8, the image that was segmented.
-        prediction: its ``(5, H, W)`` probabilities and masks.
+        prediction: its ``(C, H, W)`` probabilities and masks.
         stem: ``<id>`` of the submission names.
         filename: the uploaded name, for display.
+        labels: the model's label set (``C`` labels; Task 2's five attributes by default).
     """
     h, w = image.shape[:2]
+    names = labels.names
     presence = prediction.presence
-    area = prediction.masks.reshape(len(ATTRIBUTES), -1).mean(axis=1) * 100.0
+    area = prediction.masks.reshape(len(names), -1).mean(axis=1) * 100.0
     return Result(
         id=secrets.token_urlsafe(16),
         stem=stem,
         filename=filename,
         width=w,
         height=h,
-        presence={name: round(float(presence[k]), 4) for k, name in enumerate(ATTRIBUTES)},
-        area={name: float(area[k]) for k, name in enumerate(ATTRIBUTES)},
-        detected={name: bool(prediction.masks[k].any()) for k, name in enumerate(ATTRIBUTES)},
+        presence={name: round(float(presence[k]), 4) for k, name in enumerate(names)},
+        area={name: float(area[k]) for k, name in enumerate(names)},
+        detected={name: bool(prediction.masks[k].any()) for k, name in enumerate(names)},
         display_jpeg=_display_jpeg(image),
-        mask_pngs={name: _png(prediction.masks[k]) for k, name in enumerate(ATTRIBUTES)},
+        mask_pngs={name: _png(prediction.masks[k]) for k, name in enumerate(names)},
+        labels=labels,
     )
 
 

@@ -385,6 +385,11 @@ async function init() {
   $("notice").textContent = info.notice;
   $("presence-help").title = info.help.presence;
   $("area-help").title = info.help.area;
+  if (info.texts && info.labels.name !== "isic2018_task2") {  // another label set: a lesion, ...
+    $("subtitle").textContent = info.texts.subtitle;
+    $("structures-title").textContent = info.texts.heading;
+    $("download-help").textContent = info.texts.download_help;
+  }
   buildLegend(info);
   buildModelPanel(info);
   state.opacity = Number($("opacity").value) / 100;
