@@ -132,7 +132,7 @@ CASES = [
 #: command -> (its arguments after DATA, given the output path; the output path's name)
 COMMANDS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "check": (lambda out: ["--json", str(out), "--workers", "1"], "report.json"),
-    "split": (lambda out: ["--out", str(out)], "split.json"),
+    "split": (lambda out: ["--out", str(out), "--val-fraction", "0.4"], "split.json"),
     "prepare": (lambda out: ["--out", str(out), "--size", "32", "--workers", "1"], "cache"),
 }
 
