@@ -278,6 +278,30 @@ BUILTIN: dict[str, LabelSet] = {ls.name: ls for ls in (ISIC2018_TASK2, ISIC2018_
 DEFAULT = ISIC2018_TASK2
 
 
+#: What a model section's ``encoding`` is called among a label set's :attr:`LabelSet.encodings`.
+MODEL_ENCODINGS: dict[str, str] = {"multilabel": "multilabel", "multiclass": "softmax"}
+
+
+def label_set_of(meta: Mapping[str, Any]) -> LabelSet:
+    """The label set a checkpoint (or an ONNX export, or an output folder) describes.
+
+    Its ``labels`` entry (:meth:`LabelSet.to_meta`); else its config's ``data.labels`` (a
+    built-in name, or a YAML file that must still be there); else Task 2's: a checkpoint
+    written before label sets existed segments the five ISIC 2018 Task 2 attributes.
+
+    Raises:
+        ConfigError: the entry is invalid, or names an unknown set or an unreadable file.
+    """
+    raw = meta.get("labels")
+    if isinstance(raw, Mapping):
+        return LabelSet.from_meta(raw)
+    if raw is not None:
+        return load_label_set(str(raw))
+    data = (meta.get("config") or {}).get("data") or {}
+    named = data.get("labels") if isinstance(data, Mapping) else None
+    return load_label_set(str(named)) if named is not None else DEFAULT
+
+
 def load_label_set(name_or_path: str | Path) -> LabelSet:
     """A built-in label set by name, or a user's from a YAML file.
 
