@@ -24,7 +24,9 @@ from dermseg.errors import ConfigError, display_path
 def train(
     data: Path | None = typer.Option(None, "--data", help="Dataset folder (official layout or flat folder)."),
     out: Path | None = typer.Option(None, "--out", help="Run folder to create."),
-    config: str | None = typer.Option(None, "--config", help="YAML config file, or seed / isic2018 / demo."),
+    config: str | None = typer.Option(
+        None, "--config", help="YAML config file, or seed / isic2018 / demo / lesion."
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value (repeatable)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
@@ -63,16 +65,25 @@ def train(
         raise ConfigError("--data DATA_DIR is required (or data.root in the config)")
     if resume is None:
         cfg.data.root = str(Path(data_dir).resolve())  # recorded, so --resume needs no --data
+        if Path(cfg.data.labels).suffix.lower() in (".yaml", ".yml"):  # a label set file, likewise
+            cfg.data.labels = str(Path(cfg.data.labels).resolve())
     result = run_training(
         cfg, data_dir, out, resume=resume is not None, callbacks=_TrainProgress(), device=device
     )
+    from dermseg.config import config_label_set
+
+    labels = config_label_set(cfg)
+    score = "mean Jaccard (Task 1)" if labels.metric == "isic2018_task1" else "official Jaccard"
     console.print(
-        f"best official Jaccard {result.get('best_jaccard', float('nan')):.4f} "
+        f"best {score} {result.get('best_jaccard', float('nan')):.4f} "
         f"at epoch {result.get('best_epoch')}; "
         f"checkpoint {display_path(out / 'checkpoints' / 'best.safetensors')}",
         markup=False,
         highlight=False,
     )
+    if labels.name != "isic2018_task2":
+        console.print(f"report: not written (the report reads Task 2 runs only, not {labels.name} yet)")
+        return
     write_run_report(out, data_dir, device)
 
 
