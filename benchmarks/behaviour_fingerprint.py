@@ -55,7 +55,7 @@ def fingerprint(work: Path) -> dict[str, Any]:
     dermseg("train", "--data", str(data), "--out", str(run), "--config", "demo", *overrides,
             "--seed", "0", "--deterministic")  # fmt: skip
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
-    keep = ("train_loss", "val_loss", "val_jaccard")
+    keep = ("train_loss", "val_loss", "jaccard", "best_jaccard")
     epochs = [{k: r[k] for k in keep if k in r} for r in records]
     ckpt = run / "checkpoints" / "best.safetensors"
     dermseg("predict", "--checkpoint", str(ckpt), str(data / "ISIC2018_Task1-2_Test_Input"), "--out", str(pred),

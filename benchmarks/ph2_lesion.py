@@ -105,11 +105,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         train_dir, val_dir = work / "train", work / "val"
         _link_subset(Path(args.data), train_dir, split.train)
         _link_subset(Path(args.data), val_dir, split.val)
-        run_dir = args.run_dir or work / "run"
-        sets = [a for s in [f"train.max_minutes={args.minutes}", *args.set] for a in ("--set", s)]
-        record["train_s"] = _dermseg(
-            "train", "--config", args.config, "--data", str(train_dir), "--out", str(run_dir), *sets
-        )
+        run_dir = Path(args.run_dir or work / "run")
+        done = run_dir / "ph2_benchmark_train.json"
+        if done.is_file():  # trained by an earlier call (--run-dir): score it again
+            record["train_s"] = json.loads(done.read_text())["train_s"]
+        else:
+            sets = [a for s in [f"train.max_minutes={args.minutes}", *args.set] for a in ("--set", s)]
+            record["train_s"] = _dermseg(
+                "train", "--config", args.config, "--data", str(train_dir), "--out", str(run_dir), *sets
+            )
+            done.write_text(json.dumps({"train_s": record["train_s"], "split": record["split"]}) + "\n")
+        if args.train_only:
+            return record
         records = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if x]
         record["epochs"] = len(records)
         best = Path(run_dir) / "checkpoints" / "best.safetensors"
@@ -174,7 +181,12 @@ def main() -> None:
         "--no-write", action="store_true", help="print only; leave results and BENCHMARKS.md alone"
     )
     args = p.parse_args()
+    if args.train_only and not args.run_dir:
+        p.error("--train-only needs --run-dir")
     record = run(args)
+    if args.train_only:
+        print(f"trained in {record['train_s'] / 60:.1f} min into {args.run_dir}")
+        return
     print(json.dumps(record["scores"], indent=1))
     if not args.no_write:
         out = ROOT / "benchmarks" / "results" / "ph2_lesion.json"

@@ -16,7 +16,8 @@ from dermseg.cli import main
 from dermseg.data.imageio import read_mask
 from dermseg.encoding import output_probabilities
 from dermseg.errors import ConfigError, DataError
-from dermseg.inference.export import META_KEYS, ProbabilityNet, export_model, export_onnx
+from dermseg.inference.export import ProbabilityNet, export_model, export_onnx
+from dermseg.inference.onnx_runtime import META_KEYS
 from dermseg.inference.segmenter import Segmenter
 from dermseg.models.factory import create_model
 from tests.conftest import write_tiny_checkpoint
@@ -71,6 +72,7 @@ def _meta(encoding: str) -> dict:
         ("smp_unet", "resnet34", "multilabel"),
         ("smp_unet", "inception_v3", "multiclass"),
         ("unet_aspp+presence", "resnet18", "multilabel"),
+        ("smp_unet+presence", "resnet18", "multilabel"),
     ],
 )
 def test_onnx_runtime_matches_torch_at_untraced_sizes(
@@ -91,22 +93,14 @@ def test_onnx_runtime_matches_torch_at_untraced_sizes(
         assert np.abs(got - want).max() <= TOLERANCE, (shape, float(np.abs(got - want).max()))
 
 
-def test_probability_net_equals_the_models_own_forward() -> None:
-    """The re-wiring used for tracing computes exactly what the model's forward does."""
+def test_probability_net_is_the_model_and_its_activation() -> None:
+    """No re-wiring for tracing: the exported network is the model's own forward plus the activation."""
     x = torch.randn(1, 3, 97, 101)
-    for arch in ("unet_aspp", "smp_unet"):
-        model = _tiny(arch, "resnet18", "multilabel")
+    for arch, extra in [("unet_aspp", {}), ("smp_unet", {}), ("unet_aspp", {"presence_head": True})]:
+        model = _tiny(arch, "resnet18", "multilabel", **extra)
         with torch.no_grad():
-            torch.testing.assert_close(
-                ProbabilityNet(model, "multilabel").output(x), model(x), atol=1e-6, rtol=0
-            )
-    # with a presence head, the presence logits too (the gate itself: tests/models/test_presence_head.py)
-    model = _tiny("unet_aspp", "resnet18", "multilabel", presence_head=True)
-    with torch.no_grad():
-        got, want = ProbabilityNet(model, "multilabel").output(x), model(x)
-    assert set(got) == set(want) == {"masks", "presence"}
-    for key in want:
-        torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=0)
+            want = output_probabilities(model(x), "multilabel")
+            assert torch.equal(ProbabilityNet(model, "multilabel")(x), want)
 
 
 @pytest.fixture(scope="module")

@@ -105,3 +105,15 @@ def test_parameter_groups_split_every_parameter_once(unet_aspp: Builder) -> None
 def test_bad_options_raise_config_error(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         UNetASPP(**{"encoder_name": "resnet34", "encoder_weights": "none", **kwargs})
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:.*torch.jit.trace:FutureWarning")
+@pytest.mark.parametrize("name", ["inception_v3", "resnet34"])
+def test_forward_traces_with_symbolic_sizes(name: str, unet_aspp: Builder) -> None:
+    """ONNX export traces ``forward``: traced at one size, the graph must follow other sizes."""
+    model = unet_aspp(name).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(1, 3, 97, 130), check_trace=False)
+        for shape in [(2, 3, 128, 96), (1, 3, 113, 101)]:
+            x = torch.randn(shape)
+            torch.testing.assert_close(traced(x), model(x), atol=1e-5, rtol=0)

@@ -8,9 +8,9 @@ probability", split by truth, and a cumulative sum; not one full comparison per 
 
 Binarisation is the official strict one: a pixel is positive at threshold ``t`` when
 ``prob > t``, compared in the probabilities' dtype (``t`` cast to float32 for float32 maps), as
-:func:`dermseg.evaluation.metrics.binarise` and :class:`~dermseg.evaluation.metrics.IsicTask2Metric`
-do; so at a grid threshold the tuner's scores equal ``IsicTask2Metric(thresholds)``'s, summed in
-the same image order.
+:func:`~dermseg.evaluation.metrics.binarise` and
+:class:`~dermseg.evaluation.metrics.IsicTask2Metric` do; so at a grid threshold the tuner's
+scores equal ``IsicTask2Metric(thresholds)``'s, summed in the same image order.
 
 Choosing each attribute's threshold to maximise its own Jaccard (:meth:`ThresholdTuner.best`)
 does not exactly maximise the leaderboard number, the micro-averaged ("overall") Jaccard: that

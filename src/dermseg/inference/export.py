@@ -1,24 +1,23 @@
-"""ONNX export of a checkpoint, and the ONNX Runtime network :class:`~dermseg.inference.segmenter.Segmenter` can run.
+"""ONNX export of a checkpoint: its network and output activation as one graph, with its description.
 
 The exported graph maps a normalised ``(B, 3, H, W)`` float32 image (``image``) to
 ``(B, 5, H, W)`` attribute **probabilities** (``probabilities``): the sigmoid (multilabel) or
-the softmax without background (multiclass) is part of the graph, so a consumer needs no
-knowledge of the target encoding. Batch, height and width are dynamic (sides >= 96 px).
+the softmax without background (multiclass), and the presence gate of a model with a presence
+head, are part of the graph, so a consumer needs no knowledge of the target encoding. Batch,
+height and width are dynamic (sides >= 96 px).
 
 Everything else :class:`~dermseg.inference.segmenter.Segmenter` needs (attributes, normalisation,
 input size, thresholds and post-processing, background crop) is stored as JSON strings in
-the model's ``metadata_props`` under :data:`META_KEYS`, with the full checkpoint description
-under ``dermseg_checkpoint_meta``, and whether the thresholds were tuned with flip TTA under
-``tuning_tta`` (the default TTA of a segmenter on the export, as for the checkpoint).
+the model's ``metadata_props`` under :data:`~dermseg.inference.onnx_runtime.META_KEYS`, with the
+full checkpoint description under ``dermseg_checkpoint_meta``, and whether the thresholds were
+tuned with flip TTA under ``tuning_tta`` (the default TTA of a segmenter on the export, as for the
+checkpoint). :mod:`dermseg.inference.onnx_runtime` reads such a file and runs it.
 
-Why :class:`ProbabilityNet` re-wires the models instead of calling their ``forward``: the
-TorchScript-based exporter traces Python, and ``int(tensor.shape[i])`` or a Python ``if`` on
-a shape becomes a constant of the export size. UNetASPP's decoder converts skip sizes with
-``int()`` and skips the resize when sizes already match; :class:`SmpSegmenter` pads only
-when needed. Traced as they are, graphs exported at one size fail (or silently misalign) at
-another. :class:`ProbabilityNet` runs the same modules with shapes that stay symbolic:
-it always resizes to the skip's size (a bilinear resize to the same size is exact) and
-always pads, by an amount computed in the graph. :func:`export_onnx` checks the graph at a
+The TorchScript-based exporter traces Python: an ``int()`` of a shape or a Python ``if`` on a
+shape would become a constant of the traced size. Every dermseg model's ``forward`` is written
+to trace with symbolic sizes (see :mod:`dermseg.models.decoder` and
+:class:`~dermseg.models.smp_models.SmpSegmenter`), so :class:`ProbabilityNet` simply calls it.
+The trace uses an odd, non-square example, and :func:`export_model` checks the graph at a
 second, odd, non-square size against PyTorch before writing it.
 """
 
@@ -33,81 +32,37 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dermseg._version import __version__
 from dermseg.attributes import ATTRIBUTES
 from dermseg.encoding import output_probabilities, validate_encoding
-from dermseg.errors import ConfigError, DataError, DermsegError
+from dermseg.errors import ConfigError, DermsegError
 from dermseg.files import atomic_path
+from dermseg.inference.onnx_runtime import INPUT_NAME, INSTALL_HINT, META_KEYS, OUTPUT_NAME
+from dermseg.inference.postprocess import postprocess_from_meta, tuned_tta
 from dermseg.models.checkpoint import load_checkpoint
-from dermseg.models.smp_models import SmpSegmenter
-from dermseg.models.unet_aspp import UNetASPP
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_OPSET",
-    "META_KEYS",
-    "OnnxRuntimeNet",
-    "ProbabilityNet",
-    "export_model",
-    "export_onnx",
-    "onnx_metadata",
-    "read_onnx_meta",
-    "require_onnxruntime",
-]
+__all__ = ["DEFAULT_OPSET", "ProbabilityNet", "export_model", "export_onnx", "onnx_metadata"]
 
 #: ONNX opset of exported graphs (Resize, Softmax on an axis, GlobalAveragePool: all in 17).
 DEFAULT_OPSET = 17
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
-#: Keys of ``metadata_props`` written by :func:`export_onnx`; every value is a JSON string.
-META_KEYS: tuple[str, ...] = (
-    "dermseg_version",
-    "attributes",
-    "encoding",
-    "normalization_mean",
-    "normalization_std",
-    "input_size",
-    "postprocess",
-    "postprocess_side",
-    "crop_background",
-    "dermseg_checkpoint_meta",
-    "tuning_tta",
-)
-#: Keys of :data:`META_KEYS` that older exports lack: such a file still loads.
-OPTIONAL_META_KEYS: tuple[str, ...] = ("tuning_tta",)
 #: Example input traced at export: odd and non-square, so no size coincidence is baked in.
 _TRACE_SHAPE = (1, 3, 97, 130)
 #: Second size the exported graph is checked at against PyTorch.
 _CHECK_SHAPE = (2, 3, 113, 101)
 _CHECK_TOLERANCE = 1e-3
-INSTALL_HINT = "pip install 'dermseg[onnx]'"
-
-
-def _reflect_pad_to_multiple(x: torch.Tensor, dim: int, multiple: int) -> torch.Tensor:
-    """Reflection-pad ``x`` along ``dim`` up to a multiple of ``multiple``, with the size kept symbolic.
-
-    Equal to ``F.pad(..., mode="reflect")`` for pads smaller than the side (inputs >= 96 px,
-    multiple 32); written as an index gather so the pad amount is computed in the graph.
-    """
-    n = x.shape[dim]
-    n = n if isinstance(n, torch.Tensor) else torch.tensor(n)  # a tensor while tracing, an int otherwise
-    padded = n + torch.remainder(-n, multiple)
-    idx = torch.arange(padded, device=x.device)
-    idx = torch.where(idx < n, idx, 2 * (n - 1) - idx)
-    return x.index_select(dim, idx)
 
 
 class ProbabilityNet(nn.Module):
-    """A dermseg model plus its output activation, written to trace with dynamic shapes.
+    """A dermseg model followed by its output activation: what an exported graph computes.
 
     Args:
-        model: a model from :func:`dermseg.models.create_model` (returning logits or a dict
-            with ``"masks"``); UNetASPP and the smp models are re-wired for tracing (see the
-            module docstring), any other module is called as it is.
+        model: a model from :func:`dermseg.models.create_model`, returning ``(B, C, H, W)``
+            logits or ``{"masks": (B, C, H, W), "presence": (B, 5)}``; its ``forward`` must
+            trace with symbolic sizes (every dermseg model's does).
         encoding: ``multilabel`` or ``multiclass``.
     """
 
@@ -116,53 +71,18 @@ class ProbabilityNet(nn.Module):
         self.model = model
         self.encoding = validate_encoding(encoding)
 
-    def _unet_aspp(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        net = self.model
-        features = net.encoder(x)
-        y = net.aspp(features[-1])
-        deepest = y
-        skips: list[torch.Tensor | None] = [*features[-2::-1], None]
-        for block, skip in zip(net.decoder.blocks, skips, strict=True):
-            target = skip if skip is not None else x
-            y = F.interpolate(y, size=target.shape[-2:], mode="bilinear", align_corners=False)
-            if skip is not None:
-                y = torch.cat([y, skip], dim=1)
-            y = block.conv2(block.conv1(y))
-        logits = net.segmentation_head.conv(y)
-        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        if net.presence_head is None:
-            return logits
-        return {"masks": logits, "presence": net.presence_head(deepest)}
-
-    def _smp(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.model
-        h, w = x.shape[-2:]
-        padded = _reflect_pad_to_multiple(_reflect_pad_to_multiple(x, 2, net.multiple), 3, net.multiple)
-        out = net.model(padded)
-        out = out[0] if isinstance(out, tuple) else out
-        return out[:, :, :h, :w]
-
-    def output(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        """The model's output (logits, or a dict with presence logits) for normalised images."""
-        if type(self.model) is UNetASPP:
-            return self._unet_aspp(x)
-        if type(self.model) is SmpSegmenter:
-            return self._smp(x)
-        return self.model(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images -> ``(B, 5, H, W)`` probabilities (presence-gated)."""
-        return output_probabilities(self.output(x), self.encoding)
+        return output_probabilities(self.model(x), self.encoding)
 
 
 def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
-    """The ``metadata_props`` of an exported model: :data:`META_KEYS` -> JSON strings.
+    """The ``metadata_props`` of an exported model: the JSON string of each key of
+    :data:`~dermseg.inference.onnx_runtime.META_KEYS`.
 
     Args:
         meta: a checkpoint description (:attr:`dermseg.models.checkpoint.Checkpoint.meta`).
     """
-    from dermseg.inference.segmenter import postprocess_from_meta, tuned_tta
-
     values = {
         "dermseg_version": __version__,
         "attributes": list(ATTRIBUTES),
@@ -294,119 +214,3 @@ def export_onnx(
     """
     ckpt = load_checkpoint(checkpoint_path)
     return export_model(ckpt.build_model(), ckpt.meta, out_path, opset=opset, dynamic=dynamic, check=check)
-
-
-def require_onnxruntime() -> Any:
-    """The ``onnxruntime`` module.
-
-    Raises:
-        ConfigError: it is not installed (the message says ``pip install 'dermseg[onnx]'``).
-    """
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfigError(f"the onnxruntime backend needs onnxruntime: {INSTALL_HINT}") from None
-    return onnxruntime
-
-
-def _providers(ort: Any, device: str) -> list[str]:
-    kind = torch.device(device).type
-    if kind == "cpu":
-        return ["CPUExecutionProvider"]
-    if kind == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise ConfigError(
-        f"onnxruntime cannot run on {device!r} here (providers: {', '.join(ort.get_available_providers())})"
-    )
-
-
-class OnnxRuntimeNet:
-    """An exported dermseg model in an ONNX Runtime session, called like :class:`ProbabilityNet`.
-
-    Args:
-        path: a ``.onnx`` file written by :func:`export_onnx`.
-        device: ``cpu`` or ``cuda`` (needs onnxruntime-gpu).
-
-    Attributes:
-        meta: the description read from the file's metadata (same keys as a checkpoint's).
-
-    Raises:
-        ConfigError: onnxruntime is not installed, or cannot use ``device``.
-        DataError: the file is missing, not an ONNX model, or not one exported by dermseg.
-    """
-
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
-        ort = require_onnxruntime()
-        path = Path(path)
-        if path.is_dir():
-            raise DataError("is a folder, expected a .onnx model", path)
-        if not path.exists():
-            raise DataError("ONNX model not found", path)
-        try:
-            self.session = ort.InferenceSession(str(path), providers=_providers(ort, device))
-        except Exception as err:  # noqa: BLE001 - ORT raises its own exception types (InvalidProtobuf, Fail)
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            raise DataError(f"not a valid ONNX model ({first})", path) from None
-        self.path = path
-        self.device = torch.device(device)
-        self.meta = read_onnx_meta(self.session.get_modelmeta().custom_metadata_map, path)
-        inputs = [i.name for i in self.session.get_inputs()]
-        if inputs != [INPUT_NAME]:
-            raise DataError(f"expected one input named {INPUT_NAME!r}, found {inputs}", path)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised images -> ``(B, 5, H, W)`` float32 probabilities on ``x``'s device."""
-        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        out = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0]
-        return torch.from_numpy(out).to(x.device)
-
-
-def read_onnx_meta(props: dict[str, str], path: str | Path) -> dict[str, Any]:
-    """The checkpoint-style description stored by :func:`export_onnx` in ``metadata_props``.
-
-    Args:
-        props: the model's metadata (``session.get_modelmeta().custom_metadata_map``).
-        path: the file, for error messages.
-
-    Returns:
-        ``{"encoding", "input_size", "normalization", "postprocess", "postprocess_side",
-        "crop_background", "attributes", "dermseg_version", "checkpoint_meta", "tuning"}``;
-        ``tuning`` is the checkpoint's tuning record with ``tta`` as ``tuning_tta`` says
-        (``None`` when the thresholds were not tuned).
-
-    Raises:
-        DataError: the metadata is missing, not JSON, or for other attributes.
-    """
-    missing = [key for key in META_KEYS if key not in props and key not in OPTIONAL_META_KEYS]
-    if len(missing) == len(META_KEYS) - len(OPTIONAL_META_KEYS):
-        raise DataError("not a dermseg ONNX model (no dermseg metadata)", path)
-    if missing:
-        raise DataError(f"ONNX metadata lacks {', '.join(missing)}", path)
-    try:
-        values = {key: json.loads(props[key]) for key in META_KEYS if key in props}
-    except json.JSONDecodeError:
-        raise DataError("ONNX metadata is not valid JSON", path) from None
-    if list(values["attributes"]) != list(ATTRIBUTES):
-        raise DataError(f"model was trained for attributes {values['attributes']}", path)
-    checkpoint_meta = values["dermseg_checkpoint_meta"]
-    if not isinstance(checkpoint_meta, dict):
-        raise DataError("ONNX metadata dermseg_checkpoint_meta is not a mapping", path)
-    tuning = checkpoint_meta.get("tuning")
-    tuning = dict(tuning) if isinstance(tuning, dict) else None
-    tta = values.get("tuning_tta")
-    if tta is not None and not isinstance(tta, bool):
-        raise DataError(f"ONNX metadata tuning_tta is {tta!r}, expected true, false or null", path)
-    if tta is not None:  # the explicit key wins over the copy of the checkpoint's description
-        tuning = {**(tuning or {}), "tta": tta}
-    return {
-        "attributes": values["attributes"],
-        "encoding": values["encoding"],
-        "input_size": values["input_size"],
-        "normalization": {"mean": values["normalization_mean"], "std": values["normalization_std"]},
-        "postprocess": values["postprocess"],
-        "postprocess_side": values["postprocess_side"],
-        "crop_background": values["crop_background"],
-        "dermseg_version": values["dermseg_version"],
-        "checkpoint_meta": checkpoint_meta,
-        "tuning": tuning,
-    }

@@ -254,6 +254,46 @@ __all__ = [
     "PostprocessSettings",
     "apply_postprocess",
     "disk",
+    "postprocess_from_meta",
     "remove_small_components",
     "scale_kernel",
+    "tuned_tta",
 ]
+
+
+# --- from a checkpoint's description (also what an ONNX export stores) ------------------------
+
+
+def tuned_tta(meta: dict[str, Any]) -> bool | None:
+    """Whether a checkpoint's thresholds were tuned with flip TTA: its ``tuning`` record's ``tta``.
+
+    ``None`` when the description has no tuning record (thresholds not tuned); a record
+    without ``tta`` was written by a ``dermseg tune`` that always tuned without TTA: ``False``.
+
+    Args:
+        meta: a checkpoint description (:attr:`dermseg.models.checkpoint.Checkpoint.meta`).
+
+    Raises:
+        TypeError: the tuning record is not a mapping (malformed metadata).
+    """
+    tuning = meta.get("tuning")
+    if tuning is None:
+        return None
+    if not isinstance(tuning, dict):
+        raise TypeError(f"'tuning' is a {type(tuning).__name__}, expected a mapping")
+    return bool(tuning.get("tta", False))
+
+
+def postprocess_from_meta(meta: dict[str, Any]) -> PostprocessSettings:
+    """The post-processing a checkpoint describes (older descriptions: thresholds only).
+
+    Args:
+        meta: a checkpoint description, with ``postprocess`` (a :meth:`PostprocessSettings.to_dict`)
+            or, in older ones, only ``thresholds`` (or neither: 0.5 everywhere).
+
+    Raises:
+        ValueError: the recorded settings are invalid.
+    """
+    if "postprocess" in meta:
+        return PostprocessSettings.from_dict(meta["postprocess"])
+    return PostprocessSettings(thresholds=meta.get("thresholds", [0.5] * NUM_ATTRIBUTES))

@@ -6,15 +6,17 @@ normalisation the checkpoint records), runs the model, and maps the attribute pr
 back to the original frame (zero outside the dermoscope's field).
 
 The model is either a PyTorch module (logits; the encoding's sigmoid/softmax is applied
-here) or an ONNX Runtime session over a graph exported by :mod:`dermseg.inference.export`, which
-returns probabilities itself; everything around the network is the same code for both.
+here) or an ONNX Runtime session (:mod:`dermseg.inference.onnx_runtime`) over a graph exported
+by :mod:`dermseg.inference.export`, which returns probabilities itself; everything around the
+network is the same code for both.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,17 +24,21 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import nn
 
-from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
+from dermseg.attributes import ATTRIBUTES
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import read_image, write_mask
 from dermseg.data.transforms import resize_short_side
 from dermseg.encoding import output_probabilities
 from dermseg.errors import ConfigError, DataError
-from dermseg.inference.postprocess import PostprocessSettings, apply_postprocess
+from dermseg.inference.export import export_onnx
+from dermseg.inference.onnx_runtime import OnnxRuntimeNet, require_onnxruntime
+from dermseg.inference.postprocess import (
+    PostprocessSettings,
+    apply_postprocess,
+    postprocess_from_meta,
+    tuned_tta,
+)
 from dermseg.models.checkpoint import load_checkpoint
-
-if TYPE_CHECKING:
-    from dermseg.inference.export import OnnxRuntimeNet
 
 #: Inference backends of :meth:`Segmenter.from_path`.
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
@@ -87,8 +93,8 @@ class Segmenter:
 
     Attributes:
         model: a network returning logits ``(B, C, h, w)``, or an
-            :class:`~dermseg.inference.export.OnnxRuntimeNet` or :class:`~dermseg.inference.ensemble.EnsembleNet`
-            returning ``(B, 5, h, w)`` probabilities.
+            :class:`~dermseg.inference.onnx_runtime.OnnxRuntimeNet` or
+            :class:`~dermseg.inference.ensemble.EnsembleNet` returning ``(B, 5, h, w)`` probabilities.
         encoding: ``multilabel`` or ``multiclass``.
         input_size: short side the image is resized to before the network.
         mean, std: normalisation (0-1 scale).
@@ -139,7 +145,7 @@ class Segmenter:
             path: a dermseg ``.safetensors`` checkpoint.
             device: ``cpu`` or ``cuda``.
             tta: flip test-time augmentation; ``None`` (default): as the checkpoint's thresholds
-                were tuned (:func:`tuned_tta`; off when they were not tuned).
+                were tuned (:func:`~dermseg.inference.postprocess.tuned_tta`; off when they were not tuned).
 
         Raises:
             DataError: the file is not a usable dermseg checkpoint.
@@ -167,16 +173,15 @@ class Segmenter:
 
     @classmethod
     def from_onnx(cls, path: str | Path, device: str = "cpu", tta: bool | None = None) -> Segmenter:
-        """Build a segmenter on ONNX Runtime from a ``.onnx`` file of :func:`dermseg.inference.export.export_onnx`.
+        """Build a segmenter on ONNX Runtime from an exported ``.onnx`` file.
 
-        ``tta=None`` follows the tuning record the export carries, as :meth:`from_checkpoint` does.
+        The file is one written by :func:`dermseg.inference.export.export_onnx`; ``tta=None``
+        follows the tuning record the export carries, as :meth:`from_checkpoint` does.
 
         Raises:
             ConfigError: onnxruntime is not installed (``pip install 'dermseg[onnx]'``).
             DataError: the file is missing, not an ONNX model, or not one exported by dermseg.
         """
-        from dermseg.inference.export import OnnxRuntimeNet
-
         net = OnnxRuntimeNet(path, device=device)
         return cls._from_meta(net, net.meta, device=device, tta=tta)
 
@@ -207,10 +212,6 @@ class Segmenter:
             return cls.from_onnx(path, device=device, tta=tta)
         if backend != "onnxruntime":
             return cls.from_checkpoint(path, device=device, tta=tta)
-        import tempfile
-
-        from dermseg.inference.export import export_onnx, require_onnxruntime
-
         require_onnxruntime()  # fail before the export when the runtime is missing
         with tempfile.TemporaryDirectory(prefix="dermseg-onnx-") as tmp:
             onnx_path = export_onnx(path, Path(tmp) / f"{path.stem}.onnx")
@@ -366,30 +367,6 @@ class Segmenter:
         """Read an image file and return it with its ``(5, H, W)`` probabilities."""
         image = read_image(path)
         return image, self.probabilities(image)
-
-
-def tuned_tta(meta: dict[str, Any]) -> bool | None:
-    """Whether a checkpoint's thresholds were tuned with flip TTA: its ``tuning`` record's ``tta``.
-
-    ``None`` when the description has no tuning record (thresholds not tuned); a record
-    without ``tta`` was written by a ``dermseg tune`` that always tuned without TTA: ``False``.
-
-    Raises:
-        TypeError: the tuning record is not a mapping (malformed metadata).
-    """
-    tuning = meta.get("tuning")
-    if tuning is None:
-        return None
-    if not isinstance(tuning, dict):
-        raise TypeError(f"'tuning' is a {type(tuning).__name__}, expected a mapping")
-    return bool(tuning.get("tta", False))
-
-
-def postprocess_from_meta(meta: dict[str, Any]) -> PostprocessSettings:
-    """The post-processing a checkpoint describes (older descriptions: thresholds only)."""
-    if "postprocess" in meta:
-        return PostprocessSettings.from_dict(meta["postprocess"])
-    return PostprocessSettings(thresholds=meta.get("thresholds", [0.5] * NUM_ATTRIBUTES))
 
 
 def write_submission_masks(out_dir: str | Path, isic_id: str, masks: np.ndarray) -> list[Path]:

@@ -59,6 +59,8 @@ class Checkpoint:
                 or the weights are not those of the model it describes (e.g. its metadata
                 was edited to another encoder).
         """
+        # Imported here, downward: the factory loads smp and timm (seconds), which reading a
+        # checkpoint's description (read_meta, the CLI's checks) never needs.
         from dermseg.models.factory import create_model
 
         kwargs = dict(self.meta["model_kwargs"])

@@ -3,6 +3,11 @@
 Skip sizes are taken from the skip tensors themselves, never computed from strides:
 Inception v3's maps (253, 124, 61, 30, 14 px at 512 input) are not halves of each
 other, and odd inputs (97x130) give odd maps for every backbone.
+
+The forward passes are trace-friendly (ONNX export traces them): sizes stay the tensors'
+own ``shape`` entries, never ``int()``-converted, and every block resizes unconditionally
+(a bilinear resize to the same size is exact), so no Python branch on a shape is frozen
+into a traced graph.
 """
 
 from __future__ import annotations
@@ -55,15 +60,16 @@ class DecoderBlock(nn.Module):
 
         Args:
             x: ``(B, in_channels, h, w)``.
-            size: target ``(H', W')``; must equal ``skip.shape[-2:]`` when a skip is given.
+            size: target ``(H', W')``, e.g. ``skip.shape[-2:]``; must equal ``skip.shape[-2:]`` when a
+                skip is given. Pass shape entries as they are (not ``int()``-converted) to keep them
+                symbolic when traced.
             skip: ``(B, skip_channels, H', W')`` or ``None``.
 
         Returns:
             ``(B, out_channels, H', W')``.
         """
-        size = (int(size[0]), int(size[1]))
-        if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        # Always resized, even to the same size (exact): a shape test would be frozen by tracing.
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         if skip is not None:
             x = torch.cat([x, skip], dim=1)
         return self.conv2(self.conv1(x))

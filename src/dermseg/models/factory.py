@@ -8,8 +8,8 @@ checkpoint carries its trained weights, and rebuilding must neither download
 nor look for a weights file that may have moved; what the encoder started from
 is kept in ``model.dermseg_encoder_weights``.
 
-The ``smp_*`` archs (:mod:`dermseg.models.smp_models`) take the same option names
-where they mean the same thing and accept any input size >= 96 px, like UNetASPP.
+The ``smp_*`` archs (rows of :data:`dermseg.models.smp_models.SMP_ARCHS`) take the same
+option names where they mean the same thing and accept any input size >= 96 px, like UNetASPP.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import nn
 
 from dermseg.errors import ConfigError
 from dermseg.models.pretrained import NONE
-from dermseg.models.smp_models import smp_deeplabv3plus, smp_fpn, smp_unet, smp_unetplusplus
+from dermseg.models.smp_models import SMP_ARCHS
 from dermseg.models.unet_aspp import UNetASPP
 
 __all__ = ["MODELS", "UnknownArchError", "create_model", "model_spec", "parameter_groups"]
@@ -37,13 +37,8 @@ class UnknownArchError(ConfigError, KeyError):
         return ConfigError.__str__(self)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "unet_aspp": UNetASPP,
-    "smp_unet": smp_unet,
-    "smp_unetplusplus": smp_unetplusplus,
-    "smp_fpn": smp_fpn,
-    "smp_deeplabv3plus": smp_deeplabv3plus,
-}
+#: Arch name -> builder; ``inspect.signature`` of a builder lists the options it takes.
+MODELS: dict[str, Callable[..., nn.Module]] = {"unet_aspp": UNetASPP, **SMP_ARCHS}
 
 
 def _jsonable(value: Any) -> Any:

@@ -34,20 +34,22 @@ class SegmentationHead(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
 
     def forward(self, x: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
-        """Compute logits, resized (bilinear) to ``size`` when that differs.
+        """Compute logits, resized (bilinear) to ``size`` when one is given.
+
+        The resize runs whenever ``size`` is given, also to the same size (exact), so that it
+        traces with symbolic shapes; a caller whose features are already at the output size
+        passes ``None``.
 
         Args:
             x: ``(B, in_channels, h, w)``.
-            size: ``(H, W)`` wanted, or ``None`` to keep ``(h, w)``.
+            size: ``(H, W)`` wanted (e.g. ``image.shape[-2:]``), or ``None`` to keep ``(h, w)``.
 
         Returns:
             ``(B, out_channels, H, W)`` logits.
         """
         logits = self.conv(x)
         if size is not None:
-            size = (int(size[0]), int(size[1]))
-            if tuple(logits.shape[-2:]) != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits
 
 

@@ -26,7 +26,12 @@ from timm.models import PretrainedCfg
 from torch import nn
 
 from dermseg.errors import ConfigError
-from dermseg.models.lite0_weights import LITE0_ENCODER, LITE0_PIP_NAME, lite0_package_weights_path
+from dermseg.models.lite0_weights import (
+    LITE0_ENCODER,
+    LITE0_PIP_NAME,
+    lite0_package_weights_path,
+    lite0_timm_state_dict,
+)
 from dermseg.models.weight_files import WEIGHT_SUFFIXES, load_state_dict_into_encoder, read_weights_file
 
 __all__ = ["IMAGENET", "NONE", "load_encoder_weights", "parse_weights_spec", "resolve_imagenet_available"]
@@ -187,8 +192,6 @@ def _imagenet_state_dict(encoder_name: str, in_channels: int) -> tuple[dict[str,
     if kind == "file":
         overlay = {"file": location}
     elif kind == "lite0_package":
-        from dermseg.models.lite0_weights import lite0_timm_state_dict
-
         overlay = {"state_dict": lite0_timm_state_dict()}
     try:  # timm adapts the first convolution to in_channels != 3 and applies model-specific filters
         model = timm.create_model(

@@ -1,7 +1,8 @@
 """segmentation_models_pytorch peers of UNetASPP, on the same timm encoders and weights.
 
-Each builder makes an smp model on smp's timm-universal encoder (``"tu-" + encoder_name``)
-with ``encoder_weights=None``, then loads our weights through
+Every arch is one row of :data:`SMP_ARCHS`: the smp class and how dermseg's options map onto
+its keywords. Building one makes the smp model on smp's timm-universal encoder
+(``"tu-" + encoder_name``) with ``encoder_weights=None``, then loads our weights through
 :func:`dermseg.models.pretrained.load_encoder_weights`. smp wants sides divisible by the
 encoder's output stride (32); :class:`SmpSegmenter` pads the input (reflection) to a
 multiple of 32 and crops the logits back, so every arch accepts any size >= 96 px.
@@ -13,13 +14,14 @@ halves of each other; U-Net++, FPN and DeepLabV3+ upsample by exactly 2 (or need
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dermseg.attributes import NUM_ATTRIBUTES
@@ -28,9 +30,40 @@ from dermseg.models.decoder import DEFAULT_DECODER_CHANNELS
 from dermseg.models.encoders import check_timm_name
 from dermseg.models.pretrained import load_encoder_weights, parse_weights_spec
 
-__all__ = ["SmpSegmenter", "smp_deeplabv3plus", "smp_fpn", "smp_unet", "smp_unetplusplus"]
+__all__ = ["SMP_ARCHS", "SmpArch", "SmpSegmenter", "pad_to_multiple"]
 
 WeightsSpec = str | os.PathLike[str] | None
+
+
+def _pad_index(
+    n: torch.Tensor, pad: torch.Tensor, reflect: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """Source rows of a side of ``n`` padded by ``pad`` at its end: reflected, or the last row repeated."""
+    idx = torch.arange(n + pad, device=device)
+    beyond = torch.where(reflect, 2 * (n - 1) - idx, n - 1)
+    return torch.where(idx < n, idx, beyond)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom and right of images up to sides that are multiples of ``multiple``.
+
+    Reflection padding, as ``F.pad(x, (0, -W % multiple, 0, -H % multiple), mode="reflect")``;
+    where a pad would be as long as its side (sides below ``multiple``), edge replication for
+    both sides, as ``mode="replicate"``. Written as index gathers whose amounts are computed
+    from ``x.shape`` with tensor ops, so the padding follows the input size when traced.
+
+    Args:
+        x: ``(B, C, H, W)``.
+        multiple: the side multiple wanted (the encoder's output stride).
+
+    Returns:
+        ``(B, C, H + (-H % multiple), W + (-W % multiple))``; ``x``'s values in the top-left ``H x W``.
+    """
+    h, w = (torch.as_tensor(side) for side in x.shape[-2:])  # tensors when traced, ints otherwise
+    pad_h, pad_w = torch.remainder(-h, multiple), torch.remainder(-w, multiple)
+    reflect = (pad_h < h) & (pad_w < w)  # F.pad's reflection needs pads shorter than the side
+    x = x.index_select(2, _pad_index(h, pad_h, reflect, x.device))
+    return x.index_select(3, _pad_index(w, pad_w, reflect, x.device))
 
 
 class SmpSegmenter(nn.Module):
@@ -48,11 +81,11 @@ class SmpSegmenter(nn.Module):
 
     @property
     def encoder(self) -> nn.Module:
-        """The smp encoder, for :func:`parameter_groups`."""
+        """The smp encoder, for :func:`dermseg.models.factory.parameter_groups`."""
         return self.model.encoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Pad, segment, crop.
+        """Pad, segment, crop; trace-friendly (pad and crop follow the input's symbolic size).
 
         Args:
             x: ``(B, C, H, W)`` images.
@@ -61,66 +94,10 @@ class SmpSegmenter(nn.Module):
             ``(B, classes, H, W)`` logits, or ``{"masks": ..., "presence": (B, 5)}`` with a presence head.
         """
         h, w = x.shape[-2:]
-        pad_h, pad_w = -h % self.multiple, -w % self.multiple
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        out = self.model(x)
+        out = self.model(pad_to_multiple(x, self.multiple))
         if isinstance(out, tuple):
             return {"masks": out[0][..., :h, :w], "presence": out[1]}
         return out[..., :h, :w]
-
-
-def _build_smp(
-    smp_class: type[nn.Module],
-    arch: str,
-    *,
-    needs_halving: bool,
-    encoder_name: str,
-    encoder_weights: WeightsSpec,
-    in_channels: int,
-    classes: int,
-    presence_head: bool,
-    **arch_kwargs: Any,
-) -> SmpSegmenter:
-    check_timm_name(encoder_name)
-    parse_weights_spec(encoder_weights)  # reject a bad spec before the slow build
-    aux = {"classes": NUM_ATTRIBUTES, "pooling": "avg"} if presence_head else None
-    try:
-        model = smp_class(
-            encoder_name=f"tu-{encoder_name}",
-            encoder_weights=None,
-            in_channels=in_channels,
-            classes=classes,
-            aux_params=aux,
-            **arch_kwargs,
-        )
-    except (ValueError, TypeError, RuntimeError, KeyError) as err:
-        raise ConfigError(
-            f"{arch} cannot be built with encoder {encoder_name!r} ({err}); "
-            "arch unet_aspp and smp_unet take any timm encoder with features_only"
-        ) from err
-    wrapped = SmpSegmenter(model)
-    if needs_halving:
-        _check_runs(wrapped, arch, encoder_name, in_channels)
-    load_encoder_weights(model.encoder, encoder_weights, encoder_name)
-    return wrapped
-
-
-def _check_runs(model: nn.Module, arch: str, encoder_name: str, in_channels: int) -> None:
-    """Decoders that upsample by exactly 2 fail on encoders whose maps are not halves (Inception v3)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, in_channels, 128, 128))
-    except RuntimeError as err:
-        raise ConfigError(
-            f"{arch} cannot use encoder {encoder_name!r}: its feature maps are not exact halves of each "
-            f"other, which this decoder needs ({err}); use arch unet_aspp or smp_unet with this encoder"
-        ) from err
-    finally:
-        model.train(was_training)
 
 
 def _trim(decoder_channels: Sequence[int], depth: int) -> list[int]:
@@ -139,126 +116,139 @@ def _width(arch: str, decoder_channels: object) -> int:
     return decoder_channels
 
 
-def smp_unet(
-    encoder_name: str = "resnet34",
-    encoder_weights: WeightsSpec = "imagenet",
-    encoder_depth: int = 5,
-    decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
-    classes: int = NUM_ATTRIBUTES,
-    in_channels: int = 3,
-    presence_head: bool = False,
-) -> SmpSegmenter:
-    """smp U-Net; it upsamples to each skip's size, so Inception v3 works.
+def _check_runs(model: nn.Module, arch: str, encoder_name: str, in_channels: int) -> None:
+    """Decoders that upsample by exactly 2 fail on encoders whose maps are not halves (Inception v3)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, 128, 128))
+    except RuntimeError as err:
+        raise ConfigError(
+            f"{arch} cannot use encoder {encoder_name!r}: its feature maps are not exact halves of each "
+            f"other, which this decoder needs ({err}); use arch unet_aspp or smp_unet with this encoder"
+        ) from err
+    finally:
+        model.train(was_training)
 
-    Args:
-        encoder_name: timm model name (smp builds it as ``"tu-" + encoder_name``).
-        encoder_weights: ``"imagenet"``, ``"none"``/``None`` or a ``.safetensors``/``.pth`` path.
-        encoder_depth: encoder stages, 1..5.
-        decoder_channels: decoder block widths, deep -> shallow, trimmed to ``encoder_depth``.
-        classes: logit channels.
-        in_channels: image channels.
-        presence_head: add ``(B, 5)`` presence logits (smp's classification head on the deepest map).
 
-    Returns:
-        a :class:`SmpSegmenter`: ``(B, in_channels, H, W)`` -> ``(B, classes, H, W)`` logits,
-        or ``{"masks", "presence"}`` with ``presence_head``.
+@dataclass(frozen=True)
+class SmpArch:
+    """One smp architecture: its class and how dermseg's options map onto its keywords.
 
-    Raises:
-        ConfigError: an invalid option or encoder.
+    Calling it builds the model. Its options, in this order, with :data:`SMP_ARCHS`' defaults:
+
+    - ``encoder_name`` (``"resnet34"``): timm model name (smp builds it as ``"tu-" + encoder_name``);
+    - ``encoder_weights`` (``"imagenet"``): ``"imagenet"``, ``"none"``/``None`` or a
+      ``.safetensors``/``.pth`` path;
+    - ``encoder_depth`` (5): encoder stages, 1..5;
+    - ``decoder_channels``: per-stage widths, deep -> shallow, trimmed to ``encoder_depth``
+      (U-Net, U-Net++), or one int, the decoder width (FPN, DeepLabV3+);
+    - ``aspp_rates``, only for archs with ASPP (DeepLabV3+): its dilation rates;
+    - ``classes`` (5): logit channels; ``in_channels`` (3): image channels;
+    - ``presence_head`` (False): add ``(B, 5)`` presence logits (smp's classification head on
+      the deepest map).
+
+    ``inspect.signature`` of an arch gives these options, so
+    :func:`dermseg.models.factory.create_model` checks and records them as for a class.
+
+    Attributes:
+        name: the arch name, for messages (``smp_unet``, ...).
+        smp_class: the smp model class.
+        decoder_channels: default ``decoder_channels``: a tuple (one width per stage) or an int (one width).
+        decoder_keyword: smp's keyword for ``decoder_channels``.
+        aspp_rates: default ASPP rates (smp's ``decoder_atrous_rates``); ``None``: the arch has no ASPP.
+        needs_halving: the decoder upsamples by exactly 2; a dry run at build time refuses
+            encoders whose maps are not exact halves.
     """
-    return _build_smp(
-        smp.Unet,
-        "smp_unet",
-        needs_halving=False,
-        encoder_name=encoder_name,
-        encoder_weights=encoder_weights,
-        in_channels=in_channels,
-        classes=classes,
-        presence_head=presence_head,
-        encoder_depth=encoder_depth,
-        decoder_channels=_trim(decoder_channels, encoder_depth),
+
+    name: str
+    smp_class: type[nn.Module]
+    decoder_channels: tuple[int, ...] | int
+    decoder_keyword: str = "decoder_channels"
+    aspp_rates: tuple[int, ...] | None = None
+    needs_halving: bool = True
+
+    def __post_init__(self) -> None:
+        # An instance attribute (not a property, which would break inspect.signature of the class).
+        object.__setattr__(self, "__signature__", self.signature())
+
+    def signature(self) -> inspect.Signature:
+        """The options the arch accepts, keyword-only, with their defaults (see the class docstring)."""
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        per_stage = isinstance(self.decoder_channels, tuple)
+        options: list[tuple[str, Any, Any]] = [
+            ("encoder_name", "resnet34", str),
+            ("encoder_weights", "imagenet", WeightsSpec),
+            ("encoder_depth", 5, int),
+            ("decoder_channels", self.decoder_channels, Sequence[int] if per_stage else int),
+        ]
+        if self.aspp_rates is not None:
+            options.append(("aspp_rates", self.aspp_rates, Sequence[int]))
+        options += [("classes", NUM_ATTRIBUTES, int), ("in_channels", 3, int), ("presence_head", False, bool)]
+        return inspect.Signature(
+            [inspect.Parameter(n, keyword, default=d, annotation=a) for n, d, a in options],
+            return_annotation=SmpSegmenter,
+        )
+
+    def __call__(self, **options: Any) -> SmpSegmenter:
+        """Build the arch.
+
+        Args:
+            **options: see the class docstring; missing ones take their defaults.
+
+        Returns:
+            a :class:`SmpSegmenter`: ``(B, in_channels, H, W)`` -> ``(B, classes, H, W)`` logits,
+            or ``{"masks", "presence"}`` with ``presence_head``.
+
+        Raises:
+            TypeError: an option the arch does not take.
+            ConfigError: an invalid option or encoder.
+        """
+        bound = self.signature().bind(**options)
+        bound.apply_defaults()
+        o = bound.arguments
+        if isinstance(self.decoder_channels, tuple):
+            decoder = _trim(o["decoder_channels"], o["encoder_depth"])
+        else:
+            decoder = _width(self.name, o["decoder_channels"])
+        arch_kwargs: dict[str, Any] = {"encoder_depth": o["encoder_depth"], self.decoder_keyword: decoder}
+        if self.aspp_rates is not None:
+            arch_kwargs["decoder_atrous_rates"] = tuple(int(r) for r in o["aspp_rates"])
+        encoder_name = o["encoder_name"]
+        check_timm_name(encoder_name)
+        parse_weights_spec(o["encoder_weights"])  # reject a bad spec before the slow build
+        aux = {"classes": NUM_ATTRIBUTES, "pooling": "avg"} if o["presence_head"] else None
+        try:
+            model = self.smp_class(
+                encoder_name=f"tu-{encoder_name}",
+                encoder_weights=None,
+                in_channels=o["in_channels"],
+                classes=o["classes"],
+                aux_params=aux,
+                **arch_kwargs,
+            )
+        except (ValueError, TypeError, RuntimeError, KeyError) as err:
+            raise ConfigError(
+                f"{self.name} cannot be built with encoder {encoder_name!r} ({err}); "
+                "arch unet_aspp and smp_unet take any timm encoder with features_only"
+            ) from err
+        wrapped = SmpSegmenter(model)
+        if self.needs_halving:
+            _check_runs(wrapped, self.name, encoder_name, o["in_channels"])
+        load_encoder_weights(model.encoder, o["encoder_weights"], encoder_name)
+        return wrapped
+
+
+#: The smp archs by name; :data:`dermseg.models.factory.MODELS` takes them as they are.
+SMP_ARCHS: dict[str, SmpArch] = {
+    arch.name: arch
+    for arch in (
+        # U-Net upsamples to each skip's size: the one smp decoder that takes Inception v3.
+        SmpArch("smp_unet", smp.Unet, DEFAULT_DECODER_CHANNELS, needs_halving=False),
+        SmpArch("smp_unetplusplus", smp.UnetPlusPlus, DEFAULT_DECODER_CHANNELS),
+        SmpArch("smp_fpn", smp.FPN, 256, decoder_keyword="decoder_pyramid_channels"),
+        # DeepLabV3+ (output stride 16) needs a timm encoder that supports ``output_stride``.
+        SmpArch("smp_deeplabv3plus", smp.DeepLabV3Plus, 256, aspp_rates=(12, 24, 36)),
     )
-
-
-def smp_unetplusplus(
-    encoder_name: str = "resnet34",
-    encoder_weights: WeightsSpec = "imagenet",
-    encoder_depth: int = 5,
-    decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
-    classes: int = NUM_ATTRIBUTES,
-    in_channels: int = 3,
-    presence_head: bool = False,
-) -> SmpSegmenter:
-    """smp U-Net++; needs an encoder whose maps halve exactly (not Inception v3).
-
-    Args, Returns and Raises as :func:`smp_unet`.
-    """
-    return _build_smp(
-        smp.UnetPlusPlus,
-        "smp_unetplusplus",
-        needs_halving=True,
-        encoder_name=encoder_name,
-        encoder_weights=encoder_weights,
-        in_channels=in_channels,
-        classes=classes,
-        presence_head=presence_head,
-        encoder_depth=encoder_depth,
-        decoder_channels=_trim(decoder_channels, encoder_depth),
-    )
-
-
-def smp_fpn(
-    encoder_name: str = "resnet34",
-    encoder_weights: WeightsSpec = "imagenet",
-    encoder_depth: int = 5,
-    decoder_channels: int = 256,
-    classes: int = NUM_ATTRIBUTES,
-    in_channels: int = 3,
-    presence_head: bool = False,
-) -> SmpSegmenter:
-    """smp FPN; needs an encoder whose maps halve exactly (not Inception v3).
-
-    Args, Returns and Raises as :func:`smp_unet`, except ``decoder_channels``: one int, the pyramid width.
-    """
-    return _build_smp(
-        smp.FPN,
-        "smp_fpn",
-        needs_halving=True,
-        encoder_name=encoder_name,
-        encoder_weights=encoder_weights,
-        in_channels=in_channels,
-        classes=classes,
-        presence_head=presence_head,
-        encoder_depth=encoder_depth,
-        decoder_pyramid_channels=_width("smp_fpn", decoder_channels),
-    )
-
-
-def smp_deeplabv3plus(
-    encoder_name: str = "resnet34",
-    encoder_weights: WeightsSpec = "imagenet",
-    encoder_depth: int = 5,
-    decoder_channels: int = 256,
-    aspp_rates: Sequence[int] = (12, 24, 36),
-    classes: int = NUM_ATTRIBUTES,
-    in_channels: int = 3,
-    presence_head: bool = False,
-) -> SmpSegmenter:
-    """smp DeepLabV3+ (output stride 16); needs a timm encoder that supports ``output_stride``.
-
-    Args, Returns and Raises as :func:`smp_unet`, except ``decoder_channels`` (one int, the
-    ASPP/decoder width) and ``aspp_rates`` (the dilation rates of smp's ASPP).
-    """
-    return _build_smp(
-        smp.DeepLabV3Plus,
-        "smp_deeplabv3plus",
-        needs_halving=True,
-        encoder_name=encoder_name,
-        encoder_weights=encoder_weights,
-        in_channels=in_channels,
-        classes=classes,
-        presence_head=presence_head,
-        encoder_depth=encoder_depth,
-        decoder_channels=_width("smp_deeplabv3plus", decoder_channels),
-        decoder_atrous_rates=tuple(int(r) for r in aspp_rates),
-    )
+}

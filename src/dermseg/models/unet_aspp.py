@@ -35,6 +35,9 @@ class UNetASPP(nn.Module):
     2 x 2 at 107 x 107), so train it on batches of 2 or more, or on larger crops, there;
     ASPP itself uses GroupNorm and works on a 1 x 1 map.
 
+    ``forward`` traces with symbolic sizes (no ``int()`` on shapes, no branch on a shape), so
+    :mod:`dermseg.inference.export` exports it as it is, for any input size.
+
     Args:
         encoder_name: timm model name (``"inception_v3"``, the thesis's final choice).
         encoder_weights: ``"imagenet"``, ``"none"``/``None`` or a ``.safetensors``/``.pth`` path.
@@ -84,10 +87,10 @@ class UNetASPP(nn.Module):
             ``(B, classes, H, W)`` logits; with ``presence_head``, a dict
             ``{"masks": (B, classes, H, W), "presence": (B, 5)}`` of logits.
         """
-        input_size = x.shape[-2:]
         features = self.encoder(x)
         features[-1] = self.aspp(features[-1])
-        masks = self.segmentation_head(self.decoder(features, input_size), input_size)
+        # The decoder's last block resizes to the input size, so the head needs no resize of its own.
+        masks = self.segmentation_head(self.decoder(features, x.shape[-2:]))
         if self.presence_head is None:
             return masks
         return {"masks": masks, "presence": self.presence_head(features[-1])}
