@@ -191,3 +191,16 @@ def test_a_user_set_of_two_labels_trains_one_step(tmp_path: Path) -> None:
     result = train(cfg, data, tmp_path / "run", device="cpu")
     assert set(result["jaccard_per_attribute"]) == {"veil", "regression"}
     assert read_meta(tmp_path / "run" / "checkpoints" / "last.safetensors")["model_kwargs"]["classes"] == 2
+
+
+def test_dermseg_tune_a_lesion_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.conftest import write_tiny_checkpoint
+
+    data = write_ph2_flat(tmp_path / "ph2", n=12)
+    ckpt = write_tiny_checkpoint(tmp_path / "lesion.safetensors", ["data.labels=ph2"])
+    assert main(["tune", "--checkpoint", str(ckpt), "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "mean per-image Jaccard" in out and "Lesion" in out and "thresholded Jaccard" in out
+    meta = read_meta(ckpt)
+    assert len(meta["thresholds"]) == 1 and meta["tuning"]["subset"] == "val"
+    assert meta["tuning"]["images"] == 1  # the checkpoint's own hold-out: 10 % of 12 images

@@ -155,36 +155,57 @@ def tune(
         "then uses the same setting by default.",
     ),
 ) -> None:
-    """Tune per-attribute thresholds for the official Jaccard; report each post-processing step's effect."""
-    from dermseg.evaluation.model import tune_and_store, tuning_samples
-    from dermseg.inference.postprocess import PostprocessSettings
-    from dermseg.inference.segmenter import Segmenter
+    """Tune per-label thresholds for the official metric; report each post-processing step's effect.
 
-    segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
+    The checkpoint's label set says which: the Task 2 Jaccard (pooled over images), or for a
+    lesion the mean per-image Jaccard (ISIC 2018 Task 1).
+    """
+    from dermseg.evaluation.label_segmenter import segmenter_from_checkpoint, segmenter_settings
+    from dermseg.evaluation.model import tune_and_store, tuning_samples
+    from dermseg.labels import label_set_of
+    from dermseg.models.checkpoint import read_meta
+
+    segmenter = segmenter_from_checkpoint(checkpoint, device=device, tta=tta)
+    meta = read_meta(checkpoint)
+    labels = label_set_of(meta)  # a checkpoint without one: the Task 2 attributes
     config = segmenter_config(checkpoint)
     if tta is None and segmenter.tuned_tta is None:  # never tuned: as its recipe predicts
         segmenter.tta = bool((config.get("predict") or {}).get("tta", False))
-    samples = tuning_samples(data, subset, {"config": config})
-    thresholds_only = PostprocessSettings(thresholds=segmenter.postprocess.thresholds)
-    passes = 1 if segmenter.postprocess == thresholds_only else 2  # a second pass scores the steps
+    samples = tuning_samples(data, subset, {"config": config, "labels": meta.get("labels")})
+    settings = segmenter_settings(segmenter)
+    steps_off = all(not any(settings[name]) for name in ("opening", "min_area", "presence"))
+    passes = 1 if steps_off else 2  # a second pass scores the steps
     with _progress() as bar:
         task = bar.add_task("tune", total=len(samples) * passes)
         report, target = tune_and_store(
-            segmenter, checkpoint, samples, subset=subset, out=out, progress=lambda k: bar.advance(task, k)
+            segmenter,
+            checkpoint,
+            samples,
+            subset=subset,
+            out=out,
+            progress=lambda k: bar.advance(task, k),
+            labels=labels,
         )
+    task1 = labels.metric == "isic2018_task1"
     table = Table(
-        title=f"Threshold tuning on {report['images']} {subset} images (official Jaccard), "
+        title=f"Threshold tuning on {report['images']} {subset} images "
+        f"({'mean per-image Jaccard' if task1 else 'official Jaccard'}), "
         f"flip TTA {'on' if segmenter.tta else 'off'}"
     )
-    table.add_column("attribute")
+    table.add_column("label" if labels.name != "isic2018_task2" else "attribute")
     table.add_column("threshold", justify="right")
     table.add_column("Jaccard", justify="right")
-    for a, t in zip(ATTRIBUTES, report["thresholds"], strict=True):
-        table.add_row(DISPLAY_NAMES[a], f"{t:.2f}", f"{report['per_attribute_tuned'][a]:.4f}")
+    for a, t in zip(labels.names, report["thresholds"], strict=True):
+        table.add_row(labels.display_names[a], f"{t:.2f}", f"{report['per_attribute_tuned'][a]:.4f}")
     console.print(table)
     console.print(
         f"overall: {report['overall_at_default']:.4f} at 0.5 -> {report['overall_tuned']:.4f} tuned"
     )
+    if task1:
+        console.print(
+            f"official Task 1 (thresholded Jaccard): {report['threshold_jaccard_at_default']:.4f} at 0.5 "
+            f"-> {report['threshold_jaccard_tuned']:.4f} tuned"
+        )
     for step in report["steps"]:
         console.print(f"  {step['step']:28s} overall {step['overall']:.4f}")
     console.print(f"tuned settings written to {target}")
