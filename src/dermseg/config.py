@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from dermseg.attributes import NUM_ATTRIBUTES
-from dermseg.errors import ConfigError
+from dermseg.errors import ConfigError, display_path
+from dermseg.labels import MODEL_ENCODINGS, LabelSet, load_label_set
 
 
 @dataclass
@@ -26,6 +27,11 @@ class DataConfig:
 
     Attributes:
         root: dataset folder (usually given on the command line with ``--data``).
+        labels: what the run segments: a built-in label set (``isic2018_task2``, the five
+            dermoscopic structures; ``isic2018_task1`` or ``ph2``, the lesion) or a label set
+            YAML file (see :mod:`dermseg.labels`). It decides how the data folder is read, the
+            number of output channels, the validation metric and the post-processing lists'
+            length, and the checkpoints record it.
         val_fraction: share of the training images held out when there is no official validation split.
         split_seed: seed of that split.
         size: working resolution: images are resized so their short side is ``size``.
@@ -49,6 +55,7 @@ class DataConfig:
     """
 
     root: str | None = None
+    labels: str = "isic2018_task2"
     val_fraction: float = 0.1
     split_seed: int = 0
     size: int = 512
@@ -74,6 +81,11 @@ class AugmentConfig:
             Task 1 lesion mask (needs ``ISIC2018_Task1_*_GroundTruth`` in the data folder,
             e.g. ``dermseg download isic2018 --lesion-masks``); images without one get a
             uniform crop. 0 disables.
+        rotate: rotation by an angle drawn uniformly from ``[-rotate, rotate]`` degrees (any
+            angle, the corners filled by reflection), in ``[0, 180]``; 0 disables.
+        scale: zoom by a factor drawn uniformly from ``[1 - scale, 1 + scale]`` (0.2: x0.8 to
+            x1.2, reflection where the image shrinks), in ``[0, 1)``; 0 disables. Rotation and
+            zoom are one affine warp of the resized image, before the crop.
     """
 
     hflip: bool = True
@@ -81,6 +93,8 @@ class AugmentConfig:
     rotate90: bool = True
     color_jitter: float = 0.2
     lesion_crop: float = 0.0
+    rotate: float = 0.0
+    scale: float = 0.0
 
 
 @dataclass
@@ -187,12 +201,16 @@ class PostprocessConfig:
     rescaled at prediction to the short side of each image's field of view, the part of the
     image resized to the working size (see :mod:`dermseg.inference.postprocess`).
 
+    Every list has one value per label of ``data.labels``, in its channel order (the five
+    attributes of Task 2 by default; one for a lesion set); a list the config does not give
+    defaults to that many values.
+
     Attributes:
-        thresholds: one probability threshold per attribute (ATTRIBUTES order).
-        opening: morphological opening (disk) diameter per attribute, 0 or odd; 0 for none
+        thresholds: one probability threshold per label.
+        opening: morphological opening (disk) diameter per label, 0 or odd; 0 for none
             (the thesis opened its masks to remove false positives).
         min_area: remove connected components smaller than this many pixels; 0 for none.
-        presence: image-level gate: an attribute's mask is emptied when its maximum probability
+        presence: image-level gate: a label's mask is emptied when its maximum probability
             is below this; 0 for none.
     """
 
@@ -304,8 +322,29 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         ConfigError: unknown key, wrong type, or an invalid value.
     """
     cfg = _build(Config, data or {}, "")
+    given = (data or {}).get("postprocess") or {}
+    labels = config_label_set(cfg)
+    # A list the config does not give has one default value per label of the set.
+    for f in dataclasses.fields(PostprocessConfig):
+        if f.name not in given:
+            default = getattr(PostprocessConfig(), f.name)[0]
+            setattr(cfg.postprocess, f.name, [default] * labels.num_labels)
     validate(cfg)
     return cfg
+
+
+def config_label_set(cfg: Config) -> LabelSet:
+    """The label set a run config names (``data.labels``: a built-in name or a YAML file).
+
+    Raises:
+        ConfigError: ``data.labels: ...``, an unknown name or an unreadable or invalid file
+            (the message names it).
+    """
+    try:
+        return load_label_set(cfg.data.labels)
+    except ConfigError as err:
+        where = f"{display_path(err.path)}: " if err.path is not None else ""
+        raise ConfigError(f"data.labels: {where}{err.message}") from None
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -370,6 +409,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return config_from_dict(data)
     except ConfigError as err:
+        # A bad label set given with --set is that argument's fault, not the config file's.
+        labels_set = [o for o in overrides or [] if o.partition("=")[0].strip() == "data.labels"]
+        if labels_set and err.path is None and err.message.startswith("data.labels: "):
+            reason = err.message.removeprefix("data.labels: ")
+            raise ConfigError(f"--set {labels_set[-1]}: {reason}") from None
         if path is not None and err.path is None:
             raise ConfigError(err.message, path) from None
         raise
@@ -381,6 +425,8 @@ def validate(cfg: Config) -> None:
     Raises:
         ConfigError: the first invalid value found.
     """
+    labels = config_label_set(cfg)
+    n, of = labels.num_labels, f"one per label of {labels.name}"
     checks = [
         (cfg.data.size >= 32, f"data.size must be >= 32, got {cfg.data.size}"),
         (
@@ -403,36 +449,48 @@ def validate(cfg: Config) -> None:
             "model.encoding must be multilabel or multiclass",
         ),
         (
+            MODEL_ENCODINGS.get(cfg.model.encoding) in labels.encodings,
+            f"model.encoding {cfg.model.encoding} does not fit label set {labels.name} "
+            f"(it allows {', '.join(e if e != 'softmax' else 'multiclass' for e in labels.encodings)})",
+        ),
+        (0 <= cfg.augment.rotate <= 180, "augment.rotate must be between 0 and 180 degrees"),
+        (0 <= cfg.augment.scale < 1, "augment.scale must be in [0, 1) (0.2 zooms by x0.8 to x1.2)"),
+        (
             cfg.loss.class_weights in ("none", "inverse_frequency"),
             "loss.class_weights must be none or inverse_frequency",
         ),
         (
-            len(cfg.postprocess.thresholds) == NUM_ATTRIBUTES,
-            f"postprocess.thresholds needs {NUM_ATTRIBUTES} values",
+            len(cfg.postprocess.thresholds) == n,
+            f"postprocess.thresholds needs {n} value(s), {of}",
         ),
         (all(0 <= t <= 1 for t in cfg.postprocess.thresholds), "postprocess.thresholds must be in [0, 1]"),
         (
-            len(cfg.postprocess.opening) == NUM_ATTRIBUTES,
-            f"postprocess.opening needs {NUM_ATTRIBUTES} values",
+            len(cfg.postprocess.opening) == n,
+            f"postprocess.opening needs {n} value(s), {of}",
         ),
         (
             all(k == 0 or (k > 0 and k % 2 == 1) for k in cfg.postprocess.opening),
             "postprocess.opening sizes must be 0 or odd",
         ),
         (
-            len(cfg.postprocess.min_area) == NUM_ATTRIBUTES,
-            f"postprocess.min_area needs {NUM_ATTRIBUTES} values",
+            len(cfg.postprocess.min_area) == n,
+            f"postprocess.min_area needs {n} value(s), {of}",
         ),
         (all(a >= 0 for a in cfg.postprocess.min_area), "postprocess.min_area must be >= 0"),
         (
-            len(cfg.postprocess.presence) == NUM_ATTRIBUTES,
-            f"postprocess.presence needs {NUM_ATTRIBUTES} values",
+            len(cfg.postprocess.presence) == n,
+            f"postprocess.presence needs {n} value(s), {of}",
         ),
         (all(0 <= p <= 1 for p in cfg.postprocess.presence), "postprocess.presence must be in [0, 1]"),
         (bool(cfg.loss.terms), "loss.terms must name at least one loss"),
         (
             not cfg.model.presence_head or cfg.model.arch == "unet_aspp",
             f"model.presence_head is available with unet_aspp only, not {cfg.model.arch}",
+        ),
+        (
+            # the presence head has one logit per Task 2 attribute (dermseg.models.heads)
+            not cfg.model.presence_head or n == NUM_ATTRIBUTES,
+            f"model.presence_head needs {NUM_ATTRIBUTES} labels; label set {labels.name} has {n}",
         ),
     ]
     for ok, message in checks:
@@ -446,11 +504,11 @@ def dump_config(cfg: Config) -> str:
 
 
 #: Configs shipped with dermseg, usable by name: ``--config demo``.
-BUILTIN_CONFIGS = ("seed", "isic2018", "demo")
+BUILTIN_CONFIGS = ("seed", "isic2018", "demo", "lesion")
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config path; a built-in name (``seed``, ``isic2018``, ``demo``) maps to the shipped YAML."""
+    """A config path; a built-in name (:data:`BUILTIN_CONFIGS`) maps to the shipped YAML."""
     text = str(name_or_path)
     if text in BUILTIN_CONFIGS and not Path(text).exists():
         return Path(__file__).parent / "configs" / f"{text}.yaml"

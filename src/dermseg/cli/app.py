@@ -103,6 +103,11 @@ class _TrainProgress:
             self.bar.remove_task(self.task)
         self.bar.stop()
         jac = f"  official Jaccard {record['jaccard']:.4f}" if "jaccard" in record else ""
+        if "threshold_jaccard" in record:  # a lesion (Task 1 metric): selected on the mean Jaccard
+            jac = (
+                f"  mean Jaccard {record['jaccard']:.4f} (thresholded {record['threshold_jaccard']:.4f}, "
+                f"Dice {record['dice']:.4f})"
+            )
         console.print(
             f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}"
             + (f"  val loss {record['val_loss']:.4f}" if "val_loss" in record else "")

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 def train(
     data: Path | None = typer.Option(None, "--data", help="Dataset folder (official layout or flat folder)."),
     out: Path | None = typer.Option(None, "--out", help="Run folder to create."),
-    config: str | None = typer.Option(None, "--config", help="YAML config file, or seed / isic2018 / demo."),
+    config: str | None = typer.Option(
+        None, "--config", help="YAML config file, or seed / isic2018 / demo / lesion."
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Override a config value: key=value (repeatable)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
@@ -68,16 +70,25 @@ def train(
         raise ConfigError("--data DATA_DIR is required (or data.root in the config)")
     if resume is None:
         cfg.data.root = str(Path(data_dir).resolve())  # recorded, so --resume needs no --data
+        if Path(cfg.data.labels).suffix.lower() in (".yaml", ".yml"):  # a label set file, likewise
+            cfg.data.labels = str(Path(cfg.data.labels).resolve())
     result = run_training(
         cfg, data_dir, out, resume=resume is not None, callbacks=_TrainProgress(), device=device
     )
+    from dermseg.config import config_label_set
+
+    labels = config_label_set(cfg)
+    score = "mean Jaccard (Task 1)" if labels.metric == "isic2018_task1" else "official Jaccard"
     console.print(
-        f"best official Jaccard {result.get('best_jaccard', float('nan')):.4f} "
+        f"best {score} {result.get('best_jaccard', float('nan')):.4f} "
         f"at epoch {result.get('best_epoch')}; "
         f"checkpoint {display_path(out / 'checkpoints' / 'best.safetensors')}",
         markup=False,
         highlight=False,
     )
+    if labels.name != "isic2018_task2":
+        console.print(f"report: not written (the report reads Task 2 runs only, not {labels.name} yet)")
+        return
     write_run_report(out, data_dir, device)
 
 
@@ -210,7 +221,7 @@ def tune(
         None, "--out", help="Write the tuned checkpoint here (default: in place)."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the tuning report as JSON."),
-    labels: str | None = typer.Option(
+    labels_option: str | None = typer.Option(
         None,
         "--labels",
         help="Label set of the data (default: told from the folder's names); a checkpoint of another "
@@ -225,37 +236,58 @@ def tune(
         "then uses the same setting by default.",
     ),
 ) -> None:
-    """Tune per-attribute thresholds for the official Jaccard; report each post-processing step's effect."""
+    """Tune per-label thresholds for the official metric; report each post-processing step's effect.
+
+    The checkpoint's label set says which: the Task 2 Jaccard (pooled over images), or for a
+    lesion the mean per-image Jaccard (ISIC 2018 Task 1).
+    """
+    from dermseg.evaluation.label_segmenter import segmenter_settings
     from dermseg.evaluation.model import tune_and_store, tuning_samples
-    from dermseg.inference.postprocess import PostprocessSettings
     from dermseg.inference.segmenter import Segmenter
+    from dermseg.models.checkpoint import read_meta
 
     segmenter = Segmenter.from_checkpoint(checkpoint, device=device, tta=tta)
-    model_on_data(segmenter, checkpoint, data, labels)
+    meta = read_meta(checkpoint)
+    labels = segmenter.labels  # a checkpoint without one: the Task 2 attributes
+    model_on_data(segmenter, checkpoint, data, labels_option)
     config = segmenter_config(checkpoint)
     if tta is None and segmenter.tuned_tta is None:  # never tuned: as its recipe predicts
         segmenter.tta = bool((config.get("predict") or {}).get("tta", False))
-    samples = tuning_samples(data, subset, {"config": config})
-    thresholds_only = PostprocessSettings(thresholds=segmenter.postprocess.thresholds)
-    passes = 1 if segmenter.postprocess == thresholds_only else 2  # a second pass scores the steps
+    samples = tuning_samples(data, subset, {"config": config, "labels": meta.get("labels")})
+    settings = segmenter_settings(segmenter)
+    steps_off = all(not any(settings[name]) for name in ("opening", "min_area", "presence"))
+    passes = 1 if steps_off else 2  # a second pass scores the steps
     with _progress() as bar:
         task = bar.add_task("tune", total=len(samples) * passes)
         report, target = tune_and_store(
-            segmenter, checkpoint, samples, subset=subset, out=out, progress=lambda k: bar.advance(task, k)
+            segmenter,
+            checkpoint,
+            samples,
+            subset=subset,
+            out=out,
+            progress=lambda k: bar.advance(task, k),
+            labels=labels,
         )
+    task1 = labels.metric == "isic2018_task1"
     table = Table(
-        title=f"Threshold tuning on {report['images']} {subset} images (official Jaccard), "
+        title=f"Threshold tuning on {report['images']} {subset} images "
+        f"({'mean per-image Jaccard' if task1 else 'official Jaccard'}), "
         f"flip TTA {'on' if segmenter.tta else 'off'}"
     )
-    table.add_column("attribute")
+    table.add_column("label" if labels.name != "isic2018_task2" else "attribute")
     table.add_column("threshold", justify="right")
     table.add_column("Jaccard", justify="right")
-    for a, t in zip(ATTRIBUTES, report["thresholds"], strict=True):
-        table.add_row(DISPLAY_NAMES[a], f"{t:.2f}", f"{report['per_attribute_tuned'][a]:.4f}")
+    for a, t in zip(labels.names, report["thresholds"], strict=True):
+        table.add_row(labels.display_names[a], f"{t:.2f}", f"{report['per_attribute_tuned'][a]:.4f}")
     console.print(table)
     console.print(
         f"overall: {report['overall_at_default']:.4f} at 0.5 -> {report['overall_tuned']:.4f} tuned"
     )
+    if task1:
+        console.print(
+            f"official Task 1 (thresholded Jaccard): {report['threshold_jaccard_at_default']:.4f} at 0.5 "
+            f"-> {report['threshold_jaccard_tuned']:.4f} tuned"
+        )
     for step in report["steps"]:
         console.print(f"  {step['step']:28s} overall {step['overall']:.4f}")
     console.print(f"tuned settings written to {target}")

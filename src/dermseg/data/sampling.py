@@ -131,23 +131,30 @@ class SeededItems(Dataset):
         return self.dataset[key]
 
 
-def attribute_balance_weights(presence: np.ndarray, power: float = 0.5) -> np.ndarray:
-    """Per-image sampling weights that favour images holding rare attributes.
+def attribute_balance_weights(
+    presence: np.ndarray, power: float = 0.5, num_labels: int = len(ATTRIBUTES)
+) -> np.ndarray:
+    """Per-image sampling weights that favour images holding rare labels (attributes).
 
-    Each image weighs ``max over its attributes of (1 / frequency) ** power`` (images with no
-    attribute count as the most common attribute), normalised to mean 1; ``power`` 0 is uniform,
-    1 makes every attribute about equally often seen.
+    Each image weighs ``max over its labels of (1 / frequency) ** power`` (images with no
+    label count as the most common label), normalised to mean 1; ``power`` 0 is uniform,
+    1 makes every label about equally often seen. With a single label every image weighs 1.
 
     Args:
-        presence: ``(N, 5)`` booleans, which attributes each training image contains.
+        presence: ``(N, C)`` booleans, which labels each training image contains
+            (``C = num_labels``; the five Task 2 attributes by default).
         power: strength of the balancing, in ``[0, 1]``.
+        num_labels: ``C``, the labels of the set.
 
     Returns:
         ``(N,)`` float64 weights with mean 1.
+
+    Raises:
+        ValueError: ``presence`` is not ``(N, num_labels)``, or ``power`` is outside ``[0, 1]``.
     """
     presence = np.asarray(presence, dtype=bool)
-    if presence.ndim != 2 or presence.shape[1] != len(ATTRIBUTES):
-        raise ValueError(f"presence must be (N, {len(ATTRIBUTES)}), got {presence.shape}")
+    if presence.ndim != 2 or presence.shape[1] != num_labels:
+        raise ValueError(f"presence must be (N, {num_labels}), got {presence.shape}")
     if not 0.0 <= power <= 1.0:
         raise ValueError(f"power must be in [0, 1], got {power}")
     freq = presence.mean(axis=0)

@@ -1,11 +1,12 @@
-"""Resizing, cropping and augmenting an image together with its five masks.
+"""Resizing, cropping and augmenting an image together with its masks.
 
 Built on albumentations 2.0. Conventions:
 
 * images are ``(H, W, 3)`` uint8 RGB;
-* masks are a ``(5, H, W)`` uint8 stack (or a list of five ``(H, W)`` arrays) in
-  :data:`dermseg.attributes.ATTRIBUTES` order; any non-zero value counts as 1, and
-  the outputs are always exactly 0/1;
+* masks are a ``(C, H, W)`` uint8 stack (or a list of C ``(H, W)`` arrays), one per label
+  of the label set (the five Task 2 attributes in :data:`dermseg.attributes.ATTRIBUTES`
+  order, or one lesion mask); any non-zero value counts as 1, and the outputs are always
+  exactly 0/1;
 * every geometric step is applied identically to the image and all masks;
   masks are resized nearest-neighbour (centre-aligned ``INTER_NEAREST_EXACT``,
   so they stay on the image's pixel grid) and padded with 0;
@@ -14,9 +15,10 @@ Built on albumentations 2.0. Conventions:
 Working resolution: the image's **short side** is resized to ``size``, keeping
 its aspect ratio (a 1022x767 image becomes 682x512 at ``size=512``).
 
-* training: resize, optional random rescale, a random ``crop_size`` square
-  crop (zero-padded when the image is smaller), flips and 90-degree rotations,
-  colour jitter. The output is always ``crop_size x crop_size``.
+* training: resize, optional random rescale, optional rotation by any angle and zoom (one
+  affine warp, borders filled by reflection), a random ``crop_size`` square crop
+  (zero-padded when the image is smaller), flips and 90-degree rotations, colour jitter.
+  The output is always ``crop_size x crop_size``.
 * evaluation: the deterministic resize only, no crop, so a prediction covers the
   whole (cropped-to-field) image and maps back by resizing it to the input size.
 
@@ -74,6 +76,13 @@ class TransformConfig:
         lesion_crop: probability that a training crop is centred on the lesion
             (:class:`~dermseg.data.lesion_crop.LesionCentredCrop`); the mask stack must then
             end with the Task 1 lesion mask. 0 disables. In ``[0, 1]``.
+        rotate: in training, rotate by an angle drawn uniformly from ``[-rotate, rotate]``
+            degrees, in ``[0, 180]``; 0 disables.
+        scale: in training, zoom by a factor drawn uniformly from ``[1 - scale, 1 + scale]``,
+            in ``[0, 1)``; 0 disables. Rotation and zoom are one affine warp of the resized
+            image about its centre, before the crop, keeping its size: the image bilinear, the
+            masks nearest-neighbour, both with the same matrix; what comes into view at the
+            borders is the image reflected (``BORDER_REFLECT_101``), the masks likewise.
 
     Raises:
         ConfigError: a value is of the wrong type or out of range (the message says which).
@@ -87,6 +96,8 @@ class TransformConfig:
     color_jitter: float = 0.2
     scale_jitter: tuple[float, float] | None = None
     lesion_crop: float = 0.0
+    rotate: float = 0.0
+    scale: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("size", "crop_size"):
@@ -117,6 +128,14 @@ class TransformConfig:
         if not (math.isfinite(lesion) and 0.0 <= lesion <= 1.0):
             raise ConfigError(f"transform.lesion_crop must be in [0, 1], got {lesion}")
         object.__setattr__(self, "lesion_crop", float(lesion))
+        for name, high, closed in (("rotate", 180.0, True), ("scale", 1.0, False)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ConfigError(f"transform.{name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value >= 0.0 and (value <= high if closed else value < high)):
+                bounds = f"[0, {high:g}]" if closed else f"[0, {high:g})"
+                raise ConfigError(f"transform.{name} must be in {bounds}, got {value}")
+            object.__setattr__(self, name, float(value))
         if self.scale_jitter is not None:
             object.__setattr__(self, "scale_jitter", _check_scale_jitter(self.scale_jitter))
 
@@ -267,7 +286,7 @@ def _resize_short_side(size: int | list[int]) -> A.SmallestMaxSize:
 
 
 def build_train_transform(cfg: TransformConfig, seed: int | None = None) -> SegmentationTransform:
-    """The training pipeline: resize (with scale jitter), crop, flip/rotate, colour jitter.
+    """The training pipeline: resize (with scale jitter), rotate/zoom, crop, flip/rotate90, colour jitter.
 
     Args:
         cfg: the settings.
@@ -284,6 +303,18 @@ def build_train_transform(cfg: TransformConfig, seed: int | None = None) -> Segm
         low, high = cfg.scale_jitter
         sides = list(range(max(1, round(cfg.size * low)), max(1, round(cfg.size * high)) + 1))
         steps = [_resize_short_side(sides)]
+    if cfg.rotate > 0 or cfg.scale > 0:
+        # Before the crop, on the whole resized image: the crop then holds few reflected pixels.
+        steps.append(
+            A.Affine(
+                rotate=(-cfg.rotate, cfg.rotate),
+                scale=(1.0 - cfg.scale, 1.0 + cfg.scale),
+                interpolation=UPSCALE_INTERPOLATION,
+                mask_interpolation=cv2.INTER_NEAREST,  # a warp samples the same points for both
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=1.0,
+            )
+        )
     crop_args: dict[str, Any] = {
         "height": cfg.crop_size,
         "width": cfg.crop_size,
@@ -313,6 +344,8 @@ def build_train_transform(cfg: TransformConfig, seed: int | None = None) -> Segm
         f"train size={cfg.size} crop={cfg.crop_size} hflip={cfg.hflip} vflip={cfg.vflip} "
         f"rot90={cfg.rotate90} jitter={cfg.color_jitter} scale={cfg.scale_jitter} lesion={cfg.lesion_crop}"
     )
+    if cfg.rotate > 0 or cfg.scale > 0:
+        name += f" rotate={cfg.rotate:g} zoom={cfg.scale:g}"
     return SegmentationTransform(A.Compose(steps, p=1.0), name, seed)
 
 
@@ -372,7 +405,7 @@ def apply(
         transform: from :func:`build_train_transform` / :func:`build_eval_transform`,
             or a plain albumentations ``Compose``.
         image: ``(H, W, 3)`` uint8 RGB.
-        masks: ``(N, H, W)`` array or list of N ``(H, W)`` arrays (N = 5 in dermseg),
+        masks: ``(N, H, W)`` array or list of N ``(H, W)`` arrays (N = the labels of the set),
             any dtype, non-zero = 1; or None.
 
     Returns:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
+from dermseg.attributes import ATTRIBUTES
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -198,11 +198,13 @@ def _ratio(counts: np.ndarray, dice: bool) -> np.ndarray | float:
     return float(out) if out.ndim == 0 else out
 
 
-def scores_from_counts(counts_sum: np.ndarray) -> dict[str, Any]:
+def scores_from_counts(counts_sum: np.ndarray, names: Sequence[str] = ATTRIBUTES) -> dict[str, Any]:
     """The official score dict from per-attribute summed normalised counts.
 
     Args:
-        counts_sum: ``(5, 4)`` ``[tp, fp, fn, tn]`` per attribute, summed over images.
+        counts_sum: ``(C, 4)`` ``[tp, fp, fn, tn]`` per label, summed over images (C = 5: the
+            Task 2 attributes).
+        names: the C labels, in channel order (a label set scored with the Task 2 metric).
 
     Returns:
         ``{"globules": {"jaccard": j, "dice": d}, ... (the five attributes),
@@ -210,14 +212,14 @@ def scores_from_counts(counts_sum: np.ndarray) -> dict[str, Any]:
         the keys and values of ``isic_challenge_scoring.task2.score``.
 
     Raises:
-        ValueError: ``counts_sum`` is not ``(5, 4)``.
+        ValueError: ``counts_sum`` is not ``(C, 4)``.
     """
     c = np.asarray(counts_sum, dtype=np.float64)
-    if c.shape != (NUM_ATTRIBUTES, 4):
-        raise ValueError(f"counts_sum must have shape ({NUM_ATTRIBUTES}, 4); got {c.shape}")
+    if c.shape != (len(names), 4):
+        raise ValueError(f"counts_sum must have shape ({len(names)}, 4); got {c.shape}")
     scores: dict[str, Any] = {
         name: {"jaccard": float(jaccard_from_counts(row)), "dice": float(dice_from_counts(row))}
-        for name, row in zip(ATTRIBUTES, c, strict=True)
+        for name, row in zip(names, c, strict=True)
     }
     micro = c.sum(axis=0)
     scores["micro_average"] = {
@@ -228,7 +230,9 @@ def scores_from_counts(counts_sum: np.ndarray) -> dict[str, Any]:
     return scores
 
 
-def per_image_mean_jaccard(per_image_counts: np.ndarray, empty_score: float | None = 1.0) -> dict[str, float]:
+def per_image_mean_jaccard(
+    per_image_counts: np.ndarray, empty_score: float | None = 1.0, names: Sequence[str] = ATTRIBUTES
+) -> dict[str, float]:
     """NOT the official metric: the mean over images of each image's Jaccard index.
 
     Each image's Jaccard per attribute is ``TP / (TP + FP + FN)`` of that image alone. An image
@@ -237,8 +241,9 @@ def per_image_mean_jaccard(per_image_counts: np.ndarray, empty_score: float | No
     attributes score high simply because most images lack them; compare with ``None``.
 
     Args:
-        per_image_counts: ``(N, 5, 4)`` counts, e.g. :attr:`IsicTask2Metric.per_image_counts`.
+        per_image_counts: ``(N, C, 4)`` counts, e.g. :attr:`IsicTask2Metric.per_image_counts`.
         empty_score: score of an empty pair, or None to skip such pairs.
+        names: the C labels (the five attributes by default).
 
     Returns:
         ``{attribute: mean over images, ..., "mean": mean of the five}``; NaN for an attribute
@@ -248,13 +253,13 @@ def per_image_mean_jaccard(per_image_counts: np.ndarray, empty_score: float | No
         ValueError: ``per_image_counts`` is not ``(N, 5, 4)`` with ``N >= 1``.
     """
     c = np.asarray(per_image_counts, dtype=np.float64)
-    if c.ndim != 3 or c.shape[1:] != (NUM_ATTRIBUTES, 4) or c.shape[0] == 0:
-        raise ValueError(f"per_image_counts must have shape (N >= 1, {NUM_ATTRIBUTES}, 4); got {c.shape}")
+    if c.ndim != 3 or c.shape[1:] != (len(names), 4) or c.shape[0] == 0:
+        raise ValueError(f"per_image_counts must have shape (N >= 1, {len(names)}, 4); got {c.shape}")
     jac = np.asarray(jaccard_from_counts(c), dtype=np.float64)
     empty = c[..., :3].sum(axis=-1) == 0
     jac = np.where(empty, np.nan if empty_score is None else float(empty_score), jac)
     result: dict[str, float] = {}
-    for k, name in enumerate(ATTRIBUTES):
+    for k, name in enumerate(names):
         column = jac[:, k][~np.isnan(jac[:, k])]
         result[name] = float(column.mean()) if column.size else float("nan")
     means = [v for v in result.values() if not np.isnan(v)]
@@ -267,7 +272,9 @@ class IsicTask2Metric:
 
     Args:
         thresholds: applied to probability predictions, ``pred > threshold``: one float or one
-            per attribute (ATTRIBUTES order), each in [0, 1].
+            per label (channel order), each in [0, 1].
+        names: the labels, in channel order: the five Task 2 attributes by default, or those
+            of another label set scored with this metric.
 
     Raises:
         ValueError: bad thresholds.
@@ -278,10 +285,12 @@ class IsicTask2Metric:
         >>> metric.compute()["overall"]  # doctest: +SKIP
     """
 
-    def __init__(self, thresholds: float | Sequence[float] = 0.5) -> None:
+    def __init__(self, thresholds: float | Sequence[float] = 0.5, names: Sequence[str] = ATTRIBUTES) -> None:
+        self.names: tuple[str, ...] = tuple(names)
+        n = len(self.names)
         thr = np.asarray(thresholds, dtype=np.float64)
-        if thr.ndim > 1 or (thr.ndim == 1 and thr.size != NUM_ATTRIBUTES):
-            raise ValueError(f"thresholds must be one float or {NUM_ATTRIBUTES} floats; got {thresholds!r}")
+        if thr.ndim > 1 or (thr.ndim == 1 and thr.size != n):
+            raise ValueError(f"thresholds must be one float or {n} floats; got {thresholds!r}")
         if not np.all((thr >= 0) & (thr <= 1)):
             raise ValueError(f"thresholds must lie in [0, 1]; got {thresholds!r}")
         self.thresholds: float | list[float] = float(thr) if thr.ndim == 0 else thr.tolist()
@@ -290,7 +299,7 @@ class IsicTask2Metric:
     def reset(self) -> None:
         """Forget every image seen."""
         self._counts: list[np.ndarray] = []
-        self._sum = np.zeros((NUM_ATTRIBUTES, 4), dtype=np.float64)
+        self._sum = np.zeros((len(self.names), 4), dtype=np.float64)
 
     def update(
         self, pred: ArrayLike, truth: ArrayLike, sizes: Sequence[tuple[int, int]] | None = None
@@ -298,20 +307,20 @@ class IsicTask2Metric:
         """Add a batch of images.
 
         Args:
-            pred: ``(B, 5, H, W)`` bool / binary integer masks, or float probabilities
-                (thresholded with :attr:`thresholds`).
-            truth: ``(B, 5, H, W)`` bool or binary integer ground truth.
+            pred: ``(B, C, H, W)`` bool / binary integer masks, or float probabilities
+                (thresholded with :attr:`thresholds`); C = 5 for the attributes.
+            truth: ``(B, C, H, W)`` bool or binary integer ground truth.
             sizes: optional ``(h, w)`` per image of the valid top-left region (padded batches).
 
         Returns:
-            ``(B, 5, 4)`` the batch's normalised counts.
+            ``(B, C, 4)`` the batch's normalised counts.
 
         Raises:
             ValueError: see :func:`batch_confusion_counts`.
         """
         counts = batch_confusion_counts(pred, truth, sizes, self.thresholds)
-        if counts.shape[1] != NUM_ATTRIBUTES:
-            raise ValueError(f"expected {NUM_ATTRIBUTES} attribute channels; got {counts.shape[1]}")
+        if counts.shape[1] != len(self.names):
+            raise ValueError(f"expected {len(self.names)} attribute channels; got {counts.shape[1]}")
         for image_counts in counts:  # image by image, the scorer's summation order
             self._sum += image_counts
         self._counts.append(counts)
@@ -324,14 +333,14 @@ class IsicTask2Metric:
 
     @property
     def per_image_counts(self) -> np.ndarray:
-        """``(N, 5, 4)`` normalised counts of every image seen, in update order."""
+        """``(N, C, 4)`` normalised counts of every image seen, in update order."""
         if not self._counts:
-            return np.zeros((0, NUM_ATTRIBUTES, 4))
+            return np.zeros((0, len(self.names), 4))
         return np.concatenate(self._counts)
 
     @property
     def counts_sum(self) -> np.ndarray:
-        """``(5, 4)`` normalised counts summed over images."""
+        """``(C, 4)`` normalised counts summed over images."""
         return self._sum.copy()
 
     def compute(self) -> dict[str, Any]:
@@ -342,13 +351,13 @@ class IsicTask2Metric:
         """
         if not self._counts:
             raise ValueError("IsicTask2Metric.compute() called before any update()")
-        return scores_from_counts(self._sum)
+        return scores_from_counts(self._sum, self.names)
 
     def per_image_mean_jaccard(self, empty_score: float | None = 1.0) -> dict[str, float]:
         """NOT official: :func:`per_image_mean_jaccard` of the images seen."""
         if not self._counts:
             raise ValueError("IsicTask2Metric.per_image_mean_jaccard() called before any update()")
-        return per_image_mean_jaccard(self.per_image_counts, empty_score)
+        return per_image_mean_jaccard(self.per_image_counts, empty_score, self.names)
 
 
 __all__ = [

@@ -1,38 +1,48 @@
 """Evaluating and tuning a checkpoint on a dataset, at the images' original size.
 
-:func:`evaluate_checkpoint` runs the model once over the images and reports the
-official ISIC 2018 Task 2 scores of its masks (thresholds and post-processing as
-the checkpoint says), per-attribute pixel ROC AUC and average precision
-(streaming histograms: bounded memory) and image-level presence AUC.
+Both follow the checkpoint's label set (:func:`dermseg.labels.label_set_of`; the segmenter's
+``labels``, Task 2's when it has none) and its metric:
 
-:func:`tune_checkpoint` picks per-attribute thresholds that maximise the
-official Jaccard on the data given (a validation set, never the test set), then
-measures what each configured post-processing step does to the official score,
-and returns the settings to store in the checkpoint; :func:`tune_and_store` stores
-them (what the end of training, ``dermseg tune`` and ``dermseg reproduce`` do).
+* ``isic2018_task2``: :func:`evaluate_checkpoint` runs the model once over the images and
+  reports the official ISIC 2018 Task 2 scores of its masks (thresholds and post-processing as
+  the checkpoint says), per-label pixel ROC AUC and average precision (streaming histograms:
+  bounded memory) and image-level presence AUC. :func:`tune_checkpoint` picks per-label
+  thresholds that maximise the official (pooled) Jaccard on the data given (a validation set,
+  never the test set);
+* ``isic2018_task1`` (a lesion): the official Task 1 scores (thresholded Jaccard, mean Jaccard,
+  Dice, ...) and pixel AUC; the threshold is tuned for the **mean per-image Jaccard**
+  (:class:`~dermseg.evaluation.tuning.Task1ThresholdTuner`), what training selects epochs on.
+
+Tuning then measures what each configured post-processing step does to the tuned score, and
+returns the settings to store in the checkpoint; :func:`tune_and_store` stores them (what the
+end of training, ``dermseg tune`` and ``dermseg reproduce`` do).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dermseg.attributes import ATTRIBUTES
 from dermseg.data.background import CropBox
 from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import IsicSample, discover
 from dermseg.data.splits import split_from_config
 from dermseg.errors import ConfigError, DataError
+from dermseg.evaluation.label_segmenter import (
+    apply_label_postprocess,
+    segmenter_labels,
+    segmenter_settings,
+)
 from dermseg.evaluation.metrics import IsicTask2Metric
 from dermseg.evaluation.ranking import PresenceAUC, StreamingRanking
-from dermseg.evaluation.tuning import ThresholdTuner
-from dermseg.inference.postprocess import PostprocessSettings, apply_postprocess
+from dermseg.evaluation.task1 import IsicTask1Metric
+from dermseg.evaluation.tuning import Task1ThresholdTuner, ThresholdTuner
 from dermseg.inference.segmenter import Segmenter
+from dermseg.labels import DEFAULT, LabelSet, label_set_of
 from dermseg.models.checkpoint import update_checkpoint_meta
 
 logger = logging.getLogger(__name__)
@@ -46,21 +56,25 @@ def select_samples(data_dir: str | Path, subset: str, meta: dict[str, Any]) -> l
         subset: ``val`` (the validation split the checkpoint was selected on: the official
             validation folder, or the same stratified hold-out or fold as in training),
             ``validation`` or ``test`` (the official folder), or ``all`` (every image with masks).
-        meta: the checkpoint's description (its config gives the split's fraction and seed).
+        meta: the checkpoint's description: its label set (:func:`~dermseg.labels.label_set_of`)
+            says how the folder is read, its config gives the split's fraction and seed.
 
     Raises:
         DataError: no labelled images in that subset, or a sample lacks masks.
+        ConfigError: an unknown subset, or a bad label set in ``meta``.
     """
-    layout = discover(data_dir)
+    labels = label_set_of(meta)
+    layout = discover(data_dir, labels)
     if subset == "auto":
-        subset = auto_subset(data_dir)
+        subset = auto_subset(data_dir, labels)
     if subset == "all":
         samples = [s for split in layout.splits.values() if split.mask_dir is not None for s in split.samples]
     elif subset in ("test", "validation"):  # an official folder, as it is
         official = layout.splits.get(subset)
         samples = official.samples if official is not None and official.mask_dir is not None else []
     elif subset == "val":
-        split = split_from_config(data_dir, (meta.get("config") or {}).get("data", {}))
+        data = {**((meta.get("config") or {}).get("data") or {}), "labels": labels.to_meta()}
+        split = split_from_config(data_dir, data)
         by_id = {s.isic_id: s for s in layout.samples}
         samples = [by_id[i] for i in split.val]
     else:
@@ -68,8 +82,8 @@ def select_samples(data_dir: str | Path, subset: str, meta: dict[str, Any]) -> l
     if not samples:
         raise DataError(f"no images with ground truth in the {subset!r} subset", Path(data_dir))
     for s in samples:
-        if s.missing_attributes:
-            raise DataError(f"missing mask {s.isic_id}_attribute_{s.missing_attributes[0]}.png", s.image_path)
+        if s.missing_labels:
+            raise DataError(f"missing mask {s.mask_name(s.missing_labels[0])}", s.image_path)
     return samples
 
 
@@ -98,10 +112,11 @@ def tuning_samples(data_dir: str | Path, subset: str, meta: dict[str, Any]) -> l
     return select_samples(data_dir, subset, meta)
 
 
-def auto_subset(data_dir: str | Path) -> str:
+def auto_subset(data_dir: str | Path, labels: LabelSet = DEFAULT) -> str:
     """``test`` when the official test ground truth is there, else ``val`` for the official
-    layout, else ``all`` (a flat folder is taken as the set to score)."""
-    layout = discover(data_dir)
+    layout, else ``all`` (a flat or PH2 folder is taken as the set to score); the folder read
+    as ``labels`` says."""
+    layout = discover(data_dir, labels)
     if layout.kind != "official":
         return "all"
     test = layout.splits.get("test")
@@ -111,7 +126,7 @@ def auto_subset(data_dir: str | Path) -> str:
 def _predictions(
     segmenter: Segmenter, samples: list[IsicSample], progress: Callable[[int], None] | None
 ) -> Iterator[tuple[np.ndarray, np.ndarray, CropBox]]:
-    """``(probabilities (5, H, W), truth (5, H, W) bool, field of view)`` per sample, at the
+    """``(probabilities (C, H, W), truth (C, H, W) bool, field of view)`` per sample, at the
     original size; post-processing sizes scale with the field's short side."""
     for sample in samples:
         image = read_image(sample.image_path)
@@ -124,20 +139,44 @@ def _predictions(
 
 
 def evaluate_checkpoint(
-    segmenter: Segmenter, samples: list[IsicSample], progress: Callable[[int], None] | None = None
+    segmenter: Segmenter,
+    samples: list[IsicSample],
+    progress: Callable[[int], None] | None = None,
+    *,
+    labels: LabelSet | None = None,
 ) -> dict[str, Any]:
     """Official scores of the segmenter's masks plus threshold-free ranking metrics.
 
+    Args:
+        segmenter: the checkpoint's segmenter
+            (:func:`~dermseg.evaluation.label_segmenter.segmenter_from_checkpoint`).
+        samples: the images, with masks of the label set.
+        progress: called with the number of images done.
+        labels: the label set (C labels); ``None``: the segmenter's (Task 2's when it has none).
+
     Returns:
-        The official keys (per attribute ``jaccard``/``dice``, ``micro_average``, ``overall``),
-        ``mean_attribute_jaccard``, ``per_image_mean_jaccard`` (the thesis's number, not
-        official), ``pixel`` ({attribute: {auc, ap}}), ``presence`` ({attribute: {auc, ap}}),
-        ``images`` and ``images_with_attribute``.
+        ``isic2018_task2``: the official keys (per label ``jaccard``/``dice``,
+        ``micro_average``, ``overall``), ``mean_attribute_jaccard``, ``per_image_mean_jaccard``
+        (the thesis's number, not official), ``pixel`` ({label: {auc, ap}}), ``presence``
+        ({label: {auc, ap}}), ``images`` and ``images_with_attribute``.
+        ``isic2018_task1``: the official Task 1 keys (``overall`` = mean thresholded Jaccard,
+        ``validation``, ``macro_average`` with ``jaccard``, ``threshold_jaccard``, ``dice``,
+        ``accuracy``, ``sensitivity``, ``specificity``), ``pixel`` and ``images``.
     """
-    metric = IsicTask2Metric()
-    ranking = StreamingRanking()
-    presence = PresenceAUC()
-    with_attribute = np.zeros(len(ATTRIBUTES), dtype=int)
+    labels = labels or segmenter_labels(segmenter)
+    n = labels.num_labels
+    if labels.metric == "isic2018_task1":
+        lesion = IsicTask1Metric()
+        pixels = StreamingRanking(n, names=labels.names)
+        predictions = _predictions(segmenter, samples, progress)
+        for sample, (probs, truth, field) in zip(samples, predictions, strict=True):
+            lesion.update(segmenter.binarise(probs, field)[0], truth[0], image_id=sample.isic_id)
+            pixels.update(probs, truth)
+        return {**lesion.compute(), "pixel": pixels.compute(), "images": lesion.num_images}
+    metric = IsicTask2Metric(names=labels.names)
+    ranking = StreamingRanking(n, names=labels.names)
+    presence = PresenceAUC(n, names=labels.names)
+    with_attribute = np.zeros(n, dtype=int)
     for probs, truth, field in _predictions(segmenter, samples, progress):
         metric.update(segmenter.binarise(probs, field)[None], truth[None])
         ranking.update(probs, truth)
@@ -149,64 +188,76 @@ def evaluate_checkpoint(
 def summarise_scores(
     metric: IsicTask2Metric, ranking: StreamingRanking, presence: PresenceAUC, with_attribute: np.ndarray
 ) -> dict[str, Any]:
-    """The dict :func:`evaluate_checkpoint` returns, from its accumulators (also used by the report).
+    """The Task 2 dict :func:`evaluate_checkpoint` returns, from its accumulators (also used by
+    the report).
 
     Args:
         metric, ranking, presence: the accumulators, updated with every image.
-        with_attribute: ``(5,)`` number of images whose ground truth holds each attribute.
+        with_attribute: ``(C,)`` number of images whose ground truth holds each label.
     """
+    names = metric.names
     scores = metric.compute()
-    scores["mean_attribute_jaccard"] = float(np.mean([scores[a]["jaccard"] for a in ATTRIBUTES]))
+    scores["mean_attribute_jaccard"] = float(np.mean([scores[a]["jaccard"] for a in names]))
     scores["per_image_mean_jaccard"] = metric.per_image_mean_jaccard()
     scores["pixel"] = ranking.compute()
     scores["presence"] = presence.compute()
     scores["images"] = metric.num_images
-    scores["images_with_attribute"] = {a: int(n) for a, n in zip(ATTRIBUTES, with_attribute, strict=True)}
+    scores["images_with_attribute"] = {a: int(n) for a, n in zip(names, with_attribute, strict=True)}
     return scores
 
 
 def tune_checkpoint(
-    segmenter: Segmenter, samples: list[IsicSample], progress: Callable[[int], None] | None = None
+    segmenter: Segmenter,
+    samples: list[IsicSample],
+    progress: Callable[[int], None] | None = None,
+    *,
+    labels: LabelSet | None = None,
 ) -> dict[str, Any]:
-    """Tune per-attribute thresholds for the official Jaccard and measure each post-processing step.
+    """Tune per-label thresholds for the label set's official metric and measure each
+    post-processing step.
 
-    Two passes over ``samples``: the first accumulates, for a grid of thresholds, the official
-    size-normalised counts and picks the thresholds (per attribute, then coordinate ascent on
-    the overall micro Jaccard); the second scores, with those thresholds, the masks before and
+    Two passes over ``samples``: the first accumulates, for a grid of thresholds, the counts
+    and picks the thresholds; the second scores, with those thresholds, the masks before and
     after each post-processing step the checkpoint configures (opening, small-component
     removal, presence gate), cumulatively.
 
+    * ``isic2018_task2``: the official size-normalised counts pooled over images; thresholds
+      per label, then coordinate ascent on the overall micro Jaccard.
+    * ``isic2018_task1``: each image's raw counts; the threshold maximising the mean per-image
+      Jaccard. ``overall_*``, ``steps`` and ``per_attribute_tuned`` are then that mean Jaccard
+      (the tuned objective), and ``threshold_jaccard_at_default`` / ``threshold_jaccard_tuned``
+      / ``dice_tuned`` the official Task 1 numbers beside it.
+
+    Args:
+        segmenter: the checkpoint's segmenter.
+        samples: validation images (never the test set).
+        progress: called with the number of images done (once or twice per image).
+        labels: the label set; ``None``: the segmenter's (Task 2's when it has none).
+
     Returns:
-        ``thresholds`` (5,), ``overall_at_default`` (thresholds 0.5), ``overall_tuned``,
-        ``curves`` ({attribute: [(threshold, jaccard), ...]}), ``steps`` (list of
-        ``{step, overall}``) and ``settings`` (the tuned :class:`PostprocessSettings` as a dict).
+        ``thresholds`` (C,), ``overall_at_default`` (thresholds 0.5), ``overall_tuned``,
+        ``per_attribute_tuned``, ``curves`` ({label: [(threshold, score), ...]}), ``steps``
+        (list of ``{step, overall}``), ``settings`` (the tuned post-processing, C values per
+        field), ``images`` and ``objective`` (what was maximised).
     """
-    tuner = ThresholdTuner()
+    labels = labels or segmenter_labels(segmenter)
+    if labels.metric == "isic2018_task1":
+        return _tune_task1(segmenter, samples, progress, labels)
+    tuner = ThresholdTuner(names=labels.names)
     for probs, truth, _ in _predictions(segmenter, samples, progress):
         tuner.update(probs, truth)
     tuned = tuner.best_overall()
-    configured = segmenter.postprocess
-    variants: list[tuple[str, PostprocessSettings]] = [
-        ("thresholds only", PostprocessSettings(thresholds=tuned))
-    ]
-    zero = [0] * len(ATTRIBUTES)
-    current = variants[0][1]
-    for step, field_name, off in (
-        ("+ opening", "opening", zero),
-        ("+ small-component removal", "min_area", zero),
-        ("+ presence gate", "presence", [0.0] * len(ATTRIBUTES)),
-    ):
-        value = list(getattr(configured, field_name))
-        if value != off:
-            current = replace(current, **{field_name: tuple(value)})
-            variants.append((step, current))
-    metrics = [IsicTask2Metric() for _ in variants]
+    configured = segmenter_settings(segmenter)
+    variants = _variants(configured, [float(t) for t in tuned])
     if len(variants) > 1:
+        metrics = [IsicTask2Metric(names=labels.names) for _ in variants]
         for probs, truth, field in _predictions(segmenter, samples, progress):
             side = min(field.height, field.width)  # the field the network saw, not the whole image
             for (_, settings), metric in zip(variants, metrics, strict=True):
-                masks = apply_postprocess(probs, settings.rescaled(segmenter.postprocess_side, side))
-                metric.update(masks[None], truth[None])
+                metric.update(
+                    apply_label_postprocess(probs, settings, segmenter.postprocess_side, side)[None],
+                    truth[None],
+                )
         steps = [
             {"step": name, "overall": m.compute()["overall"]}
             for (name, _), m in zip(variants, metrics, strict=True)
@@ -215,13 +266,80 @@ def tune_checkpoint(
         steps = [{"step": variants[0][0], "overall": tuner.overall_at(tuned)}]
     return {
         "thresholds": [float(t) for t in tuned],
-        "overall_at_default": tuner.overall_at([0.5] * len(ATTRIBUTES)),
+        "overall_at_default": tuner.overall_at([0.5] * labels.num_labels),
         "overall_tuned": tuner.overall_at(tuned),
-        "per_attribute_tuned": {a: tuner.scores_at(tuned)[a]["jaccard"] for a in ATTRIBUTES},
+        "per_attribute_tuned": {a: tuner.scores_at(tuned)[a]["jaccard"] for a in labels.names},
         "curves": tuner.curves(),
         "steps": steps,
-        "settings": replace(configured, thresholds=tuple(float(t) for t in tuned)).to_dict(),
+        "settings": {**configured, "thresholds": [float(t) for t in tuned]},
         "images": tuner.num_images,
+        "objective": "official Task 2 Jaccard (pooled over images)",
+    }
+
+
+def _variants(configured: dict[str, list[Any]], tuned: list[float]) -> list[tuple[str, dict[str, list[Any]]]]:
+    """The tuned thresholds alone, then each post-processing step the checkpoint configures added
+    in turn (cumulatively)."""
+    n = len(tuned)
+    current: dict[str, list[Any]] = {"thresholds": tuned, "opening": [0] * n, "min_area": [0] * n}
+    current["presence"] = [0.0] * n
+    variants = [("thresholds only", current)]
+    for step, name, off in (
+        ("+ opening", "opening", [0] * n),
+        ("+ small-component removal", "min_area", [0] * n),
+        ("+ presence gate", "presence", [0.0] * n),
+    ):
+        value = list(configured[name])
+        if value != off:
+            current = {**current, name: value}
+            variants.append((step, current))
+    return variants
+
+
+def _tune_task1(
+    segmenter: Segmenter,
+    samples: list[IsicSample],
+    progress: Callable[[int], None] | None,
+    labels: LabelSet,
+) -> dict[str, Any]:
+    """:func:`tune_checkpoint` for a lesion (metric ``isic2018_task1``): the threshold of the best
+    mean per-image Jaccard."""
+    tuner = Task1ThresholdTuner()
+    for probs, truth, _ in _predictions(segmenter, samples, progress):
+        tuner.update(probs[0], truth[0])
+    tuned = tuner.best()
+    default = float(tuner.thresholds[np.argmin(np.abs(tuner.thresholds - 0.5))])  # 0.5 on the default grid
+    at_default, at_tuned = tuner.scores_at(default), tuner.scores_at(tuned)
+    configured = segmenter_settings(segmenter)
+    variants = _variants(configured, [tuned])
+    if len(variants) > 1:
+        metrics = [IsicTask1Metric() for _ in variants]
+        for probs, truth, field in _predictions(segmenter, samples, progress):
+            side = min(field.height, field.width)
+            for (_, settings), metric in zip(variants, metrics, strict=True):
+                metric.update(
+                    apply_label_postprocess(probs, settings, segmenter.postprocess_side, side)[0], truth[0]
+                )
+        steps = [
+            {"step": name, "overall": m.compute()["macro_average"]["jaccard"]}
+            for (name, _), m in zip(variants, metrics, strict=True)
+        ]
+    else:
+        steps = [{"step": variants[0][0], "overall": at_tuned["macro_average"]["jaccard"]}]
+    name = labels.names[0]
+    return {
+        "thresholds": [tuned],
+        "overall_at_default": at_default["macro_average"]["jaccard"],
+        "overall_tuned": at_tuned["macro_average"]["jaccard"],
+        "threshold_jaccard_at_default": at_default["overall"],
+        "threshold_jaccard_tuned": at_tuned["overall"],
+        "dice_tuned": at_tuned["macro_average"]["dice"],
+        "per_attribute_tuned": {name: at_tuned["macro_average"]["jaccard"]},
+        "curves": {name: tuner.curve()},
+        "steps": steps,
+        "settings": {**configured, "thresholds": [tuned]},
+        "images": tuner.num_images,
+        "objective": "mean per-image Jaccard (ISIC 2018 Task 1)",
     }
 
 
@@ -233,13 +351,15 @@ def tune_and_store(
     subset: str = "val",
     out: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    labels: LabelSet | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Tune a checkpoint's thresholds (:func:`tune_checkpoint`) and store them in the checkpoint.
 
     The checkpoint then holds the tuned ``postprocess`` settings and ``thresholds``, which
     prediction uses by default, and a ``tuning`` record: ``overall_at_default``,
     ``overall_tuned``, ``steps``, ``images``, the ``subset`` tuned on and whether flip TTA was
-    on (``tta``; prediction then uses the same setting by default).
+    on (``tta``; prediction then uses the same setting by default); for a lesion (Task 1 metric)
+    also ``objective`` (the mean per-image Jaccard) and the official ``threshold_jaccard_*``.
 
     Args:
         segmenter: the checkpoint's segmenter, with flip TTA on or off as the tuning should be.
@@ -250,12 +370,17 @@ def tune_and_store(
         out: where to write the tuned checkpoint; ``None`` replaces ``checkpoint`` (atomically).
         progress: called with the number of images done, twice per image when the checkpoint
             configures post-processing steps beyond the thresholds.
+        labels: the label set; ``None``: the segmenter's (Task 2's when it has none).
 
     Returns:
         The report of :func:`tune_checkpoint` and the path written.
     """
-    report = tune_checkpoint(segmenter, samples, progress)
-    tuning = {k: report[k] for k in ("overall_at_default", "overall_tuned", "steps", "images")}
+    labels = labels or segmenter_labels(segmenter)
+    report = tune_checkpoint(segmenter, samples, progress, labels=labels)
+    keys = ["overall_at_default", "overall_tuned", "steps", "images"]
+    if labels.metric == "isic2018_task1":
+        keys += ["objective", "threshold_jaccard_at_default", "threshold_jaccard_tuned"]
+    tuning = {k: report[k] for k in keys}
     target = update_checkpoint_meta(
         checkpoint,
         {
@@ -266,8 +391,9 @@ def tune_and_store(
         out,
     )
     logger.info(
-        "tuned thresholds %s: official Jaccard %.4f -> %.4f on %s",
+        "tuned thresholds %s: %s %.4f -> %.4f on %s",
         report["thresholds"],
+        report["objective"],
         report["overall_at_default"],
         report["overall_tuned"],
         subset,

@@ -24,14 +24,25 @@ def _as_counts(counts: ArrayLike, name: str) -> torch.Tensor:
     return counts
 
 
+def num_labels_of(masks: torch.Tensor) -> int:
+    """``C`` of a ``(B, C, H, W)`` mask stack (the five Task 2 attributes when it is not 4-D:
+    the shape check then names the expected shape)."""
+    return int(masks.shape[1]) if masks.ndim == 4 and masks.shape[1] >= 1 else NUM_ATTRIBUTES
+
+
 def _check(
     logits: torch.Tensor, masks: torch.Tensor, encoding: str, labelled: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Validate shapes; return float32 logits, bool masks and bool labelled (or None)."""
-    channels = num_output_channels(encoding)
+    """Validate shapes; return float32 logits, bool masks and bool labelled (or None).
+
+    The masks say how many labels there are (``C``); the logits must have
+    ``num_output_channels(encoding, C)`` channels.
+    """
+    num_labels = num_labels_of(masks)
+    channels = num_output_channels(encoding, num_labels)
     if logits.ndim != 4 or logits.shape[1] != channels:
         raise ValueError(f"{encoding} logits must be (B, {channels}, H, W); got {tuple(logits.shape)}")
-    expected = (logits.shape[0], NUM_ATTRIBUTES, *logits.shape[2:])
+    expected = (logits.shape[0], num_labels, *logits.shape[2:])
     if tuple(masks.shape) != expected:
         raise ValueError(f"masks must be {expected} to match logits; got {tuple(masks.shape)}")
     if labelled is not None:
@@ -69,7 +80,7 @@ _TINY = torch.finfo(torch.float32).tiny
 def _weighted_pixel_mean(
     loss: torch.Tensor, labelled: torch.Tensor | None, weight: torch.Tensor | None
 ) -> torch.Tensor:
-    """Mean of a ``(B, 5, H, W)`` loss over labelled (image, attribute) pairs, weighted per channel."""
+    """Mean of a ``(B, C, H, W)`` loss over labelled (image, label) pairs, weighted per channel."""
     b, c = loss.shape[:2]
     pair_weight = torch.ones(b, c, device=loss.device)
     if labelled is not None:

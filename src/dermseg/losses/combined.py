@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.encoding import ENCODINGS, validate_encoding
 from dermseg.losses._common import ArrayLike
 from dermseg.losses.entropy import BinaryCrossEntropyLoss, CrossEntropyLoss
@@ -29,8 +30,10 @@ class Term:
         encodings: the target encodings the term works with.
         takes_encoding: ``cls`` takes the encoding as its ``encoding`` argument (the others are
             written for one encoding, or, like ``presence``, score no mask logits).
-        output: the model output the term scores: ``masks`` (``(B, C, H, W)`` logits) or
-            ``presence`` (``(B, 5)`` logits of the presence head).
+        output: the model output the term scores: ``masks`` (``(B, K, H, W)`` logits) or
+            ``presence`` (``(B, C)`` logits of the presence head).
+        takes_num_labels: ``cls`` takes the label count as ``num_labels`` (its per-channel
+            weights have one entry per label, or per class).
     """
 
     cls: type[nn.Module]
@@ -38,18 +41,30 @@ class Term:
     encodings: tuple[str, ...] = ENCODINGS
     takes_encoding: bool = True
     output: str = "masks"
+    takes_num_labels: bool = False
 
 
 #: Loss name -> how to build it; the names :class:`CombinedLoss` and :func:`build_loss` understand.
 TERMS: dict[str, Term] = {
-    "ce": Term(CrossEntropyLoss, {"class_weights": "weight"}, ("multiclass",), takes_encoding=False),
+    "ce": Term(
+        CrossEntropyLoss,
+        {"class_weights": "weight"},
+        ("multiclass",),
+        takes_encoding=False,
+        takes_num_labels=True,
+    ),
     "bce": Term(
         BinaryCrossEntropyLoss,
         {"pos_weight": "pos_weight", "class_weights": "weight"},
         ("multilabel",),
         takes_encoding=False,
+        takes_num_labels=True,
     ),
-    "focal": Term(FocalLoss, {"focal_gamma": "gamma", "alpha": "alpha", "class_weights": "weight"}),
+    "focal": Term(
+        FocalLoss,
+        {"focal_gamma": "gamma", "alpha": "alpha", "class_weights": "weight"},
+        takes_num_labels=True,
+    ),
     "soft_jaccard": Term(SoftJaccardLoss, {"smooth": "smooth"}),
     "soft_dice": Term(SoftDiceLoss, {"smooth": "smooth"}),
     "presence": Term(PresenceLoss, takes_encoding=False, output="presence"),
@@ -66,7 +81,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _make_term(name: str, encoding: str, options: Mapping[str, Any]) -> nn.Module:
+def _make_term(name: str, encoding: str, options: Mapping[str, Any], num_labels: int) -> nn.Module:
     term = TERMS.get(name)
     if term is None:
         raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
@@ -78,6 +93,8 @@ def _make_term(name: str, encoding: str, options: Mapping[str, Any]) -> nn.Modul
             f"use {' or '.join(repr(n) for n in counterparts)} for {encoding}"
         )
     kwargs = {arg: options[option] for option, arg in term.options.items() if option in options}
+    if term.takes_num_labels:
+        kwargs["num_labels"] = num_labels
     return term.cls(encoding, **kwargs) if term.takes_encoding else term.cls(**kwargs)
 
 
@@ -87,9 +104,10 @@ class CombinedLoss(nn.Module):
     Args:
         terms: loss name (one of :data:`LOSSES`) -> weight (finite, ``>= 0``).
         encoding: ``"multilabel"`` or ``"multiclass"``.
+        num_labels: ``C``, the labels of the set (5 for the Task 2 attributes, 1 for a lesion).
         **options: shared by the terms that use them (:data:`OPTIONS`): ``class_weights``
-            (``(6,)`` multiclass / ``(5,)`` multilabel), ``pos_weight`` ``(5,)``, ``focal_gamma``,
-            ``alpha``, ``smooth``; a term not given an option keeps its own default.
+            (``(C + 1,)`` multiclass / ``(C,)`` multilabel), ``pos_weight`` ``(C,)``,
+            ``focal_gamma``, ``alpha``, ``smooth``; a term not given an option keeps its own default.
 
     Attributes:
         last_terms: the unweighted value of each term at the last forward call (detached), for
@@ -100,9 +118,16 @@ class CombinedLoss(nn.Module):
             does not fit the encoding.
     """
 
-    def __init__(self, terms: Mapping[str, float], encoding: str = "multilabel", **options: Any) -> None:
+    def __init__(
+        self,
+        terms: Mapping[str, float],
+        encoding: str = "multilabel",
+        num_labels: int = NUM_ATTRIBUTES,
+        **options: Any,
+    ) -> None:
         super().__init__()
         self.encoding = validate_encoding(encoding)
+        self.num_labels = num_labels
         if not terms:
             raise ValueError(f"no loss terms given; expected some of {', '.join(LOSSES)}")
         unknown = sorted(set(options) - set(OPTIONS))
@@ -117,7 +142,7 @@ class CombinedLoss(nn.Module):
                 raise ValueError(f"weight of loss {name!r} must be a finite number; got {weight!r}")
             if weight < 0:
                 raise ValueError(f"weight of loss {name!r} must be >= 0; got {weight}")
-            modules[name] = _make_term(name, encoding, options)
+            modules[name] = _make_term(name, encoding, options, num_labels)
             self.weights[name] = float(weight)
         self.terms = nn.ModuleDict(modules)
         self.last_terms: dict[str, torch.Tensor] = {}
@@ -131,10 +156,10 @@ class CombinedLoss(nn.Module):
         """Weighted sum of the terms, in the order they were given.
 
         Args:
-            output: the model's output: ``(B, C, H, W)`` mask logits, or a mapping with them
-                under ``masks`` and the ``(B, 5)`` presence logits under ``presence``.
-            masks: ``(B, 5, H, W)`` mask stack.
-            labelled: optional ``(B, 5)`` bool.
+            output: the model's output: ``(B, K, H, W)`` mask logits, or a mapping with them
+                under ``masks`` and the ``(B, C)`` presence logits under ``presence``.
+            masks: ``(B, C, H, W)`` mask stack.
+            labelled: optional ``(B, C)`` bool.
 
         Returns:
             Scalar float32 loss. A term whose output is not there is left out: the ``presence``
@@ -161,6 +186,7 @@ def build_loss(
     terms: Mapping[str, float],
     encoding: str = "multilabel",
     *,
+    num_labels: int = NUM_ATTRIBUTES,
     class_weights: ArrayLike | str | None = None,
     presence_weight: float | None = None,
     **options: Any,
@@ -174,7 +200,8 @@ def build_loss(
     Args:
         terms: loss name -> weight, e.g. ``{"bce": 1.0, "soft_jaccard": 1.0}``.
         encoding: ``"multilabel"`` or ``"multiclass"``.
-        class_weights: ``(6,)`` multiclass / ``(5,)`` multilabel weights, e.g.
+        num_labels: ``C``, the labels of the run's label set (5 for Task 2, 1 for a lesion).
+        class_weights: ``(C + 1,)`` multiclass / ``(C,)`` multilabel weights, e.g.
             ``class_weights_from_counts(pixel_counts(train_masks, encoding))``, or ``"none"``.
         presence_weight: weight of the ``presence`` term, added after ``terms`` (it scores a
             presence head's output and is left out for models without one); ``None`` for none.
@@ -206,4 +233,4 @@ def build_loss(
         if "presence" in terms:
             raise ValueError("give the presence term either in terms or as presence_weight, not both")
         terms = {**terms, "presence": presence_weight}
-    return CombinedLoss(terms, encoding, **options)
+    return CombinedLoss(terms, encoding, num_labels, **options)

@@ -18,6 +18,7 @@ from dermseg.losses._common import (
     _check,
     _no_unlabelled,
     _weighted_pixel_mean,
+    num_labels_of,
 )
 
 
@@ -34,10 +35,10 @@ def cross_entropy(
     :func:`torch.nn.functional.cross_entropy` with ``weight``.
 
     Args:
-        logits: ``(B, 6, H, W)``.
-        masks: ``(B, 5, H, W)`` mask stack.
-        weight: optional ``(6,)`` class weights (index 0 = background).
-        labelled: optional ``(B, 5)``; must be all True.
+        logits: ``(B, C + 1, H, W)`` (``(B, 6, H, W)`` for the five Task 2 attributes).
+        masks: ``(B, C, H, W)`` mask stack.
+        weight: optional ``(C + 1,)`` class weights (index 0 = background).
+        labelled: optional ``(B, C)``; must be all True.
 
     Returns:
         Scalar loss.
@@ -47,8 +48,10 @@ def cross_entropy(
     """
     logits, masks, labelled = _check(logits, masks, "multiclass", labelled)
     _no_unlabelled(labelled, "ce")
-    w = _channel_vector(weight, NUM_ATTRIBUTES + 1, "class weights")
-    return F.cross_entropy(logits, masks_to_classes(masks), weight=None if w is None else w.to(logits.device))
+    n = num_labels_of(masks)
+    w = _channel_vector(weight, n + 1, "class weights")
+    target = masks_to_classes(masks, n)
+    return F.cross_entropy(logits, target, weight=None if w is None else w.to(logits.device))
 
 
 def binary_cross_entropy(
@@ -58,15 +61,15 @@ def binary_cross_entropy(
     weight: ArrayLike | None = None,
     labelled: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-attribute sigmoid binary cross-entropy (``"multilabel"``).
+    """Per-label sigmoid binary cross-entropy (``"multilabel"``).
 
     Args:
-        logits: ``(B, 5, H, W)``.
-        masks: ``(B, 5, H, W)`` mask stack.
-        pos_weight: optional ``(5,)`` factor on the positive term of each attribute
+        logits: ``(B, C, H, W)`` (C = 5 for the Task 2 attributes).
+        masks: ``(B, C, H, W)`` mask stack.
+        pos_weight: optional ``(C,)`` factor on the positive term of each label
             (see :func:`pos_weight_from_counts`).
-        weight: optional ``(5,)`` attribute weights of the weighted mean over channels.
-        labelled: optional ``(B, 5)``; unlabelled pairs are excluded from the mean.
+        weight: optional ``(C,)`` label weights of the weighted mean over channels.
+        labelled: optional ``(B, C)``; unlabelled pairs are excluded from the mean.
 
     Returns:
         Scalar: mean over the pixels of labelled (image, attribute) pairs; 0 if none is labelled.
@@ -75,8 +78,9 @@ def binary_cross_entropy(
         ValueError: wrong shapes or bad weights.
     """
     logits, masks, labelled = _check(logits, masks, "multilabel", labelled)
-    pw = _channel_vector(pos_weight, NUM_ATTRIBUTES, "pos_weight")
-    w = _channel_vector(weight, NUM_ATTRIBUTES, "class weights")
+    n = num_labels_of(masks)
+    pw = _channel_vector(pos_weight, n, "pos_weight")
+    w = _channel_vector(weight, n, "class weights")
     loss = F.binary_cross_entropy_with_logits(
         logits,
         masks.float(),
@@ -87,12 +91,13 @@ def binary_cross_entropy(
 
 
 class CrossEntropyLoss(nn.Module):
-    """Module form of :func:`cross_entropy` (``"multiclass"``); ``weight`` is ``(6,)`` or None."""
+    """Module form of :func:`cross_entropy` (``"multiclass"``); ``weight`` is ``(num_labels + 1,)``
+    or None."""
 
-    def __init__(self, weight: ArrayLike | None = None) -> None:
+    def __init__(self, weight: ArrayLike | None = None, num_labels: int = NUM_ATTRIBUTES) -> None:
         super().__init__()
         self.encoding = "multiclass"
-        _buffer(self, "weight", weight, NUM_ATTRIBUTES + 1)
+        _buffer(self, "weight", weight, num_labels + 1)
 
     def forward(
         self, logits: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor | None = None
@@ -101,13 +106,18 @@ class CrossEntropyLoss(nn.Module):
 
 
 class BinaryCrossEntropyLoss(nn.Module):
-    """Module form of :func:`binary_cross_entropy` (``"multilabel"``)."""
+    """Module form of :func:`binary_cross_entropy` (``"multilabel"``); weights are ``(num_labels,)``."""
 
-    def __init__(self, pos_weight: ArrayLike | None = None, weight: ArrayLike | None = None) -> None:
+    def __init__(
+        self,
+        pos_weight: ArrayLike | None = None,
+        weight: ArrayLike | None = None,
+        num_labels: int = NUM_ATTRIBUTES,
+    ) -> None:
         super().__init__()
         self.encoding = "multilabel"
-        _buffer(self, "pos_weight", pos_weight, NUM_ATTRIBUTES)
-        _buffer(self, "weight", weight, NUM_ATTRIBUTES)
+        _buffer(self, "pos_weight", pos_weight, num_labels)
+        _buffer(self, "weight", weight, num_labels)
 
     def forward(
         self, logits: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor | None = None

@@ -20,6 +20,7 @@ from dermseg.losses._common import (
     _check,
     _no_unlabelled,
     _weighted_pixel_mean,
+    num_labels_of,
 )
 
 
@@ -28,13 +29,13 @@ def _check_gamma(gamma: float) -> None:
         raise ValueError(f"gamma must be a finite number >= 0; got {gamma!r}")
 
 
-def _alpha_tensor(alpha: float | ArrayLike | None) -> torch.Tensor | None:
-    """``alpha`` as a 0-d or ``(5,)`` float32 tensor in [0, 1]."""
+def _alpha_tensor(alpha: float | ArrayLike | None, num_labels: int = NUM_ATTRIBUTES) -> torch.Tensor | None:
+    """``alpha`` as a 0-d or ``(num_labels,)`` float32 tensor in [0, 1]."""
     if alpha is None:
         return None
     a = torch.as_tensor(alpha, dtype=torch.float32)
-    if a.ndim > 1 or (a.ndim == 1 and a.numel() != NUM_ATTRIBUTES):
-        raise ValueError(f"alpha must be a float or {NUM_ATTRIBUTES} values; got shape {tuple(a.shape)}")
+    if a.ndim > 1 or (a.ndim == 1 and a.numel() != num_labels):
+        raise ValueError(f"alpha must be a float or {num_labels} values; got shape {tuple(a.shape)}")
     if a.device.type == "cpu" and not bool(((a >= 0) & (a <= 1)).all()):
         raise ValueError(f"alpha must lie in [0, 1]; got {a.tolist()}")
     return a
@@ -52,7 +53,7 @@ def focal_loss(
     """Focal loss ``-a_t (1 - p_t)^gamma log p_t`` (Lin et al. 2017).
 
     ``"multilabel"``: sigmoid focal loss per attribute and pixel, ``p_t = p`` on positives and
-    ``1 - p`` on negatives; ``alpha`` (a float or ``(5,)``) weighs positives by ``alpha`` and
+    ``1 - p`` on negatives; ``alpha`` (a float or ``(C,)``) weighs positives by ``alpha`` and
     negatives by ``1 - alpha``; reduced like :func:`binary_cross_entropy`. With ``gamma = 0`` and
     no alpha it equals :func:`binary_cross_entropy`.
 
@@ -60,14 +61,14 @@ def focal_loss(
     the weighted mean ``sum w_y l / sum w_y``; with ``gamma = 0`` it equals :func:`cross_entropy`.
 
     Args:
-        logits: ``(B, C, H, W)``.
-        masks: ``(B, 5, H, W)`` mask stack.
+        logits: ``(B, K, H, W)``: ``K = C`` (multilabel) or ``C + 1`` (multiclass).
+        masks: ``(B, C, H, W)`` mask stack (C = 5 for the Task 2 attributes).
         encoding: ``"multilabel"`` or ``"multiclass"``.
         gamma: focusing parameter, ``>= 0``.
         alpha: multilabel only, in ``[0, 1]``.
-        weight: optional class weights: ``(5,)`` attribute weights (multilabel) or ``(6,)`` class
+        weight: optional class weights: ``(C,)`` label weights (multilabel) or ``(C + 1,)`` class
             weights (multiclass).
-        labelled: optional ``(B, 5)`` (multilabel; multiclass requires all True).
+        labelled: optional ``(B, C)`` (multilabel; multiclass requires all True).
 
     Returns:
         Scalar loss.
@@ -78,13 +79,14 @@ def focal_loss(
     validate_encoding(encoding)
     _check_gamma(gamma)
     logits, masks, labelled = _check(logits, masks, encoding, labelled)
-    w = _channel_vector(weight, num_output_channels(encoding), "class weights")
-    a = _alpha_tensor(alpha)
+    n = num_labels_of(masks)
+    w = _channel_vector(weight, num_output_channels(encoding, n), "class weights")
+    a = _alpha_tensor(alpha, n)
     if encoding == "multiclass":
         if a is not None:
             raise ValueError("alpha applies to the multilabel focal loss; use class weights for multiclass")
         _no_unlabelled(labelled, "multiclass focal")
-        target = masks_to_classes(masks)
+        target = masks_to_classes(masks, n)
         log_pt = F.log_softmax(logits, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
         # clamp: (1 - p_t)^gamma keeps a finite gradient at p_t == 1 even for gamma < 1
         loss = -((1 - log_pt.exp()).clamp(min=_TINY) ** gamma) * log_pt
@@ -103,7 +105,8 @@ def focal_loss(
 
 
 class FocalLoss(nn.Module):
-    """Module form of :func:`focal_loss`; options are validated on construction."""
+    """Module form of :func:`focal_loss`; options are validated on construction (``alpha`` and
+    ``weight`` for ``num_labels`` labels)."""
 
     def __init__(
         self,
@@ -111,16 +114,17 @@ class FocalLoss(nn.Module):
         gamma: float = 2.0,
         alpha: float | ArrayLike | None = None,
         weight: ArrayLike | None = None,
+        num_labels: int = NUM_ATTRIBUTES,
     ) -> None:
         super().__init__()
         self.encoding = validate_encoding(encoding)
         _check_gamma(gamma)
         self.gamma = gamma
-        alpha_t = _alpha_tensor(alpha)
+        alpha_t = _alpha_tensor(alpha, num_labels)
         if alpha_t is not None and encoding == "multiclass":
             raise ValueError("alpha applies to the multilabel focal loss; use class weights for multiclass")
         self.register_buffer("alpha", alpha_t)
-        _buffer(self, "weight", weight, num_output_channels(encoding))
+        _buffer(self, "weight", weight, num_output_channels(encoding, num_labels))
 
     def forward(
         self, logits: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor | None = None

@@ -9,27 +9,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from dermseg.attributes import NUM_ATTRIBUTES
 from dermseg.encoding import classes_to_masks, masks_to_classes, probabilities, validate_encoding
-from dermseg.losses._common import _check
+from dermseg.losses._common import _check, num_labels_of
 
 
 def _soft_overlap(
     logits: torch.Tensor, masks: torch.Tensor, encoding: str, labelled: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batch-level ``(intersection, prob_sum + target_sum, counted)`` per attribute, each ``(5,)``."""
+    """Batch-level ``(intersection, prob_sum + target_sum, counted)`` per label, each ``(C,)``."""
     validate_encoding(encoding)
     logits, masks, labelled = _check(logits, masks, encoding, labelled)
-    probs = probabilities(logits, encoding)
+    n = num_labels_of(masks)
+    probs = probabilities(logits, encoding, n)
     if encoding == "multiclass":
-        masks = classes_to_masks(masks_to_classes(masks))  # the one-hot target the softmax can reach
+        masks = classes_to_masks(masks_to_classes(masks, n), n)  # the one-hot target the softmax can reach
     target = masks.float()
     if labelled is not None:
         keep = labelled.float().view(*labelled.shape, 1, 1)
         probs, target = probs * keep, target * keep
         counted = labelled.any(dim=0)
     else:
-        counted = torch.ones(NUM_ATTRIBUTES, dtype=torch.bool, device=logits.device)
+        counted = torch.ones(n, dtype=torch.bool, device=logits.device)
     intersection = (probs * target).sum(dim=(0, 2, 3))
     total = probs.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
     return intersection, total, counted
@@ -53,7 +53,7 @@ def soft_jaccard_loss(
     smooth: float = 1.0,
     labelled: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Batch-level soft Jaccard loss, averaged over the five attributes.
+    """Batch-level soft Jaccard loss, averaged over the labels (the five Task 2 attributes, or one lesion).
 
     Per attribute ``c``, with probabilities ``p`` (:func:`~dermseg.encoding.probabilities`) and
     targets ``t`` summed over the **whole batch** (all images and pixels):
@@ -67,11 +67,11 @@ def soft_jaccard_loss(
     the sums; an attribute unlabelled in every image is left out of the mean.
 
     Args:
-        logits: ``(B, C, H, W)``.
-        masks: ``(B, 5, H, W)`` mask stack.
+        logits: ``(B, K, H, W)``: ``K = C`` (multilabel) or ``C + 1`` (multiclass).
+        masks: ``(B, C, H, W)`` mask stack (C = 5 for the Task 2 attributes).
         encoding: ``"multilabel"`` or ``"multiclass"``.
         smooth: additive smoothing, ``> 0``.
-        labelled: optional ``(B, 5)`` bool.
+        labelled: optional ``(B, C)`` bool.
 
     Returns:
         Scalar in ``[0, 1)``.
@@ -92,17 +92,17 @@ def soft_dice_loss(
     smooth: float = 1.0,
     labelled: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Batch-level soft Dice loss, averaged over the five attributes.
+    """Batch-level soft Dice loss, averaged over the labels.
 
     As :func:`soft_jaccard_loss`, with ``loss_c = 1 - (2 I + smooth) / (sum p + sum t + smooth)``
     (same absent-attribute convention: 0 when predicted empty).
 
     Args:
-        logits: ``(B, C, H, W)``.
-        masks: ``(B, 5, H, W)`` mask stack.
+        logits: ``(B, K, H, W)``: ``K = C`` (multilabel) or ``C + 1`` (multiclass).
+        masks: ``(B, C, H, W)`` mask stack (C = 5 for the Task 2 attributes).
         encoding: ``"multilabel"`` or ``"multiclass"``.
         smooth: additive smoothing, ``> 0``.
-        labelled: optional ``(B, 5)`` bool.
+        labelled: optional ``(B, C)`` bool.
 
     Returns:
         Scalar in ``[0, 1)``.

@@ -16,20 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dermseg.attributes import NUM_ATTRIBUTES
-
 
 def presence_targets(masks: torch.Tensor) -> torch.Tensor:
-    """Which attributes each image (or crop) contains.
+    """Which labels each image (or crop) contains.
 
     Args:
-        masks: ``(B, 5, H, W)`` binary masks.
+        masks: ``(B, C, H, W)`` binary masks (C = 5 for the Task 2 attributes).
 
     Returns:
-        ``(B, 5)`` float, 1 where the mask has at least one pixel.
+        ``(B, C)`` float, 1 where the mask has at least one pixel.
     """
-    if masks.ndim != 4 or masks.shape[1] != NUM_ATTRIBUTES:
-        raise ValueError(f"masks must be (B, {NUM_ATTRIBUTES}, H, W); got {tuple(masks.shape)}")
+    if masks.ndim != 4 or masks.shape[1] < 1:
+        raise ValueError(f"masks must be (B, C, H, W) with C >= 1; got {tuple(masks.shape)}")
     return (masks.flatten(2) > 0).any(dim=2).float()
 
 
@@ -39,9 +37,9 @@ def presence_loss(
     """Mean BCE of presence logits against the masks' presence, over labelled attributes only.
 
     Args:
-        logits: ``(B, 5)`` presence logits.
-        masks: ``(B, 5, H, W)`` binary masks.
-        labelled: ``(B, 5)`` bool, whether each mask was given (missing masks do not count).
+        logits: ``(B, C)`` presence logits.
+        masks: ``(B, C, H, W)`` binary masks.
+        labelled: ``(B, C)`` bool, whether each mask was given (missing masks do not count).
 
     Returns:
         A scalar; 0 when nothing is labelled.
@@ -55,7 +53,7 @@ def presence_loss(
 
 
 class PresenceLoss(nn.Module):
-    """Module form of :func:`presence_loss`: scores the ``(B, 5)`` presence logits, not the masks."""
+    """Module form of :func:`presence_loss`: scores the ``(B, C)`` presence logits, not the masks."""
 
     def forward(
         self, logits: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor | None = None

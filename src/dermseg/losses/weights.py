@@ -16,35 +16,42 @@ from dermseg.encoding import masks_to_classes, num_output_channels, validate_enc
 from dermseg.losses._common import ArrayLike, _as_counts
 
 
-def pixel_counts(masks: Iterable[torch.Tensor | np.ndarray], encoding: str) -> torch.Tensor:
+def pixel_counts(
+    masks: Iterable[torch.Tensor | np.ndarray], encoding: str, num_labels: int = NUM_ATTRIBUTES
+) -> torch.Tensor:
     """Count the training pixels of each output class, once, for :func:`class_weights_from_counts`.
 
     Args:
-        masks: iterable of mask stacks, each ``(5, H, W)`` or ``(B, 5, H, W)`` (numpy or torch,
-            bool or integer, nonzero = present); sizes may differ between items.
+        masks: iterable of mask stacks, each ``(C, H, W)`` or ``(B, C, H, W)`` with
+            ``C = num_labels`` (numpy or torch, bool or integer, nonzero = present); sizes may
+            differ between items.
         encoding: ``"multilabel"`` or ``"multiclass"``.
+        num_labels: labels of the set (5 for the Task 2 attributes, 1 for a lesion).
 
     Returns:
-        int64 tensor. ``"multiclass"``: shape ``(6,)``, pixels per class after the priority rule
-        (index 0 = background), summing to the number of pixels seen. ``"multilabel"``: shape
-        ``(5,)``, positive pixels per attribute (overlapping pixels count for each attribute).
+        int64 tensor. ``"multiclass"``: shape ``(C + 1,)``, pixels per class after the priority
+        rule (index 0 = background), summing to the number of pixels seen. ``"multilabel"``: shape
+        ``(C,)``, positive pixels per label (overlapping pixels count for each label).
 
     Raises:
         ValueError: unknown encoding, a mask stack of the wrong shape, or no masks at all.
     """
     validate_encoding(encoding)
-    total = torch.zeros(num_output_channels(encoding), dtype=torch.int64)
+    total = torch.zeros(num_output_channels(encoding, num_labels), dtype=torch.int64)
     seen = False
     for item in masks:
         stack = torch.as_tensor(item)
         if stack.ndim == 3:
             stack = stack.unsqueeze(0)
-        if stack.ndim != 4 or stack.shape[1] != NUM_ATTRIBUTES:
-            raise ValueError(f"each mask stack must be (5, H, W) or (B, 5, H, W); got {tuple(stack.shape)}")
+        if stack.ndim != 4 or stack.shape[1] != num_labels:
+            raise ValueError(
+                f"each mask stack must be ({num_labels}, H, W) or (B, {num_labels}, H, W); "
+                f"got {tuple(stack.shape)}"
+            )
         seen = True
         if encoding == "multiclass":
-            classes = masks_to_classes(stack).flatten()
-            total += torch.bincount(classes, minlength=NUM_ATTRIBUTES + 1).cpu()
+            classes = masks_to_classes(stack, num_labels).flatten()
+            total += torch.bincount(classes, minlength=num_labels + 1).cpu()
         else:
             total += (stack != 0).sum(dim=(0, 2, 3)).cpu().to(torch.int64)
     if not seen:

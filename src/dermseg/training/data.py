@@ -1,6 +1,6 @@
-"""The training data of a run: its datasets and loaders, the prepared cache it may read, and the
-values counted on its training masks (class weights for the loss, attribute-balanced sampling
-weights), each cached in the run folder."""
+"""The training data of a run: the data folder read with the run's label set, its datasets and
+loaders, the prepared cache it may read, and the values counted on its training masks (class
+weights for the loss, label-balanced sampling weights), each cached in the run folder."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from dermseg.config import Config
+from dermseg.config import Config, config_label_set
 from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
 from dermseg.data.check import check_headers
 from dermseg.data.dataset import IsicDataset
-from dermseg.data.layout import IsicLayout
+from dermseg.data.layout import IsicLayout, detect_label_set, discover
 from dermseg.data.sampling import ResumableSampler, SeededItems, attribute_balance_weights
 from dermseg.data.transforms import TransformConfig, build_eval_transform, build_train_transform
-from dermseg.errors import ConfigError
+from dermseg.errors import ConfigError, DataError
 from dermseg.files import atomic_path
+from dermseg.labels import BUILTIN, LabelSet
 from dermseg.losses import class_weights_from_counts, pixel_counts
 from dermseg.training.distributed import DistInfo
 
@@ -31,6 +31,43 @@ logger = logging.getLogger(__name__)
 
 #: A training or validation set: decoded from the images, or read from a prepared cache.
 Dataset = IsicDataset | CachedIsicDataset
+
+
+def training_layout(data_dir: str | Path, labels: LabelSet) -> IsicLayout:
+    """The data folder read with the run's label set (``data.labels``, the source of truth).
+
+    A folder that clearly holds another built-in set (:func:`~dermseg.data.layout.detect_label_set`)
+    and none of the run's masks is refused, rather than reported as "no images found": a Task 2
+    config on a PH2 folder, a lesion config on a Task 2 folder. A folder holding both (the
+    official ISIC layout with Task 1 and Task 2 ground truth) is read as the config says.
+
+    Raises:
+        DataError: one line naming the folder: it holds another set (and which to set), it
+            holds no image of the set, or (see :meth:`IsicLayout.raise_for_problems`) a file
+            is misnamed.
+    """
+    detected = detect_label_set(data_dir)
+    other = detected is not None and detected.name != labels.name and labels.name in BUILTIN
+
+    def mismatch() -> DataError:
+        assert detected is not None
+        return DataError(
+            f"holds {detected.name} data ({detected.description}), not the {labels.name} data "
+            f"the config's data.labels names; set data.labels: {detected.name} "
+            f"(--set data.labels={detected.name}) or give a {labels.name} folder",
+            Path(data_dir),
+        )
+
+    try:
+        layout = discover(data_dir, labels)
+    except DataError:
+        if other:
+            raise mismatch() from None
+        raise
+    if other and not any(s.has_masks for s in layout.samples):
+        raise mismatch()
+    layout.raise_for_problems()  # a mask without its image etc.: the folder is not what it seems
+    return layout
 
 
 def build_datasets(
@@ -41,13 +78,15 @@ def build_datasets(
     val_ids: list[str],
     norm: dict[str, list[float]],
 ) -> tuple[Dataset, Dataset]:
-    """The training and validation sets, from the prepared cache or the images.
+    """The training and validation sets, from the prepared cache or the images, with one mask
+    channel per label of ``layout.labels`` (items: ``image (3, H, W)``, ``masks (C, H, W)``).
 
     Raises:
         ConfigError: either set is empty.
         DataError: a file whose header is bad (checked now, not in epoch 3), or a stale cache.
     """
     by_id = {s.isic_id: s for s in layout.samples}
+    labels = layout.labels
     tcfg = transform_config(cfg)
     # Reseeded for every item from the sampler (see dermseg.data.sampling).
     train_transform = build_train_transform(tcfg, seed=cfg.seed)
@@ -58,10 +97,17 @@ def build_datasets(
         # Decoded, cropped and resized once by `dermseg prepare`; the eval transform's resize
         # to data.size is then a no-op, so validation sees the same pixels as without the cache.
         cache = open_training_cache(cfg, data_dir)
-        train_set = CachedIsicDataset(cache, train_ids, train_transform, lesion_masks=lesion_masks, **norm)
-        val_set = CachedIsicDataset(cache, val_ids, build_eval_transform(tcfg), **norm)
+        train_set = CachedIsicDataset(
+            cache, train_ids, train_transform, labels=labels, lesion_masks=lesion_masks, **norm
+        )
+        val_set = CachedIsicDataset(cache, val_ids, build_eval_transform(tcfg), labels=labels, **norm)
     else:
-        read = {"decode_side": cfg.data.size, "crop_background": cfg.data.crop_background, **norm}
+        read = {
+            "labels": labels,
+            "decode_side": cfg.data.size,
+            "crop_background": cfg.data.crop_background,
+            **norm,
+        }
         train_set = IsicDataset(
             [by_id[i] for i in train_ids], train_transform, lesion_masks=lesion_masks, **read
         )
@@ -142,7 +188,7 @@ def class_weights_key(cfg: Config, ids: list[str]) -> dict[str, Any]:
     that resolution), the background crop, and whether they come from a prepared cache
     (resized to exactly ``size``) or from the images (decoded at reduced scale, at least ``size``).
     """
-    return {
+    key: dict[str, Any] = {
         "ids": list(ids),
         "weighting": cfg.loss.class_weights,
         "encoding": cfg.model.encoding,
@@ -150,13 +196,21 @@ def class_weights_key(cfg: Config, ids: list[str]) -> dict[str, Any]:
         "crop_background": cfg.data.crop_background,
         "source": "prepared cache" if cfg.data.cache else "images",
     }
+    return _with_labels(key, config_label_set(cfg))
+
+
+def _with_labels(key: dict[str, Any], labels: LabelSet) -> dict[str, Any]:
+    """A cache key plus the label set's labels (the same images can hold Task 1 and Task 2 masks);
+    Task 2's keys stay as they were before label sets, so the caches of those runs stay valid."""
+    return key if labels.name == "isic2018_task2" else {**key, "labels": list(labels.names)}
 
 
 def class_weights(cfg: Config, train_set: Dataset, run_dir: Path, ids: list[str]) -> torch.Tensor | None:
     """The loss's class weights, the value of ``loss.class_weights`` derived from the training masks.
 
     ``none``: ``None``. ``inverse_frequency`` (the thesis): normalised inverse pixel frequency,
-    ``(5,)`` multilabel or ``(6,)`` multiclass, computed once per split and cached in the run
+    ``(C,)`` multilabel or ``(C + 1,)`` multiclass (C labels: 5 for Task 2, 1 for a lesion),
+    computed once per split and cached in the run
     folder; the cache is reused only when :func:`class_weights_key` is the same (every training
     id, in order, and every setting that changes the pixels counted).
     """
@@ -168,36 +222,39 @@ def class_weights(cfg: Config, train_set: Dataset, run_dir: Path, ids: list[str]
         data = json.loads(cache.read_text())
         if data.get("key") == key:
             return torch.tensor(data["weights"], dtype=torch.float32)
-    masks = (train_set.load(i)[1][:NUM_ATTRIBUTES] for i in range(len(train_set)))  # no lesion channel
-    weights = class_weights_from_counts(pixel_counts(masks, cfg.model.encoding))
+    n = config_label_set(cfg).num_labels
+    masks = (train_set.load(i)[1][:n] for i in range(len(train_set)))  # no lesion channel
+    weights = class_weights_from_counts(pixel_counts(masks, cfg.model.encoding, n))
     with atomic_path(cache) as tmp:
         tmp.write_text(json.dumps({"key": key, "weights": weights.tolist()}))
     return weights
 
 
 def sampling_weights(cfg: Config, train_set: Dataset, run_dir: Path, ids: list[str]) -> np.ndarray | None:
-    """Attribute-balanced sampling weights (``data.balance``), computed once and cached in the run dir.
+    """Label-balanced sampling weights (``data.balance``), computed once and cached in the run dir.
 
     Returns:
         ``(N,)`` weights of the training images, or ``None`` for uniform sampling.
     """
     if cfg.data.balance <= 0:
         return None
+    labels = config_label_set(cfg)
+    names = labels.names
     cache = run_dir / "sampling_presence.json"
-    key = {"ids": ids}
+    key = _with_labels({"ids": ids}, labels)
     presence = None
     if cache.is_file():
         data = json.loads(cache.read_text())
         if data.get("key") == key:
-            presence = np.asarray(data["presence"], dtype=bool).reshape(len(ids), NUM_ATTRIBUTES)
+            presence = np.asarray(data["presence"], dtype=bool).reshape(len(ids), len(names))
     if presence is None:
         presence = np.stack([train_set.presence(i) for i in range(len(train_set))])
         with atomic_path(cache) as tmp:
             tmp.write_text(json.dumps({"key": key, "presence": presence.astype(int).tolist()}))
-    weights = attribute_balance_weights(presence, cfg.data.balance)
-    share = {a: float((weights * presence[:, k]).sum() / weights.sum()) for k, a in enumerate(ATTRIBUTES)}
+    weights = attribute_balance_weights(presence, cfg.data.balance, len(names))
+    share = {a: float((weights * presence[:, k]).sum() / weights.sum()) for k, a in enumerate(names)}
     logger.info(
-        "balanced sampling (power %.2f): expected share of images with each attribute %s",
+        "balanced sampling (power %.2f): expected share of images with each label %s",
         cfg.data.balance,
         share,
     )

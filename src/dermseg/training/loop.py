@@ -2,16 +2,19 @@
 
 ``train(cfg, data_dir, run_dir)`` builds the run from the config
 (:func:`dermseg.training.setup.build_run`: data, model, loss, optimiser) and runs
-AdamW with warm-up + cosine decay, validating with the official ISIC 2018 Task 2
-metric every ``eval_every`` epochs and keeping the best checkpoint by it; at the
-end it tunes the best checkpoint's thresholds on the validation images
+AdamW with warm-up + cosine decay, validating with the official metric of the run's
+label set every ``eval_every`` epochs and keeping the best checkpoint by the record's
+``jaccard``: the ISIC 2018 Task 2 (pooled) Jaccard, or for a lesion set (metric
+``isic2018_task1``) the mean per-image Jaccard, recorded beside the official thresholded
+Jaccard (``threshold_jaccard``) and ``dice``. At the end it tunes the best checkpoint's
+thresholds on the validation images for the same metric
 (:func:`dermseg.evaluation.model.tune_and_store`). A run directory holds::
 
     config.yaml        the resolved config
     provenance.json    versions, git commit, device, command, data manifest hash
     split.json         the train/val ids
     metrics.jsonl      one JSON line per epoch
-    curves.png         loss and official Jaccard per epoch
+    curves.png         loss and validation Jaccard per epoch
     checkpoints/best.safetensors, last.safetensors   self-describing weights
     checkpoints/last_state.pt                        everything --resume needs
 
@@ -36,9 +39,10 @@ from torch import nn
 
 from dermseg.config import Config, load_config
 from dermseg.errors import ConfigError, DermsegError
+from dermseg.evaluation.label_segmenter import segmenter_from_checkpoint
 from dermseg.evaluation.model import tune_and_store
 from dermseg.files import atomic_path
-from dermseg.inference.segmenter import Segmenter
+from dermseg.labels import LabelSet
 from dermseg.models.checkpoint import save_checkpoint
 from dermseg.training import distributed
 from dermseg.training.reproducibility import seed_everything, set_deterministic
@@ -93,7 +97,8 @@ def train(
         device: ``cpu``/``cuda``; default CUDA when available.
 
     Returns:
-        The last epoch's record plus ``best_jaccard`` and ``best_epoch``.
+        The last epoch's record plus ``best_jaccard`` (the best ``jaccard`` of the records: see
+        the module docstring) and ``best_epoch``.
 
     Raises:
         DermsegError: bad data or config, or a diverged loss (:class:`TrainingDiverged`).
@@ -171,7 +176,7 @@ def train(
             "epoch_time_s": epoch_time,
         }
         if (epoch + 1) % cfg.train.eval_every == 0 or out_of_time or epoch == cfg.train.epochs - 1:
-            record |= _validation_record(run)  # its official Jaccard selects the best checkpoint
+            record |= _validation_record(run)  # its "jaccard" selects the best checkpoint
         run.records.append(record)
         pos["batch"] = steps  # the epoch is complete (also when the time ran out in it)
         if info.is_main:
@@ -181,7 +186,7 @@ def train(
                 save_checkpoint(ckpt_dir / "best.safetensors", model, meta)
             save_checkpoint(ckpt_dir / "last.safetensors", model, {**run.meta, "epoch": epoch})
             save_state(run)
-            _write_records(run.run_dir, run.records)
+            _write_records(run.run_dir, run.records, run.labels)
         pos.update(epoch=epoch + 1, batch=0, loss_sum=0.0, seen=0)
         callbacks.on_epoch_end(record)
         if out_of_time:
@@ -191,8 +196,8 @@ def train(
     best_path = ckpt_dir / "best.safetensors"
     if info.is_main and cfg.train.tune_thresholds and best_path.is_file():
         # On the original images (the official metric's resolution), whether training used a cache or not.
-        segmenter = Segmenter.from_checkpoint(best_path, device=str(info.device), tta=cfg.predict.tta)
-        tune_and_store(segmenter, best_path, run.val_samples)
+        segmenter = segmenter_from_checkpoint(best_path, device=str(info.device), tta=cfg.predict.tta)
+        tune_and_store(segmenter, best_path, run.val_samples, labels=run.labels)
     distributed.barrier(info)
     distributed.teardown()
     if not run.records:
@@ -201,7 +206,12 @@ def train(
 
 
 def _validation_record(run: Run) -> dict[str, Any]:
-    """``val_loss``, ``jaccard`` (official, at the working resolution) and ``jaccard_per_attribute``."""
+    """The validation scores of an epoch, at the working resolution.
+
+    ``val_loss``, ``jaccard`` (what selects the checkpoint: the official Task 2 Jaccard, or for
+    the Task 1 metric the mean per-image Jaccard) and ``jaccard_per_attribute`` (per label);
+    for the Task 1 metric also the official ``threshold_jaccard`` and ``dice``.
+    """
     cfg, info = run.cfg, run.info
     result = validate(
         run.model,
@@ -212,21 +222,31 @@ def _validation_record(run: Run) -> dict[str, Any]:
         info.device,
         run.amp_dtype,
         info,
+        labels=run.labels,
     )
     scores = result["scores"]
+    if run.labels.metric == "isic2018_task1":
+        mean = scores["macro_average"]
+        return {
+            "val_loss": result["loss"],
+            "jaccard": mean["jaccard"],
+            "threshold_jaccard": mean["threshold_jaccard"],
+            "dice": mean["dice"],
+            "jaccard_per_attribute": {run.labels.names[0]: mean["jaccard"]},
+        }
     per_attribute = {
         k: v["jaccard"] for k, v in scores.items() if isinstance(v, dict) and k != "micro_average"
     }
     return {"val_loss": result["loss"], "jaccard": scores["overall"], "jaccard_per_attribute": per_attribute}
 
 
-def _write_records(run_dir: Path, records: list[dict[str, Any]]) -> None:
+def _write_records(run_dir: Path, records: list[dict[str, Any]], labels: LabelSet) -> None:
     """metrics.jsonl and curves.png, rewritten whole from the state's records (so they match it)."""
     from dermseg.training.plots import training_curves  # matplotlib: only once an epoch has ended
 
     with atomic_path(run_dir / "metrics.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    training_curves(records, run_dir / "curves.png")
+    training_curves(records, run_dir / "curves.png", labels)
 
 
 def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:

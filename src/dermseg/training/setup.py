@@ -2,9 +2,14 @@
 folder into a :class:`Run` (data, model, loss, optimiser, schedule, where the run stands), so the
 loop in :mod:`dermseg.training.loop` only trains.
 
+The run's label set (``data.labels``, :mod:`dermseg.labels`) is the source of truth for what is
+segmented: it reads the data folder (one refused when it clearly holds another set), gives the
+number of mask channels C, the output channels, the validation metric, and is recorded in every
+checkpoint (``meta["labels"]``; a checkpoint without it is of the Task 2 attributes).
+
 Each piece is built in one place from its config section: the data by
 :mod:`dermseg.training.data`, the model by :func:`build_model` (:func:`model_kwargs`: the model
-section, with the number of output channels derived from its encoding), the loss by
+section, with the number of output channels derived from its encoding and the label set), the loss by
 :func:`~dermseg.losses.build_loss` from the loss section (with the class weights
 :func:`~dermseg.training.data.class_weights` counts on the training masks), the schedule by
 :func:`lr_lambda`. :func:`save_state` writes what ``--resume`` restores.
@@ -24,14 +29,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dermseg.config import Config, dump_config
-from dermseg.data.layout import IsicLayout, IsicSample, discover
+from dermseg.config import Config, config_label_set, dump_config
+from dermseg.data.layout import IsicLayout, IsicSample
 from dermseg.data.sampling import ResumableSampler
 from dermseg.data.splits import Split, split_from_config
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dermseg.encoding import num_output_channels
 from dermseg.errors import DataError
 from dermseg.files import atomic_path
+from dermseg.labels import LabelSet
 from dermseg.losses import CombinedLoss, build_loss
 from dermseg.models.checkpoint import load_train_state, save_train_state
 from dermseg.models.factory import create_model, parameter_groups
@@ -43,6 +49,7 @@ from dermseg.training.data import (
     build_loaders,
     class_weights,
     sampling_weights,
+    training_layout,
 )
 from dermseg.training.distributed import DistInfo
 from dermseg.training.reproducibility import get_rng_state, provenance, set_rng_state
@@ -61,12 +68,13 @@ class Run:
         cfg: the run config.
         info: this process's rank, world size and device.
         run_dir: the run folder.
+        labels: the run's label set (``data.labels``), C labels.
         split: the train/val ids.
         val_samples: the validation images at their original size (thresholds are tuned on them).
-        train_set, val_set: ``image (3, H, W)`` float32 + ``masks (5, H, W)`` uint8 items.
+        train_set, val_set: ``image (3, H, W)`` float32 + ``masks (C, H, W)`` uint8 items.
         sampler: the resumable order of the training images.
-        train_loader: training batches: ``image (B, 3, crop, crop)``, ``masks (B, 5, crop, crop)``,
-            ``labelled (B, 5)``.
+        train_loader: training batches: ``image (B, 3, crop, crop)``, ``masks (B, C, crop, crop)``,
+            ``labelled (B, C)``.
         val_loader: this rank's shard of the validation images, one at a time.
         model: the bare model (checkpoints and validation use it).
         train_model: what the training step runs: ``model``, in DDP and ``torch.compile`` as set.
@@ -79,13 +87,15 @@ class Run:
         meta: what every checkpoint of the run says about itself.
         position: ``epoch``, ``batch`` (done in it), ``step``, ``loss_sum`` and ``seen`` (the
             partial epoch's loss and image count).
-        best, best_epoch: the best official Jaccard so far and its epoch (-1 before any).
+        best, best_epoch: the best validation score so far (the label set's metric: the official
+            Task 2 Jaccard, or the mean per-image Jaccard for Task 1) and its epoch (-1 before any).
         records: one dict per finished epoch.
     """
 
     cfg: Config
     info: DistInfo
     run_dir: Path
+    labels: LabelSet
     split: Split
     val_samples: list[IsicSample]
     train_set: Dataset
@@ -134,14 +144,16 @@ def build_run(
         The :class:`Run`.
 
     Raises:
-        DataError: a bad data folder, cache or training state.
+        DataError: a bad data folder (one holding another label set than ``data.labels``
+            included), cache or training state.
         ConfigError: no training or validation images, or a config that cannot be built.
     """
     run_dir = Path(run_dir)
-    layout = discover(data_dir)
-    layout.raise_for_problems()  # a mask without its image etc.: the folder is not what it seems
-    # The official validation split when present, else a stratified hold-out (or a fold).
-    split = split_from_config(data_dir, asdict(cfg.data))
+    labels = config_label_set(cfg)
+    layout = training_layout(data_dir, labels)
+    # The official validation split when present, else a stratified hold-out (or a fold; PH2:
+    # stratified on the diagnosis).
+    split = split_from_config(data_dir, {**asdict(cfg.data), "labels": labels.to_meta()})
     by_id = {s.isic_id: s for s in layout.samples}
     train_ids = split.train[: cfg.data.limit] if cfg.data.limit else split.train
     val_samples = [by_id[i] for i in split.val]
@@ -170,7 +182,11 @@ def build_run(
     if info.enabled and cfg.loss.class_weights != "none":
         distributed.barrier(info)
         weights = class_weights(cfg, train_set, run_dir, train_ids)
-    loss_fn = build_loss(**{**asdict(cfg.loss), "class_weights": weights}, encoding=cfg.model.encoding)
+    loss_fn = build_loss(
+        **{**asdict(cfg.loss), "class_weights": weights},
+        encoding=cfg.model.encoding,
+        num_labels=labels.num_labels,
+    )
     groups = parameter_groups(model)
     optimizer = torch.optim.AdamW(
         [
@@ -206,6 +222,7 @@ def build_run(
         cfg=cfg,
         info=info,
         run_dir=run_dir,
+        labels=labels,
         split=split,
         val_samples=val_samples,
         train_set=train_set,
@@ -242,7 +259,7 @@ def _write_run_files(
     files = []
     for s in layout.samples:
         files += [s.image_path, *(p for p in s.mask_paths if p is not None)]
-        if s.lesion_mask_path is not None:
+        if s.lesion_mask_path is not None and s.lesion_mask_path not in s.mask_paths:  # a lesion set's own
             files.append(s.lesion_mask_path)
     run_provenance = provenance(data_dir, files, info.device)
     if info.is_main:
@@ -319,12 +336,13 @@ _ONE_WIDTH: tuple[str, ...] = ("smp_fpn", "smp_deeplabv3plus")
 def model_kwargs(cfg: Config) -> dict[str, Any]:
     """The keyword arguments of :func:`~dermseg.models.factory.create_model` (``arch`` included).
 
-    The model section as it is, except ``encoding``, which gives the one derived value:
-    ``classes``, the number of output channels (5 sigmoid maps for ``multilabel``, 6 softmax
-    classes for ``multiclass``).
+    The model section as it is, except ``encoding``, which gives with the label set the one
+    derived value: ``classes``, the number of output channels (C sigmoid maps for
+    ``multilabel``, C + 1 softmax classes for ``multiclass``; C = 5 for the Task 2 attributes,
+    1 for a lesion).
     """
     kwargs = asdict(cfg.model)
-    kwargs["classes"] = num_output_channels(kwargs.pop("encoding"))
+    kwargs["classes"] = num_output_channels(kwargs.pop("encoding"), config_label_set(cfg).num_labels)
     for name in _NOT_TAKEN.get(cfg.model.arch, ()):
         kwargs.pop(name)
     if cfg.model.arch in _ONE_WIDTH:
@@ -336,8 +354,9 @@ def build_model(cfg: Config) -> nn.Module:
     """The model of a run config, initialised from the global torch RNG (seed it first).
 
     Returns:
-        A model mapping ``(B, 3, H, W)`` images to ``(B, C, H, W)`` logits (or to
-        ``{"masks", "presence"}`` with ``model.presence_head``), describing itself for checkpoints.
+        A model mapping ``(B, 3, H, W)`` images to ``(B, K, H, W)`` logits (K: see
+        :func:`model_kwargs`; or to ``{"masks", "presence"}`` with ``model.presence_head``),
+        describing itself for checkpoints.
 
     Raises:
         ConfigError: an unknown arch or options it does not take.
@@ -370,12 +389,16 @@ def input_normalization(cfg: Config, resumed_state: dict[str, Any] | None = None
 def checkpoint_meta(cfg: Config, normalization: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """What a checkpoint of this run says about how to use the model (see :mod:`dermseg.models.checkpoint`).
 
+    ``labels`` is the run's label set (:meth:`~dermseg.labels.LabelSet.to_meta`): what the
+    output channels are, how their mask files are named and which metric scores them.
+
     Args:
         cfg: the run config.
         normalization: the image normalisation the model is trained with; ``None`` for
             :func:`input_normalization` of a new run (the encoder's).
     """
     return {
+        "labels": config_label_set(cfg).to_meta(),
         "encoding": cfg.model.encoding,
         "normalization": normalization if normalization is not None else input_normalization(cfg),
         "input_size": cfg.data.size,
