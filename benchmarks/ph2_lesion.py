@@ -177,6 +177,7 @@ def main() -> None:
     p.add_argument("--config", default="lesion")
     p.add_argument("--set", action="append", default=[], help="config overrides, as for dermseg train")
     p.add_argument("--run-dir", type=Path, default=None, help="keep the training run here")
+    p.add_argument("--train-only", action="store_true", help="train into --run-dir and stop (score later)")
     p.add_argument(
         "--no-write", action="store_true", help="print only; leave results and BENCHMARKS.md alone"
     )

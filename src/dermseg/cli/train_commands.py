@@ -86,9 +86,6 @@ def train(
         markup=False,
         highlight=False,
     )
-    if labels.name != "isic2018_task2":
-        console.print(f"report: not written (the report reads Task 2 runs only, not {labels.name} yet)")
-        return
     write_run_report(out, data_dir, device)
 
 
