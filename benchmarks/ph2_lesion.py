@@ -108,7 +108,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         run_dir = Path(args.run_dir or work / "run")
         done = run_dir / "ph2_benchmark_train.json"
         if done.is_file():  # trained by an earlier call (--run-dir): score it again
-            record["train_s"] = json.loads(done.read_text())["train_s"]
+            earlier = json.loads(done.read_text())
+            if earlier["split"] != record["split"]:  # else validation images could be training images
+                raise SystemExit(f"{run_dir} was trained on another split (seed, fraction or data): refused")
+            record["train_s"] = earlier["train_s"]
+            record["reused_run"] = str(run_dir)
         else:
             sets = [a for s in [f"train.max_minutes={args.minutes}", *args.set] for a in ("--set", s)]
             record["train_s"] = _dermseg(

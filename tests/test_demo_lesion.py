@@ -13,7 +13,6 @@ from PIL import Image
 
 import dermseg.demo
 from dermseg.cli import main
-from dermseg.config import BUILTIN_CONFIGS
 from dermseg.data.ph2 import read_ph2
 from tests.conftest import TINY_TRAIN
 from tests.data.label_set_data import PH2_CSV_HEADER, ph2_csv_row
@@ -68,9 +67,7 @@ def test_lesion_demo_pipeline(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(dermseg.demo, "train", stand_in_train)
     out = tmp_path / "demo"
     args = ["demo", "--task", "lesion", "--data", str(data), "--out", str(out), "--minutes", "1"]
-    # until the lesion recipe lands, any config loads: the stand-in does not read it
-    config = "lesion" if "lesion" in BUILTIN_CONFIGS else "demo"
-    assert main([*args, "--config", config, *[a for s in TINY_TRAIN for a in ("--set", s)]]) == 0
+    assert main([*args, "--config", "lesion", *[a for s in TINY_TRAIN for a in ("--set", s)]]) == 0
 
     summary = json.loads((out / "summary.json").read_text())
     train_ids, test_ids = summary["split"]["train"], summary["split"]["test"]
@@ -99,9 +96,6 @@ def test_lesion_demo_pipeline(tmp_path: Path, monkeypatch, capsys) -> None:
     assert f"{scores['macro_average']['jaccard']:.4f}" in printed
 
 
-@pytest.mark.skipif(
-    "lesion" not in BUILTIN_CONFIGS, reason="the lesion recipe (configs/lesion.yaml) has not landed"
-)
 def test_lesion_demo_trains(tmp_path: Path) -> None:
     """The real thing, tiny: the shipped lesion recipe on the synthetic PH2 folder for one epoch."""
     data = write_ph2(tmp_path / "ph2")

@@ -20,6 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_pre_wings_checkpoint_predicts_as_it_did() -> None:
     seg = Segmenter.from_checkpoint(FIXTURES / "pre_wings_checkpoint.safetensors")
     expected = np.load(FIXTURES / "pre_wings_expected.npz")
+    # atol: float kernels may differ in the last bits across CPUs
     got = seg(FIXTURES / "pre_wings_input.jpg")
-    np.testing.assert_allclose(got.probabilities, expected["probabilities"], atol=1e-6)
+    np.testing.assert_allclose(got.probabilities, expected["probabilities"], atol=1e-5)
     np.testing.assert_array_equal(got.masks, expected["masks"])

@@ -2,7 +2,7 @@
 
 :class:`Segmenter` reads a checkpoint's label set and post-processes its ``C`` labels itself;
 this module gives the evaluation wing the post-processing as plain per-label lists
-(:func:`label_postprocess`, :func:`segmenter_settings`) and applies a variant of it to
+(:func:`segmenter_settings`) and applies a variant of it to
 probabilities (:func:`apply_label_postprocess`), as the tuner's step-by-step report needs.
 """
 
@@ -28,37 +28,6 @@ from dermseg.labels import DEFAULT, LabelSet
 
 #: The fields of a post-processing description, each a list of one value per label.
 POSTPROCESS_FIELDS: tuple[str, ...] = ("thresholds", "opening", "min_area", "presence")
-
-
-def label_postprocess(meta: Mapping[str, Any], num_labels: int) -> dict[str, list[float] | list[int]]:
-    """A checkpoint's post-processing as lists of ``num_labels`` values each.
-
-    Its ``postprocess`` entry (missing fields: threshold 0.5, the rest off), else its
-    ``thresholds`` alone (descriptions older than post-processing).
-
-    Raises:
-        ValueError: a field without one value per label, or a value out of range.
-    """
-    raw = meta.get("postprocess")
-    if raw is None:
-        raw = {"thresholds": meta.get("thresholds", [0.5] * num_labels)}
-    unknown = sorted(set(raw) - set(POSTPROCESS_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown postprocess setting(s) {unknown}")
-    default: dict[str, Any] = {"thresholds": 0.5, "opening": 0, "min_area": 0, "presence": 0.0}
-    out: dict[str, Any] = {}
-    for name in POSTPROCESS_FIELDS:
-        values = list(raw.get(name, [default[name]] * num_labels))
-        if len(values) != num_labels:
-            raise ValueError(f"postprocess {name} has {len(values)} values for {num_labels} label(s)")
-        out[name] = (
-            [float(v) for v in values] if name in ("thresholds", "presence") else [int(v) for v in values]
-        )
-    if not all(0.0 <= v <= 1.0 for v in out["thresholds"] + out["presence"]):
-        raise ValueError("postprocess thresholds and presence gates must lie in [0, 1]")
-    if not all(k == 0 or (k > 0 and k % 2 == 1) for k in out["opening"]) or min(out["min_area"]) < 0:
-        raise ValueError("postprocess opening sizes must be 0 or odd and min_area >= 0")
-    return out
 
 
 def apply_label_postprocess(
@@ -131,7 +100,6 @@ def segmenter_settings(segmenter: Segmenter) -> dict[str, list[Any]]:
 __all__ = [
     "POSTPROCESS_FIELDS",
     "apply_label_postprocess",
-    "label_postprocess",
     "segmenter_from_checkpoint",
     "segmenter_labels",
     "segmenter_settings",
