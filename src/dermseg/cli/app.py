@@ -27,6 +27,8 @@ from dermseg._version import __version__
 from dermseg.errors import DermsegError, display_path
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from dermseg.inference.segmenter import Segmenter
     from dermseg.labels import LabelSet
 
@@ -121,6 +123,27 @@ def _write_json(path: Path, data: dict) -> None:
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def task1_table(title: str, scores: dict) -> Table:
+    """The official ISIC 2018 Task 1 scores (``SegmentationScore.to_dict()`` keys) as a table:
+    the macro averages over images, the leaderboard number (thresholded Jaccard) last."""
+    from rich.table import Table
+
+    macro = scores["macro_average"]
+    table = Table(title=title)
+    table.add_column("score (mean over images)")
+    table.add_column("value", justify="right")
+    for key, label in (
+        ("jaccard", "Jaccard"),
+        ("dice", "Dice"),
+        ("accuracy", "accuracy"),
+        ("sensitivity", "sensitivity"),
+        ("specificity", "specificity"),
+    ):
+        table.add_row(label, f"{macro[key]:.4f}")
+    table.add_row("[bold]thresholded Jaccard (official)[/]", f"[bold]{scores['overall']:.4f}[/]")
+    return table
 
 
 def segmenter_config(checkpoint: Path) -> dict:

@@ -25,6 +25,7 @@ from dermseg.cli.app import (
     err_console,
     model_on_data,
     segmenter_config,
+    task1_table,
     write_run_report,
 )
 from dermseg.errors import ConfigError, display_path
@@ -161,30 +162,12 @@ def _scores_table(title: str, scores: dict) -> Table:
     return table
 
 
-def _task1_table(title: str, result: Task1EvaluationResult) -> Table:
-    """The official ISIC 2018 Task 1 scores: the macro averages over images, leaderboard number last."""
-    macro = result.scores["macro_average"]
-    table = Table(title=title)
-    table.add_column("score (mean over images)")
-    table.add_column("value", justify="right")
-    for key, label in (
-        ("jaccard", "Jaccard"),
-        ("dice", "Dice"),
-        ("accuracy", "accuracy"),
-        ("sensitivity", "sensitivity"),
-        ("specificity", "specificity"),
-    ):
-        table.add_row(label, f"{macro[key]:.4f}")
-    table.add_row("[bold]thresholded Jaccard (official)[/]", f"[bold]{result.overall:.4f}[/]")
-    return table
-
-
 def _print_task1(
     title: str, result: Task1EvaluationResult, json_out: Path | None, csv_out: Path | None
 ) -> None:
     from dermseg.evaluation.task1_folders import write_csv, write_json
 
-    console.print(_task1_table(title, result))
+    console.print(task1_table(title, result.scores))
     console.print(
         f"{result.images_with_lesion} of {result.images} image(s) have a lesion in their ground truth; "
         "thresholded Jaccard: an image's Jaccard, 0 below 0.65"

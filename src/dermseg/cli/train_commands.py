@@ -17,6 +17,7 @@ from dermseg.cli.app import (
     console,
     model_on_data,
     segmenter_config,
+    task1_table,
     write_run_report,
 )
 from dermseg.errors import ConfigError, display_path
@@ -180,24 +181,12 @@ def _lesion_demo(out: Path, data: Path, cfg: Config, minutes: float) -> None:
     )
     summary = run_lesion_demo(out, data, cfg, callbacks=_TrainProgress())
     scores = summary["scores"]
-    macro = scores["macro_average"]
     split = summary["split"]
-    table = Table(
-        title=f"Official ISIC 2018 Task 1 scores on {scores['images']} held-out PH2 images "
+    title = (
+        f"Official ISIC 2018 Task 1 scores on {scores['images']} held-out PH2 images "
         f"(trained on {len(split['train'])}, {summary['training'].get('epoch', 0) + 1} epochs)"
     )
-    table.add_column("score (mean over images)")
-    table.add_column("value", justify="right")
-    for key, label in (
-        ("jaccard", "Jaccard"),
-        ("dice", "Dice"),
-        ("accuracy", "accuracy"),
-        ("sensitivity", "sensitivity"),
-        ("specificity", "specificity"),
-    ):
-        table.add_row(label, f"{macro[key]:.4f}")
-    table.add_row("[bold]thresholded Jaccard (official)[/]", f"[bold]{scores['overall']:.4f}[/]")
-    console.print(table)
+    console.print(task1_table(title, scores))
     counts = ", ".join(f"{d.replace('_', ' ')} {n}" for d, n in split["diagnoses"]["test"].items())
     console.print(f"held-out images by diagnosis: {counts}", markup=False, highlight=False)
     for name, path in summary["paths"].items():
