@@ -46,11 +46,11 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -184,6 +184,9 @@ class EvaluationResult:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+R = TypeVar("R")
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -367,6 +370,33 @@ def default_workers() -> int:
 # --------------------------------------------------------------------------- scoring
 
 
+def score_in_parallel(
+    score: Callable[..., R],
+    jobs: Sequence[tuple[Any, ...]],
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[R]:
+    """``[score(*job) for job in jobs]``, in order, on ``workers`` threads (default
+    :func:`default_workers`; decoding PNGs releases the GIL), calling ``progress(done, total)``
+    after each."""
+    n_workers = workers or default_workers()
+    results: list[R] = []
+
+    def done(result: R) -> None:
+        results.append(result)
+        if progress is not None:
+            progress(len(results), len(jobs))
+
+    if n_workers == 1:
+        for job in jobs:
+            done(score(*job))
+    else:
+        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="dermseg-eval") as pool:
+            for result in pool.map(lambda job: score(*job), jobs):
+                done(result)
+    return results
+
+
 def evaluate_folders(
     pred_dir: str | Path,
     gt_dir: str | Path,
@@ -412,19 +442,7 @@ def evaluate_folders(
         (path, predictions.get((isic_id, name), []), pred_dir / path.name, f"{isic_id} {name}", empty)
         for isic_id, name, path in truths
     ]
-    n_workers = workers or default_workers()
-    results: list[_PairResult] = []
-    if n_workers == 1:
-        for job in jobs:
-            results.append(_score_pair(*job))
-            if progress is not None:
-                progress(len(results), len(jobs))
-    else:
-        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="dermseg-eval") as pool:
-            for result in pool.map(lambda job: _score_pair(*job), jobs):
-                results.append(result)
-                if progress is not None:
-                    progress(len(results), len(jobs))
+    results = score_in_parallel(_score_pair, jobs, workers, progress)
     for result in results:
         problems.extend(result.problems)
     if problems:

@@ -62,7 +62,6 @@ import re
 import struct
 import zlib
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +74,7 @@ from dermseg.data.imageio import BROKEN_LINK, MASK_THRESHOLD, read_mask, too_lar
 from dermseg.data.layout import Problem, list_dir
 from dermseg.data.ph2 import IMAGES_FOLDER
 from dermseg.errors import DataError, display_path
-from dermseg.evaluation.folders import EvaluationError, default_workers
+from dermseg.evaluation.folders import EvaluationError, score_in_parallel
 from dermseg.evaluation.task1 import per_image_scores, scores_from_counts
 from dermseg.files import atomic_path
 
@@ -544,19 +543,7 @@ def evaluate_task1_folders(
         )
         for t in truths
     ]
-    n_workers = workers or default_workers()
-    results: list[_PairResult] = []
-    if n_workers == 1:
-        for job in jobs:
-            results.append(_score_pair(*job))
-            if progress is not None:
-                progress(len(results), len(jobs))
-    else:
-        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="dermseg-eval1") as pool:
-            for result in pool.map(lambda job: _score_pair(*job), jobs):
-                results.append(result)
-                if progress is not None:
-                    progress(len(results), len(jobs))
+    results = score_in_parallel(_score_pair, jobs, workers, progress)
     for result in results:
         problems.extend(result.problems)
     if problems:
