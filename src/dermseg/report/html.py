@@ -540,8 +540,20 @@ def render_html(content: dict[str, Any], figures: dict[str, str]) -> str:
         "gallery": _gallery(content),
         "config": _config(content),
     }
-    sections = "".join(
-        f'<section id="{key}"><h2>{esc(title)}</h2>{bodies[key]}</section>' for key, title in SECTIONS
+    return page(content, SECTIONS, bodies, _header(content), _nav())
+
+
+def page(
+    content: dict[str, Any],
+    sections: tuple[tuple[str, str], ...],
+    bodies: dict[str, str],
+    header: str,
+    nav: str,
+) -> str:
+    """The self-contained HTML document around a report's sections (``(id, title)`` in page
+    order, ``bodies[id]`` their HTML), with its header, navigation, style and footer."""
+    main = "".join(
+        f'<section id="{key}"><h2>{esc(title)}</h2>{bodies[key]}</section>' for key, title in sections
     )
     run = content["run"]
     return (
@@ -549,7 +561,7 @@ def render_html(content: dict[str, Any], figures: dict[str, str]) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(run['name'])} \u2013 dermseg report</title><style>{_CSS}</style></head><body>"
-        f"{_header(content)}{_nav()}<main>{sections}</main>"
+        f"{header}{nav}<main>{main}</main>"
         f"<footer>Written by dermseg {esc(content['versions']['dermseg'])} "
         f"on {esc(_when(run['generated']))}. "
         "This file is self-contained: its images are embedded and it needs no network.</footer>"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dermseg.report.figures import data_uri
-from dermseg.report.html import _CSS, _big, _config, _figure, _num, _when, esc, fmt
+from dermseg.report.html import _big, _config, _figure, _num, _when, esc, fmt, page
 
 #: Section ids and titles, in page order.
 LESION_SECTIONS: tuple[tuple[str, str], ...] = (
@@ -213,18 +213,4 @@ def render_lesion_html(content: dict[str, Any], figures: dict[str, str]) -> str:
         "gallery": _gallery(content),
         "config": _config(content),
     }
-    sections = "".join(
-        f'<section id="{key}"><h2>{esc(title)}</h2>{bodies[key]}</section>' for key, title in LESION_SECTIONS
-    )
-    run = content["run"]
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(run['name'])} \u2013 dermseg report</title><style>{_CSS}</style></head><body>"
-        f"{_header(content)}{_nav()}<main>{sections}</main>"
-        f"<footer>Written by dermseg {esc(content['versions']['dermseg'])} "
-        f"on {esc(_when(run['generated']))}. "
-        "This file is self-contained: its images are embedded and it needs no network.</footer>"
-        "</body></html>\n"
-    )
+    return page(content, LESION_SECTIONS, bodies, _header(content), _nav())
