@@ -52,6 +52,15 @@ class DataConfig:
             images and validates on fold ``fold`` (for k-fold ensembles; ``val_fraction``
             is then unused).
         fold: the held-out fold, ``0 <= fold < folds``.
+        field: what is resized to the working size: ``fov``, the dermoscope's field of view (the
+            whole image without background cropping), or ``lesion``, the box of the image's
+            Task 1 lesion mask grown by ``field_margin`` (training and validation use the
+            ground-truth lesion masks, which the data folder must have; prediction then needs a
+            lesion model, ``--lesion-checkpoint``, to find the box the same way). Reads the
+            images, not a prepared cache.
+        field_margin: with ``field: lesion``, the skin kept around the lesion's box, as a fraction
+            of its longer side, in ``[0, 2]``; recorded in the checkpoint as the default margin of
+            prediction.
     """
 
     root: str | None = None
@@ -68,6 +77,8 @@ class DataConfig:
     validation: str = "auto"
     folds: int = 1
     fold: int = 0
+    field: str = "fov"
+    field_margin: float = 0.2
 
 
 @dataclass
@@ -437,6 +448,12 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.data.balance <= 1, "data.balance must be between 0 and 1"),
         (cfg.data.validation in ("auto", "holdout"), "data.validation must be auto or holdout"),
         (cfg.data.folds >= 1, "data.folds must be >= 1"),
+        (cfg.data.field in ("fov", "lesion"), "data.field must be fov or lesion"),
+        (0 <= cfg.data.field_margin <= 2, "data.field_margin must be in [0, 2]"),
+        (
+            cfg.data.field == "fov" or cfg.data.cache is None,
+            "data.field=lesion reads the images: it cannot train from a prepared cache (data.cache)",
+        ),
         (0 <= cfg.data.fold < max(1, cfg.data.folds), "data.fold must be in 0..data.folds-1"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),

@@ -153,6 +153,62 @@ def segmenter_config(checkpoint: Path) -> dict:
     return read_meta(checkpoint).get("config") or {}
 
 
+#: ``--lesion-checkpoint``, ``--lesion-margin``, ``--outside-lesion`` of predict, evaluate and serve.
+LESION_CHECKPOINT_OPTION = typer.Option(
+    None,
+    "--lesion-checkpoint",
+    help="A lesion model (trained for isic2018_task1 or ph2) whose predicted lesion box, with a margin, "
+    "is what the structure model sees, resized to its working size (more pixels on the structures).",
+)
+LESION_MARGIN_OPTION = typer.Option(
+    None,
+    "--lesion-margin",
+    help="Skin kept around the lesion box, as a fraction of its longer side (default: the margin "
+    "the model was trained with, data.field_margin, else 0.2).",
+)
+OUTSIDE_LESION_OPTION = typer.Option(
+    "keep",
+    "--outside-lesion",
+    help="keep, or empty: set structures outside the (slightly dilated) predicted lesion to 0.",
+)
+
+
+def use_lesion_model(
+    segmenter: Segmenter,
+    lesion_checkpoint: Path | None,
+    margin: float | None,
+    outside: str,
+    device: str,
+    backend: str | None = None,
+) -> None:
+    """Give ``segmenter`` the lesion model of ``--lesion-checkpoint`` as its field, and print what
+    the network sees (:attr:`~dermseg.inference.segmenter.Segmenter.field_description`).
+
+    Raises:
+        ConfigError: ``--outside-lesion`` is neither keep nor empty, or is ``empty`` (or a
+            ``--lesion-margin`` is given) without a lesion model; the margin is out of range.
+        DataError: the lesion file is not a usable one-label model, or ``segmenter`` is itself one.
+    """
+    from dermseg.errors import ConfigError
+    from dermseg.inference.segmenter import Segmenter
+
+    if outside not in ("keep", "empty"):
+        raise ConfigError(f"--outside-lesion must be keep or empty, got {outside!r}")
+    if lesion_checkpoint is None:
+        if outside == "empty" or margin is not None:
+            raise ConfigError("--outside-lesion empty and --lesion-margin need --lesion-checkpoint")
+    else:
+        lesion = Segmenter.from_path(lesion_checkpoint, backend=backend, device=device)
+        try:
+            segmenter.use_lesion_model(
+                lesion, margin, empty_outside=outside == "empty", name=display_path(lesion_checkpoint)
+            )
+        except ValueError as err:
+            raise ConfigError(f"--lesion-margin: {err}") from None
+    if lesion_checkpoint is not None or segmenter.trained_field[0] != "fov":
+        console.print(segmenter.field_description, markup=False, highlight=False)
+
+
 def model_on_data(
     segmenter: Segmenter, model_path: Path, data: Path | None, labels: str | None = None
 ) -> LabelSet:

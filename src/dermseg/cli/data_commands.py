@@ -32,8 +32,14 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
     split: str = typer.Option("training", "--split", help="training, validation or test."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in OUT."),
+    lesion_masks: bool = typer.Option(
+        False,
+        "--lesion-masks",
+        help="Also write the Task 1 lesion masks (ISIC2018_Task1_<Split>_GroundTruth/"
+        "ISIC_<id>_segmentation.png), for lesion models, data.field=lesion and augment.lesion_crop.",
+    ),
 ) -> None:
-    """Write a synthetic dermoscopy dataset with all five attribute masks."""
+    """Write a synthetic dermoscopy dataset with all five attribute masks (and, optionally, lesion masks)."""
     from dermseg.data.synthetic import split_folders, write_dataset
 
     if out.exists() and not out.is_dir():
@@ -47,9 +53,16 @@ def synth(
     with _progress() as bar:
         task = bar.add_task(f"synth {split}", total=n)
         ids = write_dataset(
-            out, n=n, size=size, seed=seed, split=split, progress=lambda k: bar.advance(task, k)
+            out,
+            n=n,
+            size=size,
+            seed=seed,
+            split=split,
+            progress=lambda k: bar.advance(task, k),
+            lesion_masks=lesion_masks,
         )
-    console.print(f"wrote {len(ids)} images and {len(ids) * len(ATTRIBUTES)} masks to {_shown(out)}")
+    masks = len(ids) * (len(ATTRIBUTES) + int(lesion_masks))
+    console.print(f"wrote {len(ids)} images and {masks} masks to {_shown(out)}")
 
 
 def _labels(data: Path, labels: str | None) -> LabelSet:

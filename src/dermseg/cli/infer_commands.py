@@ -18,6 +18,9 @@ from rich.table import Table
 
 from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
 from dermseg.cli.app import (
+    LESION_CHECKPOINT_OPTION,
+    LESION_MARGIN_OPTION,
+    OUTSIDE_LESION_OPTION,
     _progress,
     _write_json,
     app,
@@ -26,6 +29,7 @@ from dermseg.cli.app import (
     model_on_data,
     segmenter_config,
     task1_table,
+    use_lesion_model,
     write_run_report,
 )
 from dermseg.errors import ConfigError, display_path
@@ -78,6 +82,9 @@ def predict(
         help="The label set the images are to be segmented for (a built-in name or a YAML file): "
         "a model of another set is refused.",
     ),
+    lesion_checkpoint: Path | None = LESION_CHECKPOINT_OPTION,
+    lesion_margin: float | None = LESION_MARGIN_OPTION,
+    outside_lesion: str = OUTSIDE_LESION_OPTION,
 ) -> None:
     """Write the masks of every image (0/255 PNG, image size): the five Task 2 attribute masks,
     or one lesion mask, as the model's label set says; a bad image is reported, not fatal."""
@@ -88,6 +95,7 @@ def predict(
     segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
     if labels is not None:
         model_on_data(segmenter, checkpoint[0], None, labels)
+    use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device, backend)
     console.print(segmenter.tta_description, markup=False, highlight=False)
     with _progress() as bar:
         task = bar.add_task("predict", total=len(images))
@@ -207,6 +215,9 @@ def evaluate(
         help="Flip test-time augmentation on or off (with --checkpoint; default: as the checkpoint's "
         "thresholds were tuned, off for untuned thresholds).",
     ),
+    lesion_checkpoint: Path | None = LESION_CHECKPOINT_OPTION,
+    lesion_margin: float | None = LESION_MARGIN_OPTION,
+    outside_lesion: str = OUTSIDE_LESION_OPTION,
 ) -> None:
     """Score masks with the official metric of their label set (ISIC 2018 Task 2, or Task 1 for a lesion
     set such as ph2): a prediction folder, or a checkpoint on data."""
@@ -217,6 +228,7 @@ def evaluate(
 
         segmenter = ensemble_segmenter(checkpoint, device=device, tta=tta)
         data_labels = model_on_data(segmenter, checkpoint[0], data, labels)
+        use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device)
         if data_labels.metric == "isic2018_task1":
             _evaluate_lesion_checkpoint(segmenter, checkpoint, data, subset, json_out, csv_out, device, tta)
         else:
@@ -224,6 +236,8 @@ def evaluate(
         return
     if pred is None or gt is None:
         raise ConfigError("give --pred PRED_DIR --gt GT_DIR, or --checkpoint CKPT --data DATA_DIR")
+    if lesion_checkpoint is not None:
+        raise ConfigError("--lesion-checkpoint goes with --checkpoint, not with --pred")
     from dermseg.data.layout import label_set_for
 
     if label_set_for(gt, labels).metric == "isic2018_task1":
@@ -299,8 +313,9 @@ def _evaluate_checkpoint(
     )
     _print_per_image(scores)
     if json_out is not None:
-        _write_json(json_out, {**scores, "tta": segmenter.tta})
-    _run_report(checkpoint, data, device, tta)
+        _write_json(json_out, {**scores, "tta": segmenter.tta, "field": segmenter.field_description})
+    if segmenter.lesion_field is None:  # the run's report shows the model as it was trained
+        _run_report(checkpoint, data, device, tta)
 
 
 def _evaluate_lesion_checkpoint(

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from dermseg.cli.app import app, console, err_console
+from dermseg.cli.app import (
+    LESION_CHECKPOINT_OPTION,
+    LESION_MARGIN_OPTION,
+    OUTSIDE_LESION_OPTION,
+    app,
+    console,
+    err_console,
+    use_lesion_model,
+)
 from dermseg.errors import ConfigError
 
 
@@ -32,6 +40,9 @@ def serve(
     backend: str | None = typer.Option(
         None, "--backend", help="torch or onnxruntime (default: torch; onnxruntime for a .onnx model)."
     ),
+    lesion_checkpoint: Path | None = LESION_CHECKPOINT_OPTION,
+    lesion_margin: float | None = LESION_MARGIN_OPTION,
+    outside_lesion: str = OUTSIDE_LESION_OPTION,
 ) -> None:
     """Serve a page where a dropped image is shown with its five structures overlaid (Ctrl-C stops)."""
     try:
@@ -45,6 +56,7 @@ def serve(
     from dermseg.models.checkpoint import read_meta
 
     segmenter = Segmenter.from_path(checkpoint, backend=backend, device=device, tta=tta)
+    use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device, backend)
     is_onnx = checkpoint.suffix.lower() == ".onnx"
     meta = getattr(segmenter.model, "meta", None) if is_onnx else read_meta(checkpoint)
     local = is_loopback(host)

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import image_size, read_image, read_mask
 from dermseg.data.layout import IsicSample
+from dermseg.data.lesion_box import check_margin, lesion_box
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, apply, to_tensor
 from dermseg.errors import ConfigError, DataError
 from dermseg.labels import DEFAULT, LabelSet
@@ -68,6 +69,10 @@ class IsicDataset(Dataset):
         mean, std: the image normalisation (RGB, 0-1 scale), ``(x / 255 - mean) / std``: the
             encoder's (:func:`dermseg.models.normalization.encoder_normalization`); ImageNet's
             by default.
+        lesion_field: crop each image further to its ground-truth lesion's box grown by this
+            margin (:func:`dermseg.data.lesion_box.lesion_box`), inside the field of view, so the
+            lesion, not the whole field, is resized to the working size (``data.field: lesion``);
+            a sample without a lesion mask keeps its whole field. ``None``: the field of view.
 
     Raises:
         DataError: a sample lacks masks and ``allow_missing_masks`` is False.
@@ -95,8 +100,10 @@ class IsicDataset(Dataset):
         lesion_masks: bool = False,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        lesion_field: float | None = None,
     ) -> None:
         self.samples = list(samples)
+        self.lesion_field = None if lesion_field is None else check_margin(lesion_field)
         self.labels = samples_label_set(self.samples, labels)
         self.lesion_masks = lesion_masks
         self.mean, self.std = tuple(mean), tuple(std)
@@ -136,12 +143,16 @@ class IsicDataset(Dataset):
                 continue
             masks[k] = _resize_nearest(read_mask(path, expected_size=(full_w, full_h)), h, w)
             labelled[k] = True
-        if self.lesion_masks and sample.lesion_mask_path is not None:
-            lesion = read_mask(sample.lesion_mask_path, expected_size=(full_w, full_h))
-            masks[n] = _resize_nearest(lesion, h, w)
-        box = CropBox.full(h, w)
-        if self.crop_background:
-            box = detect_field_of_view(image)
+        lesion = None
+        if (self.lesion_masks or self.lesion_field is not None) and sample.lesion_mask_path is not None:
+            lesion = _resize_nearest(read_mask(sample.lesion_mask_path, expected_size=(full_w, full_h)), h, w)
+            if self.lesion_masks:
+                masks[n] = lesion
+        box = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
+        if self.lesion_field is not None and lesion is not None:
+            found = lesion_box(lesion, self.lesion_field, within=box)
+            box = box if found is None else found
+        if not box.is_full(h, w):
             image = np.ascontiguousarray(crop(image, box, channels_last=True))
             masks = np.ascontiguousarray(crop(masks, box, channels_last=False))
         original_box = box.scaled(full_w / w, full_h / h).clipped(full_h, full_w)

@@ -59,8 +59,8 @@ def ensemble_segmenter(
             tuned (off when none was tuned).
 
     Raises:
-        ConfigError: the models disagree on input size, normalisation or background cropping
-            (they would need different inputs), or no path is given.
+        ConfigError: the models disagree on input size, normalisation, background cropping or
+            training field (they would need different inputs), or no path is given.
         DataError: a file is not a usable model; a member segments another label set than the
             first (named); ``tta`` is ``None`` and the members'
             thresholds were tuned with and without flip TTA (the message names a member); or the
@@ -76,11 +76,12 @@ def ensemble_segmenter(
     require_same_label_set(paths, members)
     tuned = _common_tuned_tta(paths, members, overridden=tta is not None)
     for path, m in zip(paths[1:], members[1:], strict=True):
-        same = (m.input_size, m.mean, m.std, m.crop_background) == (
+        same = (m.input_size, m.mean, m.std, m.crop_background, m.trained_field) == (
             first.input_size,
             first.mean,
             first.std,
             first.crop_background,
+            first.trained_field,
         )
         if not same:
             raise ConfigError(
@@ -125,6 +126,7 @@ def _input_difference(member: Segmenter, first: Segmenter, first_path: str | Pat
         ("normalisation mean", list(member.mean), list(first.mean)),
         ("normalisation std", list(member.std), list(first.std)),
         ("background cropping", member.crop_background, first.crop_background),
+        ("training field", member.trained_field, first.trained_field),
     ):
         if mine != theirs:
             return f"{label} {mine} here but {theirs} in {name}"

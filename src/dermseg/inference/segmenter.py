@@ -35,6 +35,7 @@ from dermseg.data.transforms import resize_short_side
 from dermseg.encoding import num_output_channels, output_probabilities
 from dermseg.errors import ConfigError, DataError
 from dermseg.inference.export import export_onnx
+from dermseg.inference.lesion_field import LesionBox, LesionField, field_description, trained_field
 from dermseg.inference.onnx_runtime import OnnxRuntimeNet, require_onnxruntime
 from dermseg.inference.postprocess import (
     PostprocessSettings,
@@ -79,8 +80,9 @@ class Prediction:
         probabilities: ``(C, H, W)`` float32 in ``[0, 1]``, the label set's channel order
             (``C = 5`` for Task 2, 1 for a lesion set).
         masks: ``(C, H, W)`` bool, thresholded (and post-processed where configured).
-        field: the part of the image the network saw (the detected field of view, or the
-            whole image); the post-processing sizes were scaled to its short side.
+        field: the part of the image the network saw (the detected field of view, the whole
+            image, or a :class:`~dermseg.inference.lesion_field.LesionBox` chosen by a lesion
+            model); the post-processing sizes were scaled to its short side.
     """
 
     probabilities: np.ndarray
@@ -116,6 +118,10 @@ class Segmenter:
             tuned differently). The ``from_*`` constructors use it as the default ``tta``.
         labels: what the model segments: its ``C`` output labels, their mask names, colours and
             metric (Task 2's five attributes for a checkpoint that does not say).
+        lesion_field: a lesion model choosing the field (the lesion's box) inside the field of
+            view (:meth:`use_lesion_model`); ``None``: the whole field of view.
+        trained_field: what the model's training resized to the working size, ``("fov", None)``
+            or ``("lesion", margin)`` (:func:`~dermseg.inference.lesion_field.trained_field`).
     """
 
     model: nn.Module | OnnxRuntimeNet | Any
@@ -130,6 +136,8 @@ class Segmenter:
     tta: bool = False
     tuned_tta: bool | None = None
     labels: LabelSet = DEFAULT
+    lesion_field: LesionField | None = None
+    trained_field: tuple[str, float | None] = ("fov", None)
 
     def __post_init__(self) -> None:
         torch.set_flush_denormal(True)  # denormal weights make CPU inference many times slower
@@ -150,6 +158,44 @@ class Segmenter:
             return f"flip TTA: {used} (as tuned)"
         tuned = "on" if self.tuned_tta else "off"
         return f"flip TTA: {used} (overridden; the thresholds were tuned with it {tuned})"
+
+    @property
+    def field_description(self) -> str:
+        """What the network is shown and whether it matches its training, e.g.
+        ``field: lesion box from lesion.safetensors (margin 0.2; ...) (as trained)``."""
+        return field_description(self.trained_field, self.lesion_field)
+
+    def use_lesion_model(
+        self,
+        lesion: Segmenter,
+        margin: float | None = None,
+        empty_outside: bool = False,
+        name: str = "lesion model",
+    ) -> None:
+        """Let a lesion model choose this model's field: the predicted lesion's box with a margin.
+
+        Args:
+            lesion: a lesion model (one label, e.g. a checkpoint trained for ``isic2018_task1``).
+            margin: skin around the lesion's box, as a fraction of its longer side; ``None``: the
+                margin this model was trained with (``data.field: lesion``), else
+                :data:`~dermseg.data.lesion_box.DEFAULT_MARGIN`.
+            empty_outside: set probabilities outside the dilated predicted lesion to 0.
+            name: the lesion model's file, for messages.
+
+        Raises:
+            DataError: ``lesion`` is not a one-label model, or this model is one itself.
+            ValueError: ``margin`` out of ``[0, 2]``.
+        """
+        if self.labels.num_labels == 1:
+            raise DataError(
+                f"a lesion model chooses the field of a structure model, but this model segments "
+                f"label set {self.labels.name} ({', '.join(self.labels.names)}) itself",
+                name,
+            )
+        if margin is None:
+            margin = self.trained_field[1] if self.trained_field[0] == "lesion" else None
+        kwargs = {} if margin is None else {"margin": margin}
+        self.lesion_field = LesionField(lesion, empty_outside=empty_outside, name=name, **kwargs)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", tta: bool | None = None) -> Segmenter:
@@ -266,6 +312,7 @@ class Segmenter:
             tta=bool(tuned) if tta is None else bool(tta),
             tuned_tta=tuned,
             labels=labels,
+            trained_field=trained_field(meta),
         )
 
     @property
@@ -286,16 +333,19 @@ class Segmenter:
         return self.network_probabilities(x)
 
     def field_of_view(self, image: np.ndarray) -> CropBox:
-        """The part of ``image`` the network sees: the detected dermoscope field, or all of it.
+        """The part of ``image`` the network sees: the detected dermoscope field, or all of it,
+        or, with a lesion model (:meth:`use_lesion_model`), the lesion's box inside that.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
 
         Returns:
-            The crop box in ``image``'s pixel coordinates (the full frame without background cropping).
+            The crop box in ``image``'s pixel coordinates (the full frame without background
+            cropping); a :class:`~dermseg.inference.lesion_field.LesionBox` with a lesion model.
         """
         h, w = image.shape[:2]
-        return detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
+        fov = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
+        return fov if self.lesion_field is None else self.lesion_field.locate(image, fov)
 
     @torch.no_grad()
     def probabilities(self, image: np.ndarray, field: CropBox | None = None) -> np.ndarray:
@@ -307,7 +357,8 @@ class Segmenter:
                 (detected here when ``None``).
 
         Returns:
-            ``(C, H, W)`` float32 in ``[0, 1]``; 0 outside the field of view.
+            ``(C, H, W)`` float32 in ``[0, 1]``; 0 outside the field of view (and outside the
+            region a :class:`~dermseg.inference.lesion_field.LesionBox` keeps).
         """
         if isinstance(self.model, nn.Module):
             self.model.eval()
@@ -339,6 +390,8 @@ class Segmenter:
             )
             out[k, box.top : box.bottom, box.left : box.right] = up[0, 0].cpu().numpy()
             del up
+        if isinstance(box, LesionBox) and box.region is not None:
+            out *= box.region
         return out
 
     def masks(self, image: np.ndarray) -> np.ndarray:

@@ -120,6 +120,8 @@ def describe_model(
         add("Thresholds", f"tuned on {tuning.get('subset', 'validation')} images")
     add("Backend", f"{segmenter.backend} on {segmenter.device}")
     add("Test-time augmentation", segmenter.tta_description)
+    if segmenter.lesion_field is not None or segmenter.trained_field[0] != "fov":
+        add("Field", segmenter.field_description.removeprefix("field: "))
     add("dermseg version", meta.get("dermseg_version"))
     names = segmenter.labels.names
     thresholds = {name: round(float(t), 3) for name, t in zip(names, segmenter.thresholds, strict=True)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
 from dermseg.data.check import check_headers
 from dermseg.data.dataset import IsicDataset
 from dermseg.data.layout import IsicLayout, detect_label_set, discover
+from dermseg.data.lesion_box import MIN_SIDE_FRACTION
 from dermseg.data.sampling import ResumableSampler, SeededItems, attribute_balance_weights
 from dermseg.data.transforms import TransformConfig, build_eval_transform, build_train_transform
 from dermseg.errors import ConfigError, DataError
@@ -102,16 +104,30 @@ def build_datasets(
         )
         val_set = CachedIsicDataset(cache, val_ids, build_eval_transform(tcfg), labels=labels, **norm)
     else:
+        lesion_field = cfg.data.field_margin if cfg.data.field == "lesion" else None
         read = {
             "labels": labels,
-            "decode_side": cfg.data.size,
+            # a lesion box is at least MIN_SIDE_FRACTION of the field: decode large enough for it
+            "decode_side": cfg.data.size
+            if lesion_field is None
+            else math.ceil(cfg.data.size / MIN_SIDE_FRACTION),
             "crop_background": cfg.data.crop_background,
+            "lesion_field": lesion_field,
             **norm,
         }
         train_set = IsicDataset(
             [by_id[i] for i in train_ids], train_transform, lesion_masks=lesion_masks, **read
         )
         val_set = IsicDataset([by_id[i] for i in val_ids], build_eval_transform(tcfg), **read)
+    if cfg.data.field == "lesion":
+        without = sum(by_id[i].lesion_mask_path is None for i in [*train_ids, *val_ids])
+        if without:
+            logger.warning(
+                "data.field=lesion but %d of %d images have no Task 1 lesion mask in %s: they are seen whole",
+                without,
+                len(train_ids) + len(val_ids),
+                data_dir,
+            )
     if lesion_masks and not any(s.lesion_mask_path for s in layout.samples):
         logger.warning(
             "augment.lesion_crop is set but %s has no Task 1 lesion masks: crops stay uniform", data_dir
@@ -119,7 +135,9 @@ def build_datasets(
     if len(train_set) == 0 or len(val_set) == 0:
         raise ConfigError(f"need training and validation images; got {len(train_set)} and {len(val_set)}")
     if not cfg.data.cache:
-        check_headers([by_id[i] for i in [*train_ids, *val_ids]], lesion_masks=lesion_masks)
+        check_headers(
+            [by_id[i] for i in [*train_ids, *val_ids]], lesion_masks=lesion_masks or lesion_field is not None
+        )
     return train_set, val_set
 
 
@@ -196,6 +214,8 @@ def class_weights_key(cfg: Config, ids: list[str]) -> dict[str, Any]:
         "crop_background": cfg.data.crop_background,
         "source": "prepared cache" if cfg.data.cache else "images",
     }
+    if cfg.data.field == "lesion":  # the pixels counted are those of the lesion boxes
+        key["field"] = {"kind": "lesion", "margin": cfg.data.field_margin}
     return _with_labels(key, config_label_set(cfg))
 
 

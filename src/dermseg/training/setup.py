@@ -406,6 +406,9 @@ def checkpoint_meta(cfg: Config, normalization: dict[str, list[float]] | None = 
         "postprocess": asdict(cfg.postprocess),
         "postprocess_side": cfg.data.size,
         "crop_background": cfg.data.crop_background,
+        "field": {"kind": "lesion", "margin": cfg.data.field_margin}
+        if cfg.data.field == "lesion"
+        else {"kind": "fov"},
         "config": cfg.to_dict(),
     }
 
