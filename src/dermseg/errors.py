@@ -54,3 +54,7 @@ class DataError(DermsegError):
 
 class ConfigError(DermsegError):
     """A configuration file or option is invalid."""
+
+
+class OutputError(DermsegError):
+    """An output file cannot be written (the disk is full, a quota is reached)."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermseg.data.imageio import image_size, read_image, read_mask, write_image, write_mask
+from dermseg.data.imageio import check_mask_header, image_size, read_image, read_mask, write_image, write_mask
 from dermseg.errors import DataError
 from tests.conftest import ISIC_SAMPLE, real_data
 
@@ -87,6 +87,35 @@ def test_bad_images_raise_one_line_error(tmp_path: Path, case: str, message: str
         read_image(path)
     text = str(info.value)
     assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A valid PNG header announcing ``width`` x ``height`` pixels, with no pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def test_one_pixel_limit_with_one_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 99,990,000 pixels: under dermseg's limit of 100,000,000, over Pillow's own default (89,478,485)
+    check_mask_header(_png_header(tmp_path / "under.png", 10000, 9999))  # the header is accepted
+    with pytest.raises(DataError) as info:
+        image_size(_png_header(tmp_path / "over.png", 10001, 10000))
+    assert str(info.value) == (
+        f"{tmp_path / 'over.png'}: image too large: 100010000 pixels exceeds the limit of 100000000 pixels"
+    )
+    with pytest.raises(DataError) as info:  # far over: Pillow's error, stated against the same limit
+        image_size(_png_header(tmp_path / "bomb.png", 30000, 30000))
+    assert "900000000 pixels exceeds the limit of 100000000 pixels" in str(info.value)
+    # a lowered limit is the one applied, whatever Pillow's own is
+    monkeypatch.setattr("dermseg.data.imageio.MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    Image.fromarray(_rgb(30, 30)).save(tmp_path / "small.png")
+    assert read_image(tmp_path / "small.png").shape == (30, 30, 3)
+    Image.fromarray(_rgb(30, 40)).save(tmp_path / "big.png")
+    with pytest.raises(DataError, match="too large: 1200 pixels exceeds the limit of 1000 pixels"):
+        read_image(tmp_path / "big.png")
 
 
 def test_read_mask_binarises_like_the_official_scorer(tmp_path: Path) -> None:

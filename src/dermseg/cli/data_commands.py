@@ -194,6 +194,11 @@ def prepare(
         )
     console.print(
         f"cache {_shown(out)}: {len(manifest.rebuilt)} image(s) decoded this time"
+        + (
+            f" ({len(manifest.damaged)} damaged in the cache, e.g. {manifest.damaged[0]})"
+            if manifest.damaged
+            else ""
+        )
         + (" (nothing changed)" if not manifest.rebuilt else "")
         + f"; train with --set data.cache={_shown(out)} --set data.size={size}"
     )

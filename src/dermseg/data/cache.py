@@ -8,7 +8,8 @@ size, background crop from the image alone), then resizes the short side to
 ``size`` with the evaluation transform (area interpolation when shrinking, exact
 nearest neighbour for masks). A cache folder holds::
 
-    manifest.json                       what is where, and the source files' size and mtime
+    manifest.json                       what is where, the source files' size and mtime, and a
+                                        checksum of each item (:mod:`dermseg.data.cache_integrity`)
     <split>-<token>.images.u8           the split's images, (h, w, 3) uint8 each, back to back
     <split>-<token>.masks.u8            their mask stacks, np.packbits of each: (C, h, w) for the
                                         C labels of the label set (5 for Task 2), or (C + 1, h, w)
@@ -22,7 +23,9 @@ Crash safety: data files get a fresh name (``token``) whenever they are rewritte
 and go through a temporary file and a rename; the manifest is written last,
 atomically, so an interrupted preparation leaves the previous cache (or none)
 valid and never a manifest that points into half-written data. A cache is never
-used silently when stale: :func:`open_cache` compares it with the data folder.
+used silently when stale: :func:`open_cache` compares it with the data folder. Nor when
+damaged: each item is checked against its checksum when first read in a process, and by
+every ``prepare``, which decodes a damaged item again.
 
 The manifest lives in :mod:`dermseg.data.cache_manifest`, the staleness checks in
 :mod:`dermseg.data.cache_sources`, the dataset in :mod:`dermseg.data.cache_dataset`;
@@ -46,6 +49,7 @@ import numpy as np
 
 from dermseg.data.background import CropBox
 from dermseg.data.cache_dataset import CachedIsicDataset
+from dermseg.data.cache_integrity import damaged_items, digest
 from dermseg.data.cache_manifest import (
     DATA_SUFFIXES,
     FORMAT_VERSION,
@@ -174,10 +178,12 @@ def _write_split(
                 image_buf = old_images[old.offset : old.offset + old.image_bytes]
                 mask_buf = old_masks[old.mask_offset : old.mask_offset + old.mask_bytes]
                 crop, original, shape, labelled = old.crop, old.original, old.shape, old.labelled
+                checksums = old.checksums  # checked by _prepare before it is kept
             else:
                 image, packed, flags, crop, original = next(results)
                 image_buf, mask_buf = image, packed
                 shape, labelled = (image.shape[0], image.shape[1]), tuple(bool(v) for v in flags)
+                checksums = (digest(image), digest(packed))
                 manifest.rebuilt.append(sample.isic_id)
             fi.write(np.ascontiguousarray(image_buf).tobytes())
             fm.write(np.ascontiguousarray(mask_buf).tobytes())
@@ -196,6 +202,7 @@ def _write_split(
                 offset=offset,
                 mask_offset=mask_offset,
                 labelled=labelled,
+                checksums=checksums,
             )
             # the stamps and the decoded channels come from the same IsicSample
             assert len(mask_buf) == entry.mask_bytes, (sample.isic_id, len(mask_buf), entry.mask_bytes)
@@ -228,9 +235,10 @@ def prepare_cache(
     too, as a last channel (``IsicDataset(lesion_masks=True)``), for lesion-centred
     training crops.
 
-    An up-to-date cache is left untouched (only the sources are stat'ed). When
-    sources were added, removed or changed, only the splits concerned are rewritten,
-    and only their changed samples are decoded again. A cache of another ``size``,
+    An up-to-date cache is left untouched (the sources are stat'ed, the cached items checked
+    against their checksums). When sources were added, removed or changed, or a cached item
+    was damaged, only the splits concerned are rewritten, and only those samples are decoded
+    again (a damaged one is listed in the manifest's ``damaged`` and logged). A cache of another ``size``,
     ``crop_background``, label set (its name, labels or mask pattern) or format version
     is rebuilt entirely.
 
@@ -323,10 +331,15 @@ def _prepare(
         stamps = [sample_stamps(s, data_dir) for s in split.samples]
         old_split = old.splits.get(name) if old is not None else None
         old_by_id = {s.isic_id: s for s in old_split.samples} if old_split is not None else {}
+        # An item whose cached bytes changed (overwritten in place: same size, any mtime) is redone.
+        damaged = set(damaged_items(out_dir, old_split)) if old_split is not None else set()
+        for isic_id in sorted(damaged):
+            logger.warning("cache item %s does not match its checksum: decoding it again", isic_id)
+        manifest.damaged.extend(sorted(damaged))
         reusable = {
             s.isic_id: old_by_id[s.isic_id]
             for s, st in zip(split.samples, stamps, strict=True)
-            if s.isic_id in old_by_id and old_by_id[s.isic_id].stamps == st
+            if s.isic_id in old_by_id and old_by_id[s.isic_id].stamps == st and s.isic_id not in damaged
         }
         if old_split is not None and len(reusable) == len(split.samples) == len(old_split.samples):
             manifest.splits[name] = old_split  # unchanged: keep its files as they are

@@ -23,7 +23,8 @@ from dermseg.labels import BUILTIN, DEFAULT, LabelSet
 #: 2: lesion masks (Task 1) stored as a sixth packed mask channel, and stamped. A cache of
 #: another label set than Task 2's records it under ``label_set`` (its ``to_meta()``); a
 #: manifest without that key is a Task 2 cache, so Task 2 caches are as they were.
-FORMAT_VERSION: int = 2
+#: 3: each item's image and masks checksummed (``checksums``, :mod:`dermseg.data.cache_integrity`).
+FORMAT_VERSION: int = 3
 MANIFEST: str = "manifest.json"
 FORMAT_NAME = "dermseg-prepared-cache"
 DATA_SUFFIXES = (".images.u8", ".masks.u8")
@@ -82,6 +83,8 @@ class CachedSample:
         offset: byte offset of the image in the split's image file.
         mask_offset: byte offset of the packed masks in the split's mask file.
         labelled: ``(C,)`` whether each mask was annotated.
+        checksums: hex BLAKE2b-128 digests of the item's image bytes and of its packed mask
+            bytes (:mod:`dermseg.data.cache_integrity`).
     """
 
     isic_id: str
@@ -95,6 +98,7 @@ class CachedSample:
     offset: int
     mask_offset: int
     labelled: tuple[bool, ...]
+    checksums: tuple[str, str]
 
     @property
     def num_labels(self) -> int:
@@ -144,6 +148,7 @@ class CachedSample:
             "offset": self.offset,
             "mask_offset": self.mask_offset,
             "labelled": list(self.labelled),
+            "checksums": list(self.checksums),
         }
 
     @classmethod
@@ -168,6 +173,7 @@ class CachedSample:
             offset=int(d["offset"]),
             mask_offset=int(d["mask_offset"]),
             labelled=tuple(bool(v) for v in d["labelled"]),
+            checksums=(str(d["checksums"][0]), str(d["checksums"][1])),
         )
         if len(sample.masks) != num_labels or len(sample.labelled) != num_labels:
             raise ValueError(f"{sample.isic_id} has not {num_labels} masks")
@@ -217,6 +223,8 @@ class CacheManifest:
         rebuilt: ids (re)processed by the :func:`~dermseg.data.cache.prepare_cache` call that
             returned this manifest (empty for a no-op or from
             :func:`~dermseg.data.cache_sources.open_cache`); not stored.
+        damaged: ids of those whose cached bytes did not match their checksums (decoded again);
+            not stored.
         labels: the label set whose C masks are stored (Task 2's by default).
     """
 
@@ -226,6 +234,7 @@ class CacheManifest:
     data_dir: str
     splits: dict[str, CachedSplit]
     rebuilt: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
     labels: LabelSet = field(default=DEFAULT, repr=False)
 
     @property

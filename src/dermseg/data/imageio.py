@@ -19,7 +19,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from dermseg.errors import DataError
 from dermseg.files import atomic_path
 
-#: Largest image accepted, in pixels (ISIC images reach ~6000x4000 = 24 MP).
+#: Largest image accepted, in pixels (ISIC images reach ~6000x4000 = 24 MP). The one limit:
+#: Pillow's own (``Image.MAX_IMAGE_PIXELS``, 89478485 by default, which would refuse images
+#: below this one with a message naming this one) is set to it whenever dermseg opens a file.
 MAX_IMAGE_PIXELS: int = 100_000_000
 
 #: The official scorer binarises masks at ``value > 128``.
@@ -31,10 +33,13 @@ BROKEN_LINK = "broken link (missing target or a link loop)"
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def too_large(err: Exception) -> str:
-    """The message of Pillow's decompression-bomb error or warning, stated against our limit."""
-    m = re.search(r"\((\d+) pixels\)", str(err))
-    pixels = f"{int(m.group(1))} pixels" if m else "its pixel count"
+def too_large(err: Exception | int) -> str:
+    """The one message of an image over :data:`MAX_IMAGE_PIXELS`: for its pixel count, or for
+    Pillow's decompression-bomb error or warning (which give the count)."""
+    m = None if isinstance(err, int) else re.search(r"\((\d+) pixels\)", str(err))
+    pixels = (
+        f"{err} pixels" if isinstance(err, int) else f"{int(m.group(1))} pixels" if m else "its pixel count"
+    )
     return f"image too large: {pixels} exceeds the limit of {MAX_IMAGE_PIXELS} pixels"
 
 
@@ -57,15 +62,14 @@ def _open(path: Path) -> Iterator[Image.Image]:
         raise DataError(f"cannot read ({err.strerror})", path) from None
     if size == 0:
         raise DataError("empty file (0 bytes)", path)
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # one limit: ours (read now, so a patched value counts)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as img:
                 w, h = img.size
                 if w * h > MAX_IMAGE_PIXELS:
-                    raise DataError(
-                        f"image too large: {w}x{h} exceeds the limit of {MAX_IMAGE_PIXELS} pixels", path
-                    )
+                    raise DataError(too_large(w * h), path)
                 yield img
         except DataError:
             raise
@@ -222,11 +226,15 @@ def mask_values(path: str | Path) -> np.ndarray:
         return np.unique(np.asarray(img.convert("L")))
 
 
+def mask_image(mask: np.ndarray) -> Image.Image:
+    """A ``(H, W)`` binary mask as the 8-bit 0/255 image dermseg writes masks as (PNG)."""
+    return Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8))
+
+
 def write_mask(path: str | Path, mask: np.ndarray) -> None:
     """Write a ``(H, W)`` binary mask as an 8-bit 0/255 PNG, atomically."""
-    arr = np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8)
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
+        mask_image(mask).save(tmp, format="PNG")
 
 
 def write_image(path: str | Path, image: np.ndarray, quality: int = 90) -> None:

@@ -1,7 +1,14 @@
-"""Predicting many images: submission masks, probability maps and overlays, one file at a time.
+"""Predicting many images: submission masks, probability maps and overlays, one image at a time.
 
 One bad image never aborts the run: it is reported and the others are written;
-the caller learns how many failed.
+the caller learns how many failed. A full disk does abort it, naming the file.
+
+An image's files are all or none: every one is written to a temporary name and flushed,
+then all are renamed together (:func:`~dermseg.files.atomic_paths`), its masks last; so an
+image whose masks are all there is complete, also after a kill. The temporary files a
+killed run leaves (``.<name>.<random>.tmp.png``, dermseg's pattern only) are removed by
+the next run into the folder, and the outputs in a folder (masks, ``_probability_`` maps,
+overlays) are never taken for input images.
 """
 
 from __future__ import annotations
@@ -15,17 +22,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dermseg.data.imageio import is_image_file, read_image
+from dermseg.data.imageio import is_image_file, mask_image, read_image
 from dermseg.data.layout import list_dir
-from dermseg.errors import DataError, DermsegError, display_path
-from dermseg.files import atomic_path
+from dermseg.errors import DataError, DermsegError, OutputError, display_path
+from dermseg.files import atomic_paths, remove_temporaries, writing
 from dermseg.inference.overlay import overlay, side_by_side, with_legend
-from dermseg.inference.segmenter import Segmenter, write_submission_masks
+from dermseg.inference.segmenter import Segmenter
 from dermseg.labels import DEFAULT, LabelSet
 
 logger = logging.getLogger(__name__)
 
 _NOT_INPUTS = ("_segmentation", "_superpixels", "_overlay")
+#: Parts of the names of outputs that are never inputs (masks and probability maps of any label).
+_OUTPUT_PARTS = ("_attribute_", "_probability_")
 _PH2_MASK = re.compile(r"^IMD\d+_lesion$")
 
 
@@ -54,9 +63,10 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Image files named directly or found (non-recursively) in folders, sorted, without duplicates.
 
     In a folder, every entry named like an image is an input, hidden files (``.``, e.g. the
-    ``._*.jpg`` files macOS leaves on shared drives) and masks lying beside the images
-    excepted; one that is not a readable file (a sub-folder named ``x.jpg``, a broken link)
-    is kept, so that predicting it fails and is reported rather than skipped in silence.
+    ``._*.jpg`` files macOS leaves on shared drives), masks lying beside the images and
+    dermseg's own outputs (probability maps, overlays) excepted; one that is not a readable
+    file (a sub-folder named ``x.jpg``, a broken link) is kept, so that predicting it fails
+    and is reported rather than skipped in silence.
 
     Raises:
         DataError: an input does not exist, or a folder holds no image.
@@ -74,7 +84,7 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
             images = [
                 p
                 for p in images
-                if "_attribute_" not in p.stem
+                if not any(part in p.stem for part in _OUTPUT_PARTS)
                 and not p.stem.endswith(_NOT_INPUTS)
                 and not _PH2_MASK.match(p.stem)
             ]
@@ -98,27 +108,33 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
-def write_probabilities(out_dir: Path, stem: str, probs: np.ndarray, labels: LabelSet = DEFAULT) -> None:
-    """``<stem>_probability_<label>.png``: 16-bit PNGs, value = round(p * 65535); all or none.
+def probability_images(stem: str, probs: np.ndarray, labels: LabelSet = DEFAULT) -> dict[str, Image.Image]:
+    """``<stem>_probability_<label>.png`` names and their 16-bit images, value = round(p * 65535).
 
     Args:
-        out_dir: the folder.
         stem: the image id.
         probs: ``(C, H, W)`` probabilities, one per label of ``labels``.
         labels: the label set (Task 2's five attributes by default).
     """
-    written: list[Path] = []
-    try:
-        for k, name in enumerate(labels.names):
-            arr = np.round(np.clip(probs[k], 0, 1) * 65535).astype(np.uint16)
-            path = out_dir / f"{stem}_probability_{name}.png"
-            with atomic_path(path) as tmp:
-                Image.fromarray(arr).save(tmp, format="PNG")
-            written.append(path)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    return {
+        f"{stem}_probability_{name}.png": Image.fromarray(
+            np.round(np.clip(probs[k], 0, 1) * 65535).astype(np.uint16)
+        )
+        for k, name in enumerate(labels.names)
+    }
+
+
+def write_together(out_dir: Path, files: dict[str, Image.Image]) -> None:
+    """Write PNG ``files`` (name -> image) into ``out_dir``: all or none, renamed in the order given.
+
+    Raises:
+        OutputError: one cannot be written (a full disk), named.
+    """
+    paths = [out_dir / name for name in files]
+    with atomic_paths(paths) as temps:
+        for path, tmp, image in zip(paths, temps, files.values(), strict=True):
+            with writing(path):
+                image.save(tmp, format="PNG")
 
 
 def predict_images(
@@ -134,7 +150,8 @@ def predict_images(
 
     Masks and probability maps are named as the segmenter's label set names them (Task 2:
     ``<id>_attribute_<name>.png``; ``ph2``: ``<id>_lesion.png``; ``isic2018_task1``:
-    ``<id>_segmentation.png``), at each image's own size.
+    ``<id>_segmentation.png``), at each image's own size; an image's files are all or none.
+    Temporary files a killed run left in ``out_dir`` are removed first.
 
     Args:
         segmenter: the model.
@@ -146,25 +163,33 @@ def predict_images(
 
     Returns:
         Which images were written and which failed (with the reason).
+
+    Raises:
+        OutputError: an output file cannot be written (a full disk), named; the run stops.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for left in remove_temporaries(out):
+        logger.info("removed %s, left by an interrupted run", display_path(left))
     report = FolderReport()
     for path in images:
         try:
             image = read_image(path)
             pred = segmenter(image)
             labels = segmenter.labels
-            write_submission_masks(out, path.stem, pred.masks, labels)
-            if probabilities:
-                write_probabilities(out, path.stem, pred.probabilities, labels)
+            files = probability_images(path.stem, pred.probabilities, labels) if probabilities else {}
             if overlays:
                 present = pred.masks.any(axis=(1, 2))
                 drawn = overlay(image, pred.masks, labels=labels)
                 panel = with_legend(side_by_side(image, drawn), present, labels)
-                with atomic_path(out / f"{path.stem}_overlay.png") as tmp:
-                    Image.fromarray(panel).save(tmp, format="PNG")
+                files[f"{path.stem}_overlay.png"] = Image.fromarray(panel)
+            # the masks last: an image whose masks are all there has all its files
+            names = [labels.mask_name(path.stem, name) for name in labels.names]
+            files |= {name: mask_image(m) for name, m in zip(names, pred.masks, strict=True)}
+            write_together(out, files)
             report.written.append(path)
+        except OutputError:
+            raise  # a full disk: every next image would fail the same way
         except DermsegError as err:
             report.failed.append((path, err.message if err.path == path else str(err)))
             logger.warning("skipped %s: %s", display_path(path), err.message)

@@ -19,7 +19,9 @@ thresholds on the validation images for the same metric
     checkpoints/last_state.pt                        everything --resume needs
 
 Crash safety: every file is written atomically (temporary file, fsync, rename), so a
-kill at any moment leaves the previous checkpoint intact. The state holds the model,
+kill at any moment leaves the previous checkpoint intact; at an epoch's end the state is
+written before the weights files, which a resume completes from it
+(:mod:`dermseg.training.checkpoints`), and a full disk is one line naming the file. The state holds the model,
 optimiser, scheduler, AMP scaler, epoch, position in the epoch, the partial epoch's
 loss and every RNG; the training order and each image's augmentation are functions of
 the seed (:mod:`dermseg.data.sampling`). A run killed mid-epoch and resumed therefore
@@ -43,8 +45,8 @@ from dermseg.evaluation.label_segmenter import segmenter_from_checkpoint
 from dermseg.evaluation.model import tune_and_store
 from dermseg.files import atomic_path
 from dermseg.labels import LabelSet
-from dermseg.models.checkpoint import save_checkpoint
 from dermseg.training import distributed
+from dermseg.training.checkpoints import complete_checkpoints, save_epoch_end
 from dermseg.training.reproducibility import seed_everything, set_deterministic
 from dermseg.training.setup import Run, build_run, save_state
 from dermseg.training.validation import validate
@@ -111,6 +113,8 @@ def train(
     # Seeded before the model is built; each rank its own stream (DDP copies rank 0's weights).
     seed_everything(cfg.seed + info.rank)
     run = build_run(cfg, data_dir, run_dir, info, resume=resume)
+    if resume and info.is_main:
+        complete_checkpoints(run)  # a failure between the state and the weights files left them behind
     model, loss_fn = run.model, run.loss_fn
     optimizer, scheduler, scaler = run.optimizer, run.scheduler, run.scaler
     pos, steps, dtype, ckpt_dir = run.position, run.steps_per_epoch, run.amp_dtype, run.ckpt_dir
@@ -180,12 +184,10 @@ def train(
         run.records.append(record)
         pos["batch"] = steps  # the epoch is complete (also when the time ran out in it)
         if info.is_main:
-            if record.get("jaccard", -1.0) > run.best:
+            improved = record.get("jaccard", -1.0) > run.best
+            if improved:
                 run.best, run.best_epoch = record["jaccard"], epoch
-                meta = {**run.meta, "epoch": epoch, "jaccard": run.best}
-                save_checkpoint(ckpt_dir / "best.safetensors", model, meta)
-            save_checkpoint(ckpt_dir / "last.safetensors", model, {**run.meta, "epoch": epoch})
-            save_state(run)
+            save_epoch_end(run, epoch, improved)  # the state first: see dermseg.training.checkpoints
             _write_records(run.run_dir, run.records, run.labels)
         pos.update(epoch=epoch + 1, batch=0, loss_sum=0.0, seen=0)
         callbacks.on_epoch_end(record)
