@@ -34,7 +34,10 @@ def synth(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in OUT."),
 ) -> None:
     """Write a synthetic dermoscopy dataset with all five attribute masks."""
+    from dermseg.config import check_value
     from dermseg.data.synthetic import split_folders, write_dataset
+
+    check_value("seed", seed, "--seed")
 
     if out.exists() and not out.is_dir():
         raise DermsegError("is a file, expected a folder to write the dataset into", out)
@@ -146,8 +149,10 @@ def split(
 ) -> None:
     """Write a train/validation split: the official one when present, else stratified (on the
     labels' presence, or on PH2's diagnosis)."""
+    from dermseg.config import check_value
     from dermseg.data.splits import split_layout
 
+    check_value("data.split_seed", seed, "--seed")
     result = split_layout(data, val_fraction=val_fraction, seed=seed, labels=_labels(data, labels))
     _write_json(out, result.to_dict())
     console.print(f"{result.source} split: {len(result.train)} train, {len(result.val)} val -> {_shown(out)}")
