@@ -26,7 +26,10 @@ PACKAGE = "dermseg"
 #: The layers, lowest first: a module may import its own wing and the wings of lower layers. A
 #: wing is a subpackage (``dermseg.models``) or a module at the package root (``dermseg.config``).
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("ground floor", frozenset({"errors", "files", "_version", "attributes", "labels", "encoding"})),
+    (
+        "ground floor",
+        frozenset({"errors", "files", "_version", "attributes", "labels", "encoding", "yaml_files"}),
+    ),
     ("config", frozenset({"config"})),
     ("models/losses/data", frozenset({"data", "models", "losses"})),
     ("inference", frozenset({"inference"})),
@@ -54,6 +57,7 @@ ROOT_MODULES = frozenset(
         "attributes",
         "labels",
         "encoding",
+        "yaml_files",
         "config",
         "demo",
     }

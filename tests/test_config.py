@@ -68,3 +68,50 @@ def test_presence_head_is_refused_on_smp_models() -> None:
 
     with pytest.raises(ConfigError, match="unet_aspp only, not smp_unet"):
         load_config(None, [*QUICK_TRAIN, "model.arch=smp_unet", "model.presence_head=true"])
+
+
+def test_every_field_has_a_rule_and_the_loss_names_are_the_losses() -> None:
+    from dermseg.config import FIELD_RULES, LOSS_TERMS, config_fields
+    from dermseg.losses import TERMS
+
+    assert list(FIELD_RULES) == list(config_fields())
+    assert {name: term.encodings for name, term in TERMS.items() if name != "presence"} == LOSS_TERMS
+
+
+@pytest.mark.parametrize(
+    ("overrides", "source"),
+    [
+        (["train.lr=0"], "--set train.lr=0"),  # the value came from --set: the file is not blamed
+        (["train.lr=0.1", "train.lr.x=2"], "--set train.lr.x=2"),  # a later --set replaces lr
+        (["train={lr: 0}"], "--set train={lr: 0}"),  # a whole section
+        (["data.size=64"], "file"),  # crop_size (from the file) no longer fits: the file's value
+        (["train.epochs=2"], None),  # not an error
+    ],
+)
+def test_an_error_names_where_the_value_came_from(overrides: list[str], source: str | None) -> None:
+    demo = resolve_config_path("demo")
+    if source is None:
+        assert load_config(demo, overrides).train.epochs == 2
+        return
+    with pytest.raises(ConfigError) as err:
+        load_config(demo, overrides)
+    if source == "file":
+        assert err.value.path == demo and "data.crop_size must be in 1..data.size (64)" in str(err.value)
+    else:
+        assert err.value.path is None and str(err.value).startswith(f"{source}: ")
+
+
+def test_no_limit_is_null_not_zero() -> None:
+    cfg = load_config(None, ["data.limit=null", "train.max_steps_per_epoch=null", "train.max_minutes=null"])
+    assert cfg.data.limit is None and cfg.train.max_steps_per_epoch is None and cfg.train.max_minutes is None
+    for item in ("data.limit=0", "train.max_steps_per_epoch=0"):
+        with pytest.raises(ConfigError, match="or null for"):
+            load_config(None, [item])
+
+
+def test_a_huge_value_is_echoed_short(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr: [" + ", ".join(["[1, 2, 3]"] * 50_000) + "]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "train.lr: expected a number, got [[1, 2, 3]" in str(err.value) and len(str(err.value)) < 200

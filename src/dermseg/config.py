@@ -1,15 +1,20 @@
 """Run configuration: dataclasses, YAML loading and ``--set key=value`` overrides.
 
-Configs are data, never code: YAML is read with ``safe_load`` and every key is
-checked against the dataclasses below, so a typo or a wrong type is a one-line
-:class:`~dermseg.errors.ConfigError` naming the file and the key.
+Configs are data, never code: YAML is read as plain data within bounds
+(:mod:`dermseg.yaml_files`: a regular file of at most :data:`MAX_CONFIG_BYTES`, no aliases, no
+duplicate keys), every key is checked against the dataclasses below and every value against its
+rule in :data:`FIELD_RULES`, so a typo, a wrong type or a value out of range is a one-line
+:class:`~dermseg.errors.ConfigError` naming the ``--set`` argument that gave it, else the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +22,9 @@ from typing import Any
 import yaml
 
 from dermseg.attributes import NUM_ATTRIBUTES
-from dermseg.errors import ConfigError, display_path
+from dermseg.errors import SHOWN_CHARS, ConfigError, display_path, shown_value
 from dermseg.labels import MODEL_ENCODINGS, LabelSet, load_label_set
+from dermseg.yaml_files import parse_yaml, read_yaml_file
 
 
 @dataclass
@@ -33,12 +39,13 @@ class DataConfig:
             number of output channels, the validation metric and the post-processing lists'
             length, and the checkpoints record it.
         val_fraction: share of the training images held out when there is no official validation split.
-        split_seed: seed of that split.
+        split_seed: seed of that split, in ``0..2**32-1``.
         size: working resolution: images are resized so their short side is ``size``.
         crop_size: side of the random training crops (the thesis used 128; 512 is competitive).
         crop_background: crop to the dermoscope's field of view, detected from the image alone.
         workers: DataLoader worker processes.
-        limit: use at most this many training images (quick experiments); ``None`` for all.
+        limit: use at most this many training images (quick experiments), ``>= 1``; ``None``
+            (``null``, or left out) for all.
         cache: a folder prepared by ``dermseg prepare`` to train from instead of decoding the
             images every epoch (checked against the data folder; its size must equal ``size``).
         balance: attribute-balanced sampling, in ``[0, 1]``: images holding rare attributes
@@ -165,9 +172,9 @@ class TrainConfig:
         amp: mixed precision on CUDA: ``auto`` (bf16 where supported, else fp16), ``bf16``, ``fp16``, ``off``.
         channels_last: use the channels-last memory format on CUDA.
         compile: wrap the model in ``torch.compile``.
-        max_minutes: stop after this wall time (the demo's budget); ``None`` for no limit.
+        max_minutes: stop after this wall time (the demo's budget), ``> 0``; ``None`` for no limit.
         eval_every: validate every N epochs.
-        max_steps_per_epoch: cap steps per epoch (quick runs); ``None`` for a full pass.
+        max_steps_per_epoch: cap steps per epoch (quick runs), ``>= 1``; ``None`` for a full pass.
         tune_thresholds: at the end, tune per-attribute thresholds on the validation images
             (at their original size, for the official Jaccard) and store them in the best checkpoint.
         checkpoint_every: also save the resumable state every N steps within an epoch (a
@@ -236,7 +243,8 @@ class Config:
     """A whole run: what ``dermseg train`` reads from YAML.
 
     Attributes:
-        seed: seeds the weights' initialisation, the training order and every augmentation.
+        seed: seeds the weights' initialisation, the training order and every augmentation;
+            in ``0..2**32-1``.
         deterministic: use deterministic kernels only (``torch.use_deterministic_algorithms``):
             on CPU a run is then bit-identical for the same seed, data and thread count,
             also when it was killed and resumed; slower on GPU, where a few kernels (bilinear
@@ -258,8 +266,43 @@ class Config:
         return dataclasses.asdict(self)
 
 
+#: The most a config file (or one ``--set`` value) may hold: shipped configs are a few KB.
+MAX_CONFIG_BYTES = 2**20
+
+#: Seeds (``seed``, ``data.split_seed``, ``--seed`` options): what NumPy's legacy seeding accepts.
+MAX_SEED = 2**32 - 1
+
+#: Loss term name -> the model encodings it works with: the names ``loss.terms`` may use (the
+#: table of :data:`dermseg.losses.TERMS`, less ``presence``, weighted by ``loss.presence_weight``).
+LOSS_TERMS: dict[str, tuple[str, ...]] = {
+    "ce": ("multiclass",),
+    "bce": ("multilabel",),
+    "focal": ("multilabel", "multiclass"),
+    "soft_jaccard": ("multilabel", "multiclass"),
+    "soft_dice": ("multilabel", "multiclass"),
+}
+
+
+class ConfigValueError(ConfigError):
+    """An invalid config value; ``keys`` are the fields concerned, the one to change first
+    (``load_config`` names the ``--set`` argument or the file that gave it)."""
+
+    def __init__(self, message: str, keys: tuple[str, ...], path: str | Path | None = None) -> None:
+        super().__init__(message, path)
+        self.keys = keys
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _bad(where: str, expected: str, value: Any) -> ConfigValueError:
+    return ConfigValueError(f"{where}: expected {expected}, got {shown_value(value)}", (_key(where),))
+
+
+def _key(where: str) -> str:
+    """The field of a place in the config: ``postprocess.thresholds[2]`` -> ``postprocess.thresholds``."""
+    return re.sub(r"\[\d+\]", "", where)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -276,37 +319,41 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+        raise _bad(where, " or ".join(_type_name(a) for a in args), value)
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise _bad(where, "a list", value)
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         key_t, val_t = typing.get_args(tp)
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise _bad(where, "a mapping", value)
         return {_coerce(k, key_t, where): _coerce(v, val_t, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+                raise _bad(where, "a number", value) from None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise _bad(where, "a number", value)
+        if not (-math.inf < value < math.inf):  # nan, inf, and an int too large for a float
+            raise _bad(where, "a finite number", value)
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise _bad(where, "an integer", value)
+        if not -(2**63) <= value < 2**63:
+            raise _bad(where, "an integer of at most 64 bits", value)
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise _bad(where, "true or false", value)
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise _bad(where, "a string", value)
         return value
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
@@ -315,22 +362,166 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+        raise _bad(where or "config", "a mapping", data)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
+    unknown = sorted((k for k in data if k not in names), key=str)
     if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(f"unknown key {prefix}{unknown[0]} (valid: {', '.join(names)})")
+        key = f"{where}.{unknown[0]}" if where else str(unknown[0])
+        raise ConfigValueError(f"unknown key {_cut(key)} (valid: {', '.join(names)})", (key,))
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def config_fields(cls: type = Config, prefix: str = "") -> dict[str, Any]:
+    """Every field of a run config, ``section.name`` -> its type annotation, in declaration order."""
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        key = f"{prefix}{f.name}"
+        out.update(config_fields(tp, f"{key}.") if dataclasses.is_dataclass(tp) else {key: tp})
+    return out
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field's value must be beyond its type: ``ok(value)``, and ``must``, the words
+    after "must" in the error (``be > 0``)."""
+
+    ok: Callable[[Any], bool]
+    must: str
+
+
+def _between(lo: float, hi: float, must: str | None = None) -> Rule:
+    return Rule(lambda v: lo <= v <= hi, must or f"be between {lo} and {hi}")
+
+
+def _at_least(n: int) -> Rule:
+    return Rule(lambda v: v >= n, f"be >= {n}")
+
+
+def _one_of(*choices: str) -> Rule:
+    return Rule(lambda v: v in choices, f"be {', '.join(choices[:-1])} or {choices[-1]}")
+
+
+def _or_null(rule: Rule, null_means: str) -> Rule:
+    """``rule``, or ``None`` (``null`` in YAML), which means ``null_means``."""
+    return Rule(lambda v: v is None or rule.ok(v), f"{rule.must}, or null for {null_means}")
+
+
+def _each(rule: Rule, must: str) -> Rule:
+    return Rule(lambda v: all(rule.ok(x) for x in v), must)
+
+
+_TYPE_ONLY = Rule(lambda v: True, "")  # true/false: the type is the whole check
+_POSITIVE = Rule(lambda v: v > 0, "be > 0")
+_NOT_NEGATIVE = _at_least(0)
+_TEXT = Rule(lambda v: v.strip() != "", "not be empty")
+_SEED = _between(0, MAX_SEED, f"be in 0..{MAX_SEED}")
+_LIST_OF_POSITIVE = Rule(lambda v: bool(v) and all(x >= 1 for x in v), "be a non-empty list of integers >= 1")
+
+
+def _weights_ok(terms: dict[str, float]) -> bool:
+    return all(w >= 0 for w in terms.values()) and any(w > 0 for w in terms.values())
+
+
+#: Field -> its rule: every field of :class:`Config` has one (a test checks it), so that no value
+#: reaches training unchecked. Rules between fields are in :func:`validate`.
+FIELD_RULES: dict[str, Rule] = {
+    "seed": _SEED,
+    "deterministic": _TYPE_ONLY,
+    "data.root": _or_null(_TEXT, "the --data folder"),
+    "data.labels": _TEXT,
+    "data.val_fraction": Rule(lambda v: 0 < v < 1, "be between 0 and 1 (both excluded)"),
+    "data.split_seed": _SEED,
+    "data.size": _at_least(32),
+    "data.crop_size": _at_least(1),
+    "data.crop_background": _TYPE_ONLY,
+    "data.workers": _NOT_NEGATIVE,
+    "data.limit": _or_null(_at_least(1), "all images (or leave it out)"),
+    "data.cache": _or_null(_TEXT, "no cache"),
+    "data.balance": _between(0, 1),
+    "data.validation": _one_of("auto", "holdout"),
+    "data.folds": _at_least(1),
+    "data.fold": _NOT_NEGATIVE,
+    "data.field": _one_of("fov", "lesion"),
+    "data.field_margin": _between(0, 2),
+    "augment.hflip": _TYPE_ONLY,
+    "augment.vflip": _TYPE_ONLY,
+    "augment.rotate90": _TYPE_ONLY,
+    "augment.color_jitter": _between(0, 1),
+    "augment.lesion_crop": _between(0, 1, "be a probability, between 0 and 1"),
+    "augment.rotate": _between(0, 180, "be between 0 and 180 degrees"),
+    "augment.scale": Rule(lambda v: 0 <= v < 1, "be in [0, 1) (0.2 zooms by x0.8 to x1.2)"),
+    "model.arch": _TEXT,
+    "model.encoding": _one_of("multilabel", "multiclass"),
+    "model.encoder_name": _TEXT,
+    "model.encoder_weights": _TEXT,
+    "model.aspp_rates": _LIST_OF_POSITIVE,
+    "model.decoder_channels": _LIST_OF_POSITIVE,
+    "model.presence_head": _TYPE_ONLY,
+    "loss.terms": Rule(
+        lambda v: set(v) <= set(LOSS_TERMS) and _weights_ok(v),
+        f"map losses of {', '.join(LOSS_TERMS)} to weights >= 0, at least one > 0",
+    ),
+    "loss.focal_gamma": _NOT_NEGATIVE,
+    "loss.class_weights": _one_of("none", "inverse_frequency"),
+    "loss.presence_weight": _NOT_NEGATIVE,
+    "train.epochs": _at_least(1),
+    "train.batch_size": _at_least(1),
+    "train.lr": _POSITIVE,
+    "train.encoder_lr_mult": _NOT_NEGATIVE,
+    "train.weight_decay": _NOT_NEGATIVE,
+    "train.warmup_epochs": _NOT_NEGATIVE,
+    "train.grad_clip": _NOT_NEGATIVE,
+    "train.amp": _one_of("auto", "bf16", "fp16", "off"),
+    "train.channels_last": _TYPE_ONLY,
+    "train.compile": _TYPE_ONLY,
+    "train.max_minutes": _or_null(_POSITIVE, "no time limit"),
+    "train.eval_every": _at_least(1),
+    "train.max_steps_per_epoch": _or_null(_at_least(1), "a full pass (or leave it out)"),
+    "train.tune_thresholds": _TYPE_ONLY,
+    "train.checkpoint_every": _or_null(_at_least(1), "saving at epoch ends only"),
+    "postprocess.thresholds": _each(_between(0, 1), "be in [0, 1]"),
+    "postprocess.opening": _each(Rule(lambda k: k == 0 or (k > 0 and k % 2 == 1), ""), "be 0 or odd sizes"),
+    "postprocess.min_area": _each(_NOT_NEGATIVE, "be >= 0"),
+    "postprocess.presence": _each(_between(0, 1), "be in [0, 1]"),
+    "predict.tta": _TYPE_ONLY,
+}
+
+
+def _rule_error(key: str, value: Any) -> ConfigValueError | None:
+    rule = FIELD_RULES[key]
+    return (
+        None
+        if rule.ok(value)
+        else ConfigValueError(f"{key} must {rule.must}, got {shown_value(value)}", (key,))
+    )
+
+
+def check_value(key: str, value: Any, given_as: str) -> Any:
+    """A value of the field ``key`` given outside a config (``--seed`` of a command), checked
+    with the field's type and rule; returns it coerced to the type.
+
+    Raises:
+        ConfigError: ``<given_as>: <problem>``.
+    """
+    try:
+        value = _coerce(value, config_fields()[key], key)
+        error = _rule_error(key, value)
+    except ConfigValueError as err:
+        error = err
+    if error is not None:
+        raise ConfigError(f"{given_as}: {error.message.removeprefix(f'{key}: ')}")
+    return value
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Build and validate a :class:`Config` from a nested dict (missing keys take defaults).
 
     Raises:
-        ConfigError: unknown key, wrong type, or an invalid value.
+        ConfigValueError: unknown key, wrong type, or an invalid value (``keys`` names the fields).
     """
     cfg = _build(Config, data or {}, "")
     given = (data or {}).get("postprocess") or {}
@@ -348,14 +539,14 @@ def config_label_set(cfg: Config) -> LabelSet:
     """The label set a run config names (``data.labels``: a built-in name or a YAML file).
 
     Raises:
-        ConfigError: ``data.labels: ...``, an unknown name or an unreadable or invalid file
+        ConfigValueError: ``data.labels: ...``, an unknown name or an unreadable or invalid file
             (the message names it).
     """
     try:
         return load_label_set(cfg.data.labels)
     except ConfigError as err:
         where = f"{display_path(err.path)}: " if err.path is not None else ""
-        raise ConfigError(f"data.labels: {where}{err.message}") from None
+        raise ConfigValueError(f"data.labels: {where}{err.message}", ("data.labels",)) from None
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -366,153 +557,177 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _cut(text: str) -> str:
+    """A user's text as an error shows it unquoted: cut to a readable length."""
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
+def _arg(item: str) -> str:
+    """A ``--set`` argument as an error names it: ``--set train.lr=0``."""
+    return f"--set {_cut(item)}"
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    """``"train.lr=0.01"`` -> ``(["train", "lr"], 0.01)`` (the value parsed as YAML)."""
+    key, sep, raw = item.partition("=")
+    parts = [part.strip() for part in key.split(".")]
+    if not sep or not all(parts):
+        raise ConfigError(f"{_arg(item)}: must look like key=value (e.g. train.lr=0.001)")
+    if len(raw.encode("utf-8", "surrogateescape")) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{_arg(item)}: value longer than {MAX_CONFIG_BYTES // 2**20} MiB")
+    try:
+        return parts, parse_yaml(raw) if raw.strip() else None
+    except ConfigError as err:
+        raise ConfigError(f"{_arg(item)}: cannot parse value ({err.message})") from None
+
+
+def _nest(parts: list[str], value: Any, into: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Set ``a.b.c = value`` in ``into``; a later key replaces a value on its way (last wins)."""
+    out = {} if into is None else into
+    node = out
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+    return out
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn ``["train.lr=0.01", "model.aspp_rates=[1,2]"]`` into a nested dict (values parsed as YAML).
 
     Raises:
-        ConfigError: an item without ``=`` or with an unparsable value.
+        ConfigError: an item without ``=`` or with an unparsable value, naming the ``--set`` argument.
     """
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=0.001)")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: cannot parse value ({err.problem})") from None
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        _nest(*_parse_override(item), into=out)
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def _gives(data: Any, key: str) -> bool:
+    """Whether ``data`` (a config file's or one ``--set``'s nested dict) sets the field ``key``,
+    or a section or value that holds it."""
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict):
+            return True
+        if part not in node:
+            return ".".join(parts[i:]) in node  # a mapping key with dots (loss.terms)
+        node = node[part]
+    return True
+
+
+def _blame(keys: tuple[str, ...], file_data: dict[str, Any], overrides: list[str]) -> str | None:
+    """The ``--set`` argument that gave the first of ``keys`` given anywhere (the last such
+    argument), ``"file"`` when the config file gave it, ``None`` when only defaults did."""
+    for key in keys:
+        for item in reversed(overrides):
+            if _gives(_nest(*_parse_override(item)), key):
+                return item
+        if _gives(file_data, key):
+            return "file"
+    return None
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, max_bytes: int = MAX_CONFIG_BYTES
+) -> Config:
     """Read a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
 
+    The file must be a regular file of at most ``max_bytes`` (:mod:`dermseg.yaml_files`: no
+    anchors or aliases, no key twice).
+
     Raises:
-        ConfigError: unreadable file, invalid YAML, unknown key, wrong type or value;
-            the message names the file.
+        ConfigError: unreadable file, invalid YAML, unknown key, wrong type or value; the message
+            names the ``--set`` argument that gave the value, else the file.
     """
+    overrides = list(overrides or [])
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("config file not found", path) from None
-        except IsADirectoryError:
-            raise ConfigError("is a folder, expected a YAML config file", path) from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"cannot read config ({err})", path) from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"invalid YAML{at}: {getattr(err, 'problem', err)}", path) from None
+        loaded = read_yaml_file(path, "config file", max_bytes)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError("config must be a mapping of sections (data, model, train, ...)", path)
         data = loaded or {}
-    data = _merge(data, parse_overrides(overrides or []))
+    merged = _merge(data, parse_overrides(overrides))
     try:
-        return config_from_dict(data)
-    except ConfigError as err:
-        # A bad label set given with --set is that argument's fault, not the config file's.
-        labels_set = [o for o in overrides or [] if o.partition("=")[0].strip() == "data.labels"]
-        if labels_set and err.path is None and err.message.startswith("data.labels: "):
-            reason = err.message.removeprefix("data.labels: ")
-            raise ConfigError(f"--set {labels_set[-1]}: {reason}") from None
-        if path is not None and err.path is None:
-            raise ConfigError(err.message, path) from None
+        return config_from_dict(merged)
+    except ConfigValueError as err:
+        source = _blame(err.keys, data, overrides)
+        if source is not None and source != "file":
+            key = source.partition("=")[0].strip()
+            raise ConfigValueError(
+                f"{_arg(source)}: {err.message.removeprefix(f'{key}: ')}", err.keys
+            ) from None
+        if path is not None:
+            raise ConfigValueError(err.message, err.keys, path) from None
         raise
 
 
 def validate(cfg: Config) -> None:
-    """Check value ranges and cross-field rules.
+    """Check every field's rule (:data:`FIELD_RULES`), then the rules between fields.
 
     Raises:
-        ConfigError: the first invalid value found.
+        ConfigValueError: the first invalid value found; ``keys`` names the fields concerned.
     """
+    for key in config_fields():
+        section, _, name = key.rpartition(".")
+        error = _rule_error(key, getattr(getattr(cfg, section) if section else cfg, name))
+        if error is not None:
+            raise error
     labels = config_label_set(cfg)
     n, of = labels.num_labels, f"one per label of {labels.name}"
+    encoding = cfg.model.encoding
     checks = [
-        (cfg.data.size >= 32, f"data.size must be >= 32, got {cfg.data.size}"),
         (
-            0 < cfg.data.crop_size <= cfg.data.size,
+            ("data.crop_size", "data.size"),
+            cfg.data.crop_size <= cfg.data.size,
             f"data.crop_size must be in 1..data.size ({cfg.data.size})",
         ),
-        (0 < cfg.data.val_fraction < 1, "data.val_fraction must be between 0 and 1"),
-        (0 <= cfg.data.balance <= 1, "data.balance must be between 0 and 1"),
-        (cfg.data.validation in ("auto", "holdout"), "data.validation must be auto or holdout"),
-        (cfg.data.folds >= 1, "data.folds must be >= 1"),
-        (cfg.data.field in ("fov", "lesion"), "data.field must be fov or lesion"),
-        (0 <= cfg.data.field_margin <= 2, "data.field_margin must be in [0, 2]"),
+        (("data.fold", "data.folds"), cfg.data.fold < cfg.data.folds, "data.fold must be in 0..data.folds-1"),
         (
+            ("data.field", "data.cache"),
             cfg.data.field == "fov" or cfg.data.cache is None,
             "data.field=lesion reads the images: it cannot train from a prepared cache (data.cache)",
         ),
-        (0 <= cfg.data.fold < max(1, cfg.data.folds), "data.fold must be in 0..data.folds-1"),
-        (cfg.data.workers >= 0, "data.workers must be >= 0"),
-        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
-        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
-        (cfg.train.lr > 0, "train.lr must be > 0"),
-        (cfg.train.encoder_lr_mult >= 0, "train.encoder_lr_mult must be >= 0"),
-        (cfg.train.amp in ("auto", "bf16", "fp16", "off"), "train.amp must be auto, bf16, fp16 or off"),
         (
-            cfg.model.encoding in ("multilabel", "multiclass"),
-            "model.encoding must be multilabel or multiclass",
-        ),
-        (
-            MODEL_ENCODINGS.get(cfg.model.encoding) in labels.encodings,
-            f"model.encoding {cfg.model.encoding} does not fit label set {labels.name} "
+            ("model.encoding", "data.labels"),
+            MODEL_ENCODINGS.get(encoding) in labels.encodings,
+            f"model.encoding {encoding} does not fit label set {labels.name} "
             f"(it allows {', '.join(e if e != 'softmax' else 'multiclass' for e in labels.encodings)})",
         ),
-        (0 <= cfg.augment.rotate <= 180, "augment.rotate must be between 0 and 180 degrees"),
-        (0 <= cfg.augment.scale < 1, "augment.scale must be in [0, 1) (0.2 zooms by x0.8 to x1.2)"),
-        (
-            cfg.loss.class_weights in ("none", "inverse_frequency"),
-            "loss.class_weights must be none or inverse_frequency",
+        *(
+            (
+                ("loss.terms", "model.encoding"),
+                encoding in LOSS_TERMS[term],
+                f"loss.terms: {term} needs model.encoding {' or '.join(LOSS_TERMS[term])}, not {encoding}",
+            )
+            for term in cfg.loss.terms
+        ),
+        *(
+            (
+                (f"postprocess.{name}", "data.labels"),
+                len(getattr(cfg.postprocess, name)) == n,
+                f"postprocess.{name} needs {n} value(s), {of}",
+            )
+            for name in ("thresholds", "opening", "min_area", "presence")
         ),
         (
-            len(cfg.postprocess.thresholds) == n,
-            f"postprocess.thresholds needs {n} value(s), {of}",
-        ),
-        (all(0 <= t <= 1 for t in cfg.postprocess.thresholds), "postprocess.thresholds must be in [0, 1]"),
-        (
-            len(cfg.postprocess.opening) == n,
-            f"postprocess.opening needs {n} value(s), {of}",
-        ),
-        (
-            all(k == 0 or (k > 0 and k % 2 == 1) for k in cfg.postprocess.opening),
-            "postprocess.opening sizes must be 0 or odd",
-        ),
-        (
-            len(cfg.postprocess.min_area) == n,
-            f"postprocess.min_area needs {n} value(s), {of}",
-        ),
-        (all(a >= 0 for a in cfg.postprocess.min_area), "postprocess.min_area must be >= 0"),
-        (
-            len(cfg.postprocess.presence) == n,
-            f"postprocess.presence needs {n} value(s), {of}",
-        ),
-        (all(0 <= p <= 1 for p in cfg.postprocess.presence), "postprocess.presence must be in [0, 1]"),
-        (bool(cfg.loss.terms), "loss.terms must name at least one loss"),
-        (
+            ("model.presence_head", "model.arch"),
             not cfg.model.presence_head or cfg.model.arch == "unet_aspp",
-            f"model.presence_head is available with unet_aspp only, not {cfg.model.arch}",
+            f"model.presence_head is available with unet_aspp only, not {_cut(cfg.model.arch)}",
         ),
         (
             # the presence head has one logit per Task 2 attribute (dermseg.models.heads)
+            ("model.presence_head", "data.labels"),
             not cfg.model.presence_head or n == NUM_ATTRIBUTES,
             f"model.presence_head needs {NUM_ATTRIBUTES} labels; label set {labels.name} has {n}",
         ),
     ]
-    for ok, message in checks:
+    for keys, ok, message in checks:
         if not ok:
-            raise ConfigError(message)
+            raise ConfigValueError(message, keys)
 
 
 def dump_config(cfg: Config) -> str:

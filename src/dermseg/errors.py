@@ -7,6 +7,7 @@ exit code 2. Every error about a user file names that file.
 from __future__ import annotations
 
 import os
+import reprlib
 from pathlib import Path
 
 
@@ -17,6 +18,25 @@ def display_path(path: str | Path) -> str:
     surrogates, which cannot be printed; they are shown as ``\\xff`` escapes instead.
     """
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+#: How many characters of a user's value an error message shows.
+SHOWN_CHARS = 80
+
+
+def shown_value(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for an error message: at most ``limit`` characters, at a cost bounded
+    whatever the value (a huge or deeply nested value is abbreviated, never formatted whole)."""
+    short = reprlib.Repr()
+    short.maxlevel = 3
+    short.maxdict = short.maxlist = short.maxtuple = short.maxset = 6
+    short.maxstring = short.maxother = short.maxlong = limit
+    # repr() of an int of more than 4300 digits raises; a shorter one can still take a while
+    short.repr_int = lambda x, _level: (
+        repr(x) if x.bit_length() <= 256 else f"<a {x.bit_length()}-bit integer>"
+    )
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _one_line(message: str) -> str:

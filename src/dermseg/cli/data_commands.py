@@ -40,7 +40,10 @@ def synth(
     ),
 ) -> None:
     """Write a synthetic dermoscopy dataset with all five attribute masks (and, optionally, lesion masks)."""
+    from dermseg.config import check_value
     from dermseg.data.synthetic import split_folders, write_dataset
+
+    check_value("seed", seed, "--seed")
 
     if out.exists() and not out.is_dir():
         raise DermsegError("is a file, expected a folder to write the dataset into", out)
@@ -159,8 +162,10 @@ def split(
 ) -> None:
     """Write a train/validation split: the official one when present, else stratified (on the
     labels' presence, or on PH2's diagnosis)."""
+    from dermseg.config import check_value
     from dermseg.data.splits import split_layout
 
+    check_value("data.split_seed", seed, "--seed")
     result = split_layout(data, val_fraction=val_fraction, seed=seed, labels=_labels(data, labels))
     _write_json(out, result.to_dict())
     console.print(f"{result.source} split: {len(result.train)} train, {len(result.val)} val -> {_shown(out)}")

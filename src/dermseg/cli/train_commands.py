@@ -46,10 +46,12 @@ def train(
     A killed run continues where it stopped with --resume RUN_DIR (bit-identical on CPU
     with --deterministic); train.checkpoint_every=N also saves within an epoch.
     """
-    from dermseg.config import load_config, resolve_config_path
+    from dermseg.config import check_value, load_config, resolve_config_path
     from dermseg.training.loop import resume_config
     from dermseg.training.loop import train as run_training
 
+    if seed is not None:
+        check_value("seed", seed, "--seed")  # named as given, not as the --set it becomes
     if resume is not None:
         cfg = resume_config(resume, overrides)
         out = resume
