@@ -52,6 +52,9 @@ class DataConfig:
             images and validates on fold ``fold`` (for k-fold ensembles; ``val_fraction``
             is then unused).
         fold: the held-out fold, ``0 <= fold < folds``.
+        max_aspect_ratio: the most elongated image accepted (long side / short side, >= 1); a
+            longer one is refused, named, before it is decoded (its working image would be
+            unbounded: :mod:`dermseg.data.shape_limits`).
     """
 
     root: str | None = None
@@ -68,6 +71,7 @@ class DataConfig:
     validation: str = "auto"
     folds: int = 1
     fold: int = 0
+    max_aspect_ratio: float = 8.0
 
 
 @dataclass
@@ -439,6 +443,7 @@ def validate(cfg: Config) -> None:
         (cfg.data.folds >= 1, "data.folds must be >= 1"),
         (0 <= cfg.data.fold < max(1, cfg.data.folds), "data.fold must be in 0..data.folds-1"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
+        (cfg.data.max_aspect_ratio >= 1, "data.max_aspect_ratio must be >= 1"),
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
         (cfg.train.lr > 0, "train.lr must be > 0"),

@@ -18,11 +18,14 @@ from rich.table import Table
 
 from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
 from dermseg.cli.app import (
+    MAX_ASPECT_OPTION,
+    MAX_SIDE_OPTION,
     _progress,
     _write_json,
     app,
     console,
     err_console,
+    limit_shapes,
     model_on_data,
     segmenter_config,
     task1_table,
@@ -78,6 +81,8 @@ def predict(
         help="The label set the images are to be segmented for (a built-in name or a YAML file): "
         "a model of another set is refused.",
     ),
+    max_aspect_ratio: float = MAX_ASPECT_OPTION,
+    max_side_factor: float = MAX_SIDE_OPTION,
 ) -> None:
     """Write the masks of every image (0/255 PNG, image size): the five Task 2 attribute masks,
     or one lesion mask, as the model's label set says; a bad image is reported, not fatal."""
@@ -86,6 +91,7 @@ def predict(
 
     images = collect_images(inputs)
     segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
+    limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
     if labels is not None:
         model_on_data(segmenter, checkpoint[0], None, labels)
     console.print(segmenter.tta_description, markup=False, highlight=False)
@@ -207,6 +213,8 @@ def evaluate(
         help="Flip test-time augmentation on or off (with --checkpoint; default: as the checkpoint's "
         "thresholds were tuned, off for untuned thresholds).",
     ),
+    max_aspect_ratio: float = MAX_ASPECT_OPTION,
+    max_side_factor: float = MAX_SIDE_OPTION,
 ) -> None:
     """Score masks with the official metric of their label set (ISIC 2018 Task 2, or Task 1 for a lesion
     set such as ph2): a prediction folder, or a checkpoint on data."""
@@ -216,6 +224,7 @@ def evaluate(
         from dermseg.inference.ensemble import ensemble_segmenter
 
         segmenter = ensemble_segmenter(checkpoint, device=device, tta=tta)
+        limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
         data_labels = model_on_data(segmenter, checkpoint[0], data, labels)
         if data_labels.metric == "isic2018_task1":
             _evaluate_lesion_checkpoint(segmenter, checkpoint, data, subset, json_out, csv_out, device, tta)

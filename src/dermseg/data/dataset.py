@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import image_size, read_image, read_mask
 from dermseg.data.layout import IsicSample
+from dermseg.data.shape_limits import ShapeLimits
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, apply, to_tensor
 from dermseg.errors import ConfigError, DataError
 from dermseg.labels import DEFAULT, LabelSet
@@ -68,9 +69,12 @@ class IsicDataset(Dataset):
         mean, std: the image normalisation (RGB, 0-1 scale), ``(x / 255 - mean) / std``: the
             encoder's (:func:`dermseg.models.normalization.encoder_normalization`); ImageNet's
             by default.
+        limits: the largest aspect ratio accepted, checked from each image's header before it
+            is decoded (:class:`~dermseg.data.shape_limits.ShapeLimits`).
 
     Raises:
-        DataError: a sample lacks masks and ``allow_missing_masks`` is False.
+        DataError: a sample lacks masks and ``allow_missing_masks`` is False (and, when an item
+            is read, ``ImageShapeError``: an image beyond ``limits``, named).
         ConfigError: a sample was discovered with another label set than ``labels``.
 
     Each item is a dict:
@@ -95,6 +99,7 @@ class IsicDataset(Dataset):
         lesion_masks: bool = False,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        limits: ShapeLimits = ShapeLimits(),
     ) -> None:
         self.samples = list(samples)
         self.labels = samples_label_set(self.samples, labels)
@@ -104,6 +109,7 @@ class IsicDataset(Dataset):
         self.decode_side = decode_side
         self.crop_background = crop_background
         self.allow_missing_masks = allow_missing_masks
+        self.limits = limits
         if not allow_missing_masks:
             for s in self.samples:
                 if s.missing_labels:
@@ -126,6 +132,7 @@ class IsicDataset(Dataset):
         """
         sample = self.samples[index]
         full_w, full_h = image_size(sample.image_path)
+        self.limits.check_image(full_h, full_w, sample.image_path)
         image = read_image(sample.image_path, min_side=self.decode_side)
         h, w = image.shape[:2]
         n = self.labels.num_labels

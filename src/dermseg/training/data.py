@@ -20,6 +20,7 @@ from dermseg.data.check import check_headers
 from dermseg.data.dataset import IsicDataset
 from dermseg.data.layout import IsicLayout, detect_label_set, discover
 from dermseg.data.sampling import ResumableSampler, SeededItems, attribute_balance_weights
+from dermseg.data.shape_limits import ShapeLimits
 from dermseg.data.transforms import TransformConfig, build_eval_transform, build_train_transform
 from dermseg.errors import ConfigError, DataError
 from dermseg.files import atomic_path
@@ -106,6 +107,7 @@ def build_datasets(
             "labels": labels,
             "decode_side": cfg.data.size,
             "crop_background": cfg.data.crop_background,
+            "limits": ShapeLimits(cfg.data.max_aspect_ratio, aspect_setting="data.max_aspect_ratio"),
             **norm,
         }
         train_set = IsicDataset(
