@@ -68,6 +68,9 @@ class DataConfig:
         field_margin: with ``field: lesion``, the skin kept around the lesion's box, as a fraction
             of its longer side, in ``[0, 2]``; recorded in the checkpoint as the default margin of
             prediction.
+        max_aspect_ratio: the most elongated image accepted (long side / short side, >= 1); a
+            longer one is refused, named, before it is decoded (its working image would be
+            unbounded: :mod:`dermseg.data.shape_limits`).
     """
 
     root: str | None = None
@@ -86,6 +89,7 @@ class DataConfig:
     fold: int = 0
     field: str = "fov"
     field_margin: float = 0.2
+    max_aspect_ratio: float = 8.0
 
 
 @dataclass
@@ -447,6 +451,7 @@ FIELD_RULES: dict[str, Rule] = {
     "data.fold": _NOT_NEGATIVE,
     "data.field": _one_of("fov", "lesion"),
     "data.field_margin": _between(0, 2),
+    "data.max_aspect_ratio": _at_least(1),
     "augment.hflip": _TYPE_ONLY,
     "augment.vflip": _TYPE_ONLY,
     "augment.rotate90": _TYPE_ONLY,

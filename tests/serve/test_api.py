@@ -252,13 +252,13 @@ def test_uploads_only_touch_a_temporary_folder(
 
     import dermseg.serve.app as serve_app
 
-    real_read = serve_app.read_image
+    real_size = serve_app.image_size  # the first read of the upload (its header)
 
-    def spy(path: Path) -> np.ndarray:
+    def spy(path: Path) -> tuple[int, int]:
         seen.append(sorted(scratch.rglob("*")))
-        return real_read(path)
+        return real_size(path)
 
-    monkeypatch.setattr(serve_app, "read_image", spy)
+    monkeypatch.setattr(serve_app, "image_size", spy)
     assert post(client, "../escape.png", encode(square_image(12))).status_code == 200
     assert post(client, "bad.png", b"\x89PNG\r\n\x1a\n broken").status_code == 400
     # while it is analysed the upload sits in a private folder under the temporary root ...

@@ -25,8 +25,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict:
     """Catch what `dermseg serve` would serve instead of serving it."""
     seen: dict = {}
 
-    def fake_serve_forever(app, sock: socket.socket, log_level: str = "warning") -> None:
-        seen.update(app=app, address=sock.getsockname())
+    def fake_serve_forever(app, sock: socket.socket, log_level: str = "warning", limits=None) -> None:
+        seen.update(app=app, address=sock.getsockname(), limits=limits)
 
     monkeypatch.setattr(dermseg.serve, "serve_forever", fake_serve_forever)
     return seen

@@ -104,7 +104,7 @@ def test_serve_command_uses_the_checkpoint_label_set(tmp_path: Path, monkeypatch
     ckpt = write_lesion_checkpoint(tmp_path / "ph2.safetensors")
     seen: dict = {}
 
-    def fake_serve_forever(app, sock) -> None:  # stop before serving: look at the app instead
+    def fake_serve_forever(app, sock, limits=None) -> None:  # stop before serving: look at the app instead
         seen["info"] = TestClient(app, base_url="http://127.0.0.1:8000").get("/api/info").json()
 
     monkeypatch.setattr(serve_module, "serve_forever", fake_serve_forever)

@@ -32,6 +32,22 @@ if TYPE_CHECKING:
     from dermseg.inference.segmenter import Segmenter
     from dermseg.labels import LabelSet
 
+#: ``--max-aspect-ratio`` and ``--max-side-factor`` of the commands that read images
+#: (:class:`~dermseg.data.shape_limits.ShapeLimits`).
+MAX_ASPECT_OPTION = typer.Option(
+    8.0,
+    "--max-aspect-ratio",
+    min=1.0,
+    help="Most elongated image accepted (long side / short side); a longer one is refused, named.",
+)
+MAX_SIDE_OPTION = typer.Option(
+    8.0,
+    "--max-side-factor",
+    min=1.0,
+    help="Longest working image accepted (the field of view with its short side at the model's "
+    "input size), in multiples of the input size; a longer one is refused, named.",
+)
+
 app = typer.Typer(
     name="dermseg",
     help="Segment the local dermoscopic structures of ISIC 2018 Task 2 "
@@ -144,6 +160,13 @@ def task1_table(title: str, scores: dict) -> Table:
         table.add_row(label, f"{macro[key]:.4f}")
     table.add_row("[bold]thresholded Jaccard (official)[/]", f"[bold]{scores['overall']:.4f}[/]")
     return table
+
+
+def limit_shapes(segmenter: Segmenter, max_aspect_ratio: float, max_side_factor: float) -> None:
+    """Give ``segmenter`` the shape limits of ``--max-aspect-ratio`` and ``--max-side-factor``."""
+    from dermseg.data.shape_limits import ShapeLimits
+
+    segmenter.limits = ShapeLimits(max_aspect_ratio, max_side_factor)
 
 
 def segmenter_config(checkpoint: Path) -> dict:

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dermseg.attributes import ATTRIBUTES
-from dermseg.cli.app import _progress, _write_json, app, console, err_console
+from dermseg.cli.app import MAX_ASPECT_OPTION, _progress, _write_json, app, console, err_console
 from dermseg.errors import ConfigError, DermsegError, display_path
 from dermseg.labels import DEFAULT, LabelSet
 
@@ -181,9 +181,11 @@ def prepare(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Processes (default: CPU count)."),
     no_crop: bool = typer.Option(False, "--no-background-crop", help="Keep the dermoscope border."),
     labels: str | None = typer.Option(None, "--labels", help=_LABELS_HELP),
+    max_aspect_ratio: float = MAX_ASPECT_OPTION,
 ) -> None:
     """Decode, background-crop and resize every image once into a fast cache; train with data.cache=DIR."""
     from dermseg.data.cache import prepare_cache
+    from dermseg.data.shape_limits import ShapeLimits
 
     label_set = _labels(data, labels)
     with _progress() as bar:
@@ -195,6 +197,7 @@ def prepare(
             workers=workers,
             crop_background=not no_crop,
             labels=label_set,
+            limits=ShapeLimits(max_aspect_ratio),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(

@@ -20,12 +20,15 @@ from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
 from dermseg.cli.app import (
     LESION_CHECKPOINT_OPTION,
     LESION_MARGIN_OPTION,
+    MAX_ASPECT_OPTION,
+    MAX_SIDE_OPTION,
     OUTSIDE_LESION_OPTION,
     _progress,
     _write_json,
     app,
     console,
     err_console,
+    limit_shapes,
     model_on_data,
     segmenter_config,
     task1_table,
@@ -85,6 +88,8 @@ def predict(
     lesion_checkpoint: Path | None = LESION_CHECKPOINT_OPTION,
     lesion_margin: float | None = LESION_MARGIN_OPTION,
     outside_lesion: str = OUTSIDE_LESION_OPTION,
+    max_aspect_ratio: float = MAX_ASPECT_OPTION,
+    max_side_factor: float = MAX_SIDE_OPTION,
 ) -> None:
     """Write the masks of every image (0/255 PNG, image size): the five Task 2 attribute masks,
     or one lesion mask, as the model's label set says; a bad image is reported, not fatal."""
@@ -93,6 +98,7 @@ def predict(
 
     images = collect_images(inputs)
     segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
+    limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
     if labels is not None:
         model_on_data(segmenter, checkpoint[0], None, labels)
     use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device, backend)
@@ -218,6 +224,8 @@ def evaluate(
     lesion_checkpoint: Path | None = LESION_CHECKPOINT_OPTION,
     lesion_margin: float | None = LESION_MARGIN_OPTION,
     outside_lesion: str = OUTSIDE_LESION_OPTION,
+    max_aspect_ratio: float = MAX_ASPECT_OPTION,
+    max_side_factor: float = MAX_SIDE_OPTION,
 ) -> None:
     """Score masks with the official metric of their label set (ISIC 2018 Task 2, or Task 1 for a lesion
     set such as ph2): a prediction folder, or a checkpoint on data."""
@@ -227,6 +235,7 @@ def evaluate(
         from dermseg.inference.ensemble import ensemble_segmenter
 
         segmenter = ensemble_segmenter(checkpoint, device=device, tta=tta)
+        limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
         data_labels = model_on_data(segmenter, checkpoint[0], data, labels)
         use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device)
         if data_labels.metric == "isic2018_task1":

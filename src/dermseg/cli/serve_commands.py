@@ -9,10 +9,13 @@ import typer
 from dermseg.cli.app import (
     LESION_CHECKPOINT_OPTION,
     LESION_MARGIN_OPTION,
+    MAX_ASPECT_OPTION,
+    MAX_SIDE_OPTION,
     OUTSIDE_LESION_OPTION,
     app,
     console,
     err_console,
+    limit_shapes,
     use_lesion_model,
 )
 from dermseg.errors import ConfigError
@@ -43,10 +46,41 @@ def serve(
     lesion_checkpoint: Path | None = LESION_CHECKPOINT_OPTION,
     lesion_margin: float | None = LESION_MARGIN_OPTION,
     outside_lesion: str = OUTSIDE_LESION_OPTION,
+    max_aspect_ratio: float = MAX_ASPECT_OPTION,
+    max_side_factor: float = MAX_SIDE_OPTION,
+    max_in_flight: int = typer.Option(
+        2, "--max-in-flight", min=1, help="Images decoded, segmented or encoded at the same time."
+    ),
+    max_queue: int = typer.Option(
+        8, "--max-queue", min=0, help="Uploads waiting for their turn; beyond them: 503 with Retry-After."
+    ),
+    header_timeout: float = typer.Option(
+        10.0, "--header-timeout", min=0.1, help="Seconds a connection has to send a request's headers."
+    ),
+    body_timeout: float = typer.Option(
+        60.0, "--body-timeout", min=0.1, help="Seconds an upload has to arrive whole (408 after it)."
+    ),
+    keep_alive_timeout: int = typer.Option(
+        5, "--keep-alive-timeout", min=1, help="Seconds an idle connection is kept open between requests."
+    ),
+    max_connections: int = typer.Option(
+        64, "--max-connections", min=1, help="Connections served at once; beyond them: 503."
+    ),
+    shutdown_grace: int = typer.Option(
+        30, "--shutdown-grace", min=1, help="Seconds work in flight gets to finish on SIGTERM/Ctrl-C."
+    ),
 ) -> None:
     """Serve a page where a dropped image is shown with its five structures overlaid (Ctrl-C stops)."""
     try:
-        from dermseg.serve import create_app, is_loopback, listen, serve_forever, url_of
+        from dermseg.serve import (
+            Admission,
+            ConnectionLimits,
+            create_app,
+            is_loopback,
+            listen,
+            serve_forever,
+            url_of,
+        )
         from dermseg.serve.server import LOCAL_HOST_HEADERS
     except ImportError as err:
         raise ConfigError(
@@ -57,6 +91,12 @@ def serve(
 
     segmenter = Segmenter.from_path(checkpoint, backend=backend, device=device, tta=tta)
     use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device, backend)
+    limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
+    try:
+        admission = Admission(max_in_flight, max_queue)
+    except ValueError as err:
+        raise ConfigError(f"--max-in-flight/--max-queue: {err}") from None
+    limits = ConnectionLimits(header_timeout, keep_alive_timeout, max_connections, shutdown_grace)
     is_onnx = checkpoint.suffix.lower() == ".onnx"
     meta = getattr(segmenter.model, "meta", None) if is_onnx else read_meta(checkpoint)
     local = is_loopback(host)
@@ -66,6 +106,8 @@ def serve(
         meta=meta,
         source=checkpoint.name,
         allowed_hosts=LOCAL_HOST_HEADERS if local else None,
+        admission=admission,
+        body_timeout=body_timeout,
     )
     sock = listen(host, port)
     if not local:
@@ -77,6 +119,6 @@ def serve(
     console.print(segmenter.tta_description, markup=False, highlight=False)
     console.print(f"dermseg serve: open {url_of(sock)}  (Ctrl-C stops)", highlight=False)
     try:
-        serve_forever(web_app, sock)
+        serve_forever(web_app, sock, limits=limits)
     finally:
         sock.close()

@@ -62,6 +62,7 @@ from dermseg.data.cache_manifest import (
 )
 from dermseg.data.cache_sources import open_cache, sample_stamps
 from dermseg.data.layout import IsicLayout, IsicSample, discover
+from dermseg.data.shape_limits import ShapeLimits
 from dermseg.data.transforms import (
     SegmentationTransform,
     TransformConfig,
@@ -96,7 +97,7 @@ def _resize_transform(size: int) -> SegmentationTransform:
 
 
 def _process(
-    sample: IsicSample, size: int, crop_background: bool
+    sample: IsicSample, size: int, crop_background: bool, limits: ShapeLimits = ShapeLimits()
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, CropBox, tuple[int, int]]:
     """Decode, crop and resize one sample as the uncached training path does.
 
@@ -115,6 +116,7 @@ def _process(
         crop_background=crop_background,
         allow_missing_masks=True,
         lesion_masks=sample.lesion_mask_path is not None,  # no all-zero channel stored
+        limits=limits,
     )
     image, masks, labelled, box, full = ds.load(0)
     image, masks = apply(_resize_transform(size), image, masks)
@@ -123,12 +125,12 @@ def _process(
 
 
 def _results(
-    todo: list[IsicSample], size: int, crop_background: bool, workers: int
+    todo: list[IsicSample], size: int, crop_background: bool, workers: int, limits: ShapeLimits
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, CropBox, tuple[int, int]]]:
     """Processed samples in ``todo`` order, in ``workers`` processes (inline when 1)."""
     if workers <= 1 or len(todo) <= 1:
         for s in todo:
-            yield _process(s, size, crop_background)
+            yield _process(s, size, crop_background, limits)
         return
     # Fork where there is one: a worker starts in milliseconds instead of importing torch again.
     # Workers only decode and resize (no torch ops), and leave OpenCV's thread pool as it is:
@@ -136,7 +138,8 @@ def _results(
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
-        yield from pool.map(_process, todo, [size] * len(todo), [crop_background] * len(todo), chunksize=4)
+        n = len(todo)
+        yield from pool.map(_process, todo, [size] * n, [crop_background] * n, [limits] * n, chunksize=4)
 
 
 def _memmap(path: Path, nbytes: int) -> np.ndarray:
@@ -152,13 +155,14 @@ def _write_split(
     manifest: CacheManifest,
     workers: int,
     tick: Callable[[], None],
+    limits: ShapeLimits,
 ) -> CachedSplit:
     """Write a split's data files (new names), copying unchanged samples from the old files."""
     root = manifest.root
     token = secrets.token_hex(4)
     images_file, masks_file = f"{name}-{token}.images.u8", f"{name}-{token}.masks.u8"
     todo = [s for s in samples if s.isic_id not in reusable]
-    results = _results(todo, manifest.size, manifest.crop_background, workers)
+    results = _results(todo, manifest.size, manifest.crop_background, workers, limits)
     old_images = old_masks = None
     if old_split is not None and reusable:
         old_images = _memmap(root / old_split.images_file, old_split.images_bytes)
@@ -223,6 +227,7 @@ def prepare_cache(
     *,
     crop_background: bool = True,
     labels: LabelSet = DEFAULT,
+    limits: ShapeLimits = ShapeLimits(),
 ) -> CacheManifest:
     """Prepare (or bring up to date) a cache of every sample of every split of ``data_dir``.
 
@@ -251,6 +256,7 @@ def prepare_cache(
         crop_background: crop to the field of view (the config's ``data.crop_background``).
         labels: the label set the data folder is read with (Task 2's by default); recorded
             in the manifest.
+        limits: the largest aspect ratio accepted (an image beyond it fails, named).
 
     Returns:
         The manifest written (its ``rebuilt`` lists the ids decoded by this call).
@@ -273,7 +279,7 @@ def prepare_cache(
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _prepare(layout, data_dir, out_dir, size, workers, progress, crop_background)
+        return _prepare(layout, data_dir, out_dir, size, workers, progress, crop_background, limits)
     except BaseException:
         # Splits written before the failure are referenced by no manifest: remove them.
         with contextlib.suppress(OSError):
@@ -296,6 +302,7 @@ def _prepare(
     workers: int,
     progress: Callable[[int, int], None] | None,
     crop_background: bool,
+    limits: ShapeLimits,
 ) -> CacheManifest:
     """:func:`prepare_cache` once the data folder is listed and the cache folder exists."""
     try:
@@ -348,7 +355,7 @@ def _prepare(
             continue
         changed = True
         manifest.splits[name] = _write_split(
-            name, split.samples, stamps, reusable, old_split, manifest, workers, tick
+            name, split.samples, stamps, reusable, old_split, manifest, workers, tick, limits
         )
         logger.info(
             "cache split %s: %d decoded, %d kept", name, len(split.samples) - len(reusable), len(reusable)

@@ -19,6 +19,7 @@ from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import image_size, read_image, read_mask
 from dermseg.data.layout import IsicSample
 from dermseg.data.lesion_box import check_margin, lesion_box
+from dermseg.data.shape_limits import ShapeLimits
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, apply, to_tensor
 from dermseg.errors import ConfigError, DataError
 from dermseg.labels import DEFAULT, LabelSet
@@ -73,9 +74,12 @@ class IsicDataset(Dataset):
             margin (:func:`dermseg.data.lesion_box.lesion_box`), inside the field of view, so the
             lesion, not the whole field, is resized to the working size (``data.field: lesion``);
             a sample without a lesion mask keeps its whole field. ``None``: the field of view.
+        limits: the largest aspect ratio accepted, checked from each image's header before it
+            is decoded (:class:`~dermseg.data.shape_limits.ShapeLimits`).
 
     Raises:
-        DataError: a sample lacks masks and ``allow_missing_masks`` is False.
+        DataError: a sample lacks masks and ``allow_missing_masks`` is False (and, when an item
+            is read, ``ImageShapeError``: an image beyond ``limits``, named).
         ConfigError: a sample was discovered with another label set than ``labels``.
 
     Each item is a dict:
@@ -101,6 +105,7 @@ class IsicDataset(Dataset):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         lesion_field: float | None = None,
+        limits: ShapeLimits = ShapeLimits(),
     ) -> None:
         self.samples = list(samples)
         self.lesion_field = None if lesion_field is None else check_margin(lesion_field)
@@ -111,6 +116,7 @@ class IsicDataset(Dataset):
         self.decode_side = decode_side
         self.crop_background = crop_background
         self.allow_missing_masks = allow_missing_masks
+        self.limits = limits
         if not allow_missing_masks:
             for s in self.samples:
                 if s.missing_labels:
@@ -133,6 +139,7 @@ class IsicDataset(Dataset):
         """
         sample = self.samples[index]
         full_w, full_h = image_size(sample.image_path)
+        self.limits.check_image(full_h, full_w, sample.image_path)
         image = read_image(sample.image_path, min_side=self.decode_side)
         h, w = image.shape[:2]
         n = self.labels.num_labels

@@ -23,6 +23,7 @@ import numpy as np
 
 from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import IsicSample, discover
+from dermseg.data.shape_limits import naming
 from dermseg.data.splits import split_from_config
 from dermseg.errors import ConfigError, DataError
 from dermseg.evaluation.task1 import confusion_counts, scores_from_counts
@@ -127,7 +128,8 @@ def evaluate_lesion_checkpoint(
         image = read_image(sample.image_path)
         h, w = image.shape[:2]
         truth = read_mask(sample.mask_paths[0], expected_size=(w, h))
-        mask = segmenter.masks(image)[0]
+        with naming(sample.image_path):
+            mask = segmenter.masks(image)[0]
         counts.append(confusion_counts(mask, truth))
         if progress is not None:
             progress(1)

@@ -30,6 +30,7 @@ import numpy as np
 from dermseg.data.background import CropBox
 from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import IsicSample, discover
+from dermseg.data.shape_limits import naming
 from dermseg.data.splits import split_from_config
 from dermseg.errors import ConfigError, DataError
 from dermseg.evaluation.label_segmenter import (
@@ -133,7 +134,9 @@ def _predictions(
         h, w = image.shape[:2]
         truth = np.stack([read_mask(p, expected_size=(w, h)) for p in sample.mask_paths])
         field = segmenter.field_of_view(image)
-        yield segmenter.probabilities(image, field), truth, field
+        with naming(sample.image_path):
+            probs = segmenter.probabilities(image, field)
+        yield probs, truth, field
         if progress is not None:
             progress(1)
 

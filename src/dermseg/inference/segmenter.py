@@ -31,6 +31,7 @@ from torch import nn
 
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import read_image, write_mask
+from dermseg.data.shape_limits import ShapeLimits
 from dermseg.data.transforms import resize_short_side
 from dermseg.encoding import num_output_channels, output_probabilities
 from dermseg.errors import ConfigError, DataError
@@ -122,6 +123,8 @@ class Segmenter:
             view (:meth:`use_lesion_model`); ``None``: the whole field of view.
         trained_field: what the model's training resized to the working size, ``("fov", None)``
             or ``("lesion", margin)`` (:func:`~dermseg.inference.lesion_field.trained_field`).
+        limits: the largest aspect ratio and working long side accepted
+            (:class:`~dermseg.data.shape_limits.ShapeLimits`; beyond them ``ImageShapeError``).
     """
 
     model: nn.Module | OnnxRuntimeNet | Any
@@ -138,6 +141,7 @@ class Segmenter:
     labels: LabelSet = DEFAULT
     lesion_field: LesionField | None = None
     trained_field: tuple[str, float | None] = ("fov", None)
+    limits: ShapeLimits = ShapeLimits()
 
     def __post_init__(self) -> None:
         torch.set_flush_denormal(True)  # denormal weights make CPU inference many times slower
@@ -364,6 +368,8 @@ class Segmenter:
             self.model.eval()
         h, w = image.shape[:2]
         box = self.field_of_view(image) if field is None else field
+        self.limits.check_image(h, w)  # before the resize: an elongated image would take unbounded memory
+        self.limits.check_working(box.height, box.width, self.input_size)
         cropped = np.ascontiguousarray(crop(image, box, channels_last=True))
         # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
         # bilinear when enlarging), before any float copy: a full-resolution image is never

@@ -11,10 +11,13 @@ Routes:
     ``GET /api/results/{id}/masks/{name}.png`` one mask, 0/255 PNG at the image size
     ``GET /api/results/{id}/masks.zip``        the masks in submission naming
 
-Errors are JSON ``{"error": message}`` with 400 (corrupt or malformed), 404 (unknown result),
-413 (too large) or 415 (not an image). An upload only ever touches a private
-:class:`tempfile.TemporaryDirectory`, removed when the request ends. Inference runs in a worker
-thread under a lock, and every request keeps its own state, so concurrent uploads never mix.
+Errors are JSON ``{"error": message}`` with 400 (corrupt or malformed), 403 (a POST from another
+origin), 404 (unknown result), 408 (the upload took too long), 413 (too large: file size, pixel
+count, aspect ratio or working long side) or 415 (not an image), and 503 with ``Retry-After``
+when the server is full (:mod:`dermseg.serve.admission`). An upload only ever touches a private
+:class:`tempfile.TemporaryDirectory`, removed when the request ends. Decoding, inference and
+encoding run in a worker thread inside an in-flight slot, inference under a lock, and every
+request keeps its own state, so concurrent uploads never mix.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dermseg.data.imageio import read_image
+from dermseg.data.imageio import image_size, read_image
+from dermseg.data.shape_limits import ImageShapeError
 from dermseg.errors import DataError
 from dermseg.inference.segmenter import Segmenter
 from dermseg.labels import LabelSet
+from dermseg.serve.admission import Admission, Busy
 from dermseg.serve.results import Result, ResultStore, build_result
 from dermseg.serve.upload import UploadError, megabytes, receive_upload, result_stem
 
@@ -154,6 +159,16 @@ async def _refused(request: Request, err: UploadError) -> Response:
     return _error(err.message, err.status)
 
 
+def foreign_origin(request: Request) -> bool:
+    """Whether a request carries an ``Origin`` header other than the server's own (``http://<Host>``):
+    a page of another site posting to this server. A request without one (curl, scripts) is not."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return origin.rstrip("/").lower() != own.lower()
+
+
 class _SecurityHeaders:
     """Adds a strict content-security policy and no-sniff headers to every response."""
 
@@ -181,6 +196,8 @@ def create_app(
     source: str | None = None,
     max_results: int = 32,
     allowed_hosts: list[str] | None = None,
+    admission: Admission | None = None,
+    body_timeout: float | None = 60.0,
 ) -> Starlette:
     """Build the web app around a segmenter.
 
@@ -192,6 +209,10 @@ def create_app(
         max_results: results kept in memory for their mask and zip downloads (oldest dropped).
         allowed_hosts: accepted ``Host`` headers (guards a local server against DNS rebinding);
             ``None`` accepts any.
+        admission: the in-flight and queue limits (503 beyond them); the defaults of
+            :class:`~dermseg.serve.admission.Admission` when ``None``.
+        body_timeout: seconds an upload's body may take to arrive (408 after it); ``None``: no limit.
+            The image's aspect ratio and working size are bounded by ``segmenter.limits`` (413).
 
     Returns:
         An ASGI application (serve it with uvicorn, or test it with Starlette's TestClient).
@@ -202,6 +223,7 @@ def create_app(
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
     store = ResultStore(max_results)
+    admission = admission if admission is not None else Admission()
     inference_lock = threading.Lock()
     labels = segmenter.labels
     info = {
@@ -226,15 +248,20 @@ def create_app(
     }
 
     def analyse(path: Path, filename: str) -> Result:
-        try:
-            image = read_image(path)
-        except DataError as err:
-            # imageio's decompression-bomb guard says "image too large"; anything else is a broken file.
-            status = 413 if err.message.startswith("image too large") else 400
-            raise UploadError(f"{filename or 'The file'} could not be read: {err.message}.", status) from None
-        with inference_lock:  # one inference at a time: the model and its threads are shared
-            prediction = segmenter(image)
-        return build_result(image, prediction, result_stem(filename), filename, labels)
+        with admission.slot():  # decode, inference and encoding: the memory of one image
+            try:
+                segmenter.limits.check_image(*image_size(path)[::-1])  # from the header, before decoding
+                image = read_image(path)
+                with inference_lock:  # one inference at a time: the model and its threads are shared
+                    prediction = segmenter(image)
+            except DataError as err:
+                # Too many pixels, too elongated: 413; anything else is a broken file.
+                too_big = isinstance(err, ImageShapeError) or err.message.startswith("image too large")
+                status = 413 if too_big else 400
+                raise UploadError(
+                    f"{filename or 'The file'} could not be read: {err.message}.", status
+                ) from None
+            return build_result(image, prediction, result_stem(filename), filename, labels)
 
     async def page(request: Request) -> Response:
         return FileResponse(str(_STATIC / "index.html"), headers={"cache-control": "no-cache"})
@@ -243,12 +270,19 @@ def create_app(
         return JSONResponse(info)
 
     async def api_predict(request: Request) -> Response:
+        if foreign_origin(request):
+            return _error("Uploads from another site's page are refused.", 403)
         with tempfile.TemporaryDirectory(prefix="dermseg-serve-") as tmp:
             try:
-                upload = await receive_upload(
-                    dict(request.headers), request.stream(), Path(tmp), max_upload_bytes
-                )
-                result = await run_in_threadpool(analyse, upload.path, upload.filename)
+                with admission.admit():
+                    upload = await receive_upload(
+                        dict(request.headers), request.stream(), Path(tmp), max_upload_bytes, body_timeout
+                    )
+                    result = await run_in_threadpool(analyse, upload.path, upload.filename)
+            except Busy as err:
+                response = _error(err.message, err.status)
+                response.headers["retry-after"] = str(err.retry_after)
+                return response
             except UploadError as err:
                 return _error(err.message, err.status)
             except ClientDisconnect:

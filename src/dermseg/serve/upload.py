@@ -4,7 +4,9 @@ The body is parsed while it arrives (python-multipart's streaming parser) and th
 is written into a folder the caller owns (a :class:`tempfile.TemporaryDirectory`), so an
 upload is never held whole in memory and never lands anywhere else. The cap is checked
 against ``Content-Length`` before anything is read and against the bytes counted as they
-arrive, so a body that lies about its length, or has none, is cut off at the cap too.
+arrive, so a body that lies about its length, or has none, is cut off at the cap too. The
+whole body must arrive within a time limit (408 after it), so a stalled or trickling upload
+cannot hold the server's resources (uvicorn has timeouts for idle connections, not for bodies).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
@@ -44,7 +47,7 @@ class UploadError(DermsegError):
 
     Args:
         message: what is wrong, in a sentence a person can act on.
-        status: 400 (malformed or corrupt), 413 (too large) or 415 (not an image).
+        status: 400 (malformed or corrupt), 408 (too slow), 413 (too large) or 415 (not an image).
     """
 
     def __init__(self, message: str, status: int) -> None:
@@ -101,7 +104,11 @@ def too_large(max_bytes: int) -> UploadError:
 
 
 async def receive_upload(
-    headers: dict[str, str], body: AsyncIterator[bytes], folder: Path, max_bytes: int
+    headers: dict[str, str],
+    body: AsyncIterator[bytes],
+    folder: Path,
+    max_bytes: int,
+    timeout: float | None = None,
 ) -> Upload:
     """Stream a ``multipart/form-data`` body into ``folder`` and check that its file is an image.
 
@@ -110,12 +117,14 @@ async def receive_upload(
         body: the request body in chunks as they arrive.
         folder: an existing private temporary folder; the file is written as ``folder/upload``.
         max_bytes: the largest file accepted.
+        timeout: seconds the whole body may take to arrive (``None``: no limit).
 
     Returns:
         The upload (its format sniffed from its first bytes, not from its name or claimed type).
 
     Raises:
-        UploadError: 413 above ``max_bytes``; 415 not an image; 400 no file, empty, or malformed.
+        UploadError: 413 above ``max_bytes``; 415 not an image; 408 the body took longer than
+            ``timeout``; 400 no file, empty, or malformed.
     """
     ctype, params = parse_options_header(headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
@@ -131,16 +140,21 @@ async def receive_upload(
         parser = MultipartParser(params[b"boundary"], callbacks=state.callbacks())
         received = 0
         try:
-            async for chunk in body:
-                received += len(chunk)
-                if received > max_bytes + FRAMING_BYTES:
-                    raise too_large(max_bytes)
-                parser.write(chunk)
-                if state.written > max_bytes:
-                    raise too_large(max_bytes)
+            with anyio.fail_after(timeout):
+                async for chunk in body:
+                    received += len(chunk)
+                    if received > max_bytes + FRAMING_BYTES:
+                        raise too_large(max_bytes)
+                    parser.write(chunk)
+                    if state.written > max_bytes:
+                        raise too_large(max_bytes)
             parser.finalize()
         except MultipartParseError:
             raise UploadError("The upload is not a well-formed multipart/form-data body.", 400) from None
+        except TimeoutError:
+            raise UploadError(
+                f"The upload did not arrive within {timeout:g} s (--body-timeout).", 408
+            ) from None
     if state.filename is None:
         raise UploadError(f"No file in the upload (expected a form field named {FIELD!r}).", 400)
     if state.written == 0:

@@ -22,6 +22,7 @@ from dermseg.data.dataset import IsicDataset
 from dermseg.data.layout import IsicLayout, detect_label_set, discover
 from dermseg.data.lesion_box import MIN_SIDE_FRACTION
 from dermseg.data.sampling import ResumableSampler, SeededItems, attribute_balance_weights
+from dermseg.data.shape_limits import ShapeLimits
 from dermseg.data.transforms import TransformConfig, build_eval_transform, build_train_transform
 from dermseg.errors import ConfigError, DataError
 from dermseg.files import atomic_path
@@ -113,6 +114,7 @@ def build_datasets(
             else math.ceil(cfg.data.size / MIN_SIDE_FRACTION),
             "crop_background": cfg.data.crop_background,
             "lesion_field": lesion_field,
+            "limits": ShapeLimits(cfg.data.max_aspect_ratio, aspect_setting="data.max_aspect_ratio"),
             **norm,
         }
         train_set = IsicDataset(

@@ -72,6 +72,7 @@ BAD_VALUES: dict[str, str] = {
     "data.fold": "-1",
     "data.field": "lesions",
     "data.field_margin": "2.5",
+    "data.max_aspect_ratio": "0.5",
     "augment.hflip": "maybe",
     "augment.vflip": "1",
     "augment.rotate90": "maybe",
