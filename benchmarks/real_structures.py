@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import date
@@ -35,6 +36,13 @@ from ph2_lesion import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+PROTOCOL = (
+    "Pigment network: official pooled Jaccard of that attribute alone on the six ISIC 2018 Task 2 "
+    "images of the shared sample (the only masks they have; never trained or tuned on). Presence: "
+    "image-level ROC AUC (Mann-Whitney, ties half) against the criteria mapped by "
+    "`dermseg.data.weak_labels.CRITERIA_MAP`; PH2 gives no pigment-network AUC, as it grades the "
+    "network typical/atypical only (no absent class)."
+)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,13 +61,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     segmenter = Segmenter.from_checkpoint(args.checkpoint)
     require_label_set(segmenter.labels, DEFAULT, args.checkpoint, "the real-structure benchmark")
+    # every folder and label file is read before the first prediction: a bad one fails at once
     pairs = attribute_mask_pairs(args.isic, "pigment_network")
-    rows = [pooled_attribute_jaccard(segmenter, pairs, "pigment_network")]
-    per_image: dict[str, Any] = {}
     ph2 = read_ph2(args.ph2, require_masks=False, check_files=False)
     sources = [("PH2", read_ph2_weak_labels(ph2.criteria_file), {s.id: s.image_path for s in ph2})]
     if args.derm7pt is not None:
         sources.append(("Derm7pt", *read_derm7pt_folder(args.derm7pt)))
+    rows = [pooled_attribute_jaccard(segmenter, pairs, "pigment_network")]
+    per_image: dict[str, Any] = {}
     for name, weak, images in sources:
         scores = presence_scores(segmenter, images)
         rows += presence_rows(name, scores, weak)
@@ -69,6 +78,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "date": date.today().isoformat(),
         "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),  # > cores: the CPU was shared
+        "note": args.note,
         "tta": segmenter.tta_description,
         "rows": [r.as_dict() for r in rows],
         "per_image_presence_scores": per_image,
@@ -103,6 +114,9 @@ def main() -> None:
     p.add_argument("--isic", type=Path, default=SHARED / "isic2018_task2_sample")
     p.add_argument("--ph2", type=Path, default=SHARED / "ph2_sample")
     p.add_argument(
+        "--note", default="", help="a sentence on the checkpoint, kept in the JSON and BENCHMARKS.md"
+    )
+    p.add_argument(
         "--write-md", action="store_true", help="replace the real-structures section of BENCHMARKS.md"
     )
     args = p.parse_args()
@@ -113,7 +127,11 @@ def main() -> None:
     except DermsegError as err:
         sys.exit(f"error: {err}")
     print("\n".join(table(record)))
-    print(f"\nMachine: {record['machine']}; wall time {record['wall_s']:.0f} s; {record['tta']}")
+    print(f"\n{PROTOCOL}")
+    print(
+        f"\nMachine: {record['machine']}; wall time {record['wall_s']:.0f} s (load average "
+        f"{record['load_average_1min_at_end']} at the end); {record['tta']}"
+    )
     if args.json is not None:
         write_json(args.json, record)
     if args.write_md:
@@ -124,8 +142,12 @@ def main() -> None:
                 "### Task 2 structures on real photographs (`benchmarks/real_structures.py`)",
                 "",
                 f"`python benchmarks/real_structures.py {record['checkpoint']}` on {record['date']}; "
-                f"{record['machine']}; wall time {record['wall_s']:.0f} s; {record['tta']}.",
+                f"{record['machine']}; wall time {record['wall_s']:.0f} s, 1-minute load average "
+                f"{record['load_average_1min_at_end']} at the end; {record['tta']}.",
                 "",
+                PROTOCOL,
+                "",
+                *([record["note"], ""] if record["note"] else []),
                 *table(record),
                 "<!-- /real-structures -->",
             ],
