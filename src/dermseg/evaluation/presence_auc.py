@@ -1,0 +1,145 @@
+"""Image-level presence of an attribute: a per-image score, and its ROC AUC against weak labels.
+
+A segmentation model says *where*; image-level criteria (PH2, Derm7pt, see
+:mod:`dermseg.data.weak_labels`) say only *whether*. To compare them, each image gets one
+presence score per attribute, stated with every result:
+
+* ``p99``: the 99th percentile of the attribute's probability over the pixels of the image's
+  field of view (the part the network saw). A high percentile rather than the maximum, so that a
+  handful of stray pixels does not decide; 1 % of a 768x560 field is ~4,000 pixels, about the
+  area of a few globules.
+* ``head``: the sigmoid of the model's presence head (:class:`~dermseg.models.heads.PresenceHead`),
+  for checkpoints that have one, averaged over the flips when TTA is on.
+
+The AUC is the Mann-Whitney statistic: the fraction of (positive, negative) image pairs in which
+the positive image scores higher, a tie counting half (:func:`~dermseg.evaluation.ranking.exact_ranking`,
+which gives scikit-learn's ``roc_auc_score``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from dermseg.data.background import CropBox
+from dermseg.evaluation.ranking import exact_ranking
+from dermseg.inference.segmenter import Prediction, Segmenter
+
+#: The percentile of :func:`percentile_presence` used by the real-structure benchmark.
+PRESENCE_PERCENTILE: float = 99.0
+
+#: How each presence score is described in tables and JSON.
+SCORE_DESCRIPTIONS: dict[str, str] = {
+    "p99": "99th percentile of the attribute's probability inside the field of view",
+    "head": "sigmoid of the presence head (mean over TTA flips)",
+}
+
+
+def percentile_presence(
+    probabilities: np.ndarray, field: CropBox | None = None, q: float = PRESENCE_PERCENTILE
+) -> np.ndarray:
+    """Per-label presence score: the ``q``-th percentile of the probabilities inside ``field``.
+
+    Args:
+        probabilities: ``(C, H, W)`` float probabilities (a :class:`Prediction`'s).
+        field: the field of view; None scores the whole image.
+        q: the percentile, in [0, 100] (100 is the maximum, :attr:`Prediction.presence`).
+
+    Returns:
+        ``(C,)`` float64.
+
+    Raises:
+        ValueError: ``probabilities`` is not 3-D or has no pixel in ``field``, or ``q`` is outside [0, 100].
+    """
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"q must lie in [0, 100]; got {q}")
+    p = np.asarray(probabilities)
+    if p.ndim != 3:
+        raise ValueError(f"probabilities must be (C, H, W); got shape {p.shape}")
+    if field is not None:
+        p = p[:, field.top : field.bottom, field.left : field.right]
+    if p.shape[1] * p.shape[2] == 0:
+        raise ValueError(f"no pixel to score in probabilities of shape {np.asarray(probabilities).shape}")
+    return np.percentile(p.reshape(len(p), -1).astype(np.float64), q, axis=1)
+
+
+def predict_with_presence_head(
+    segmenter: Segmenter, image: np.ndarray | str
+) -> tuple[Prediction, np.ndarray | None]:
+    """Segment ``image`` and read the presence head's probabilities on the way.
+
+    The head's logits are captured with a forward hook while :class:`Segmenter` runs as usual
+    (same preprocessing, same TTA), so nothing of the prediction path is repeated here.
+
+    Args:
+        segmenter: a PyTorch segmenter (ONNX and ensembles have no head to read).
+        image: ``(H, W, 3)`` uint8 RGB or an image path.
+
+    Returns:
+        ``(prediction, head)``: ``head`` is ``(C,)`` float64 sigmoid probabilities, the mean
+        over the network's forward passes, or None when the model has no presence head.
+    """
+    head = getattr(segmenter.model, "presence_head", None)
+    if not isinstance(head, nn.Module):
+        return segmenter(image), None
+    captured: list[torch.Tensor] = []
+
+    def keep(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        captured.append(torch.sigmoid(output.detach().float()).cpu())
+
+    handle = head.register_forward_hook(keep)
+    try:
+        prediction = segmenter(image)
+    finally:
+        handle.remove()
+    return prediction, torch.stack(captured).mean(dim=0)[0].double().numpy()
+
+
+@dataclass(frozen=True)
+class PresenceAUC:
+    """The presence ROC AUC of one attribute over a set of images.
+
+    Attributes:
+        n: images that have both a score and a label.
+        n_positive: of those, the images labelled present.
+        auc: Mann-Whitney AUC, ties half; None without a positive or without a negative.
+    """
+
+    n: int
+    n_positive: int
+    auc: float | None
+
+
+def presence_auc(scores: Mapping[str, float], labels: Mapping[str, bool]) -> PresenceAUC:
+    """ROC AUC of per-image presence scores against image-level labels.
+
+    Args:
+        scores: ``{image: score}``.
+        labels: ``{image: present}``; images missing from ``scores`` are left out (and so are
+            scores without a label).
+
+    Returns:
+        The AUC with the counts it rests on.
+
+    Raises:
+        ValueError: a score is NaN.
+    """
+    images = [image for image in labels if image in scores]
+    s = np.array([scores[i] for i in images], dtype=np.float64)
+    y = np.array([bool(labels[i]) for i in images], dtype=bool)
+    auc, _ap = exact_ranking(s, y)
+    return PresenceAUC(n=len(images), n_positive=int(y.sum()), auc=auc)
+
+
+__all__ = [
+    "PRESENCE_PERCENTILE",
+    "SCORE_DESCRIPTIONS",
+    "PresenceAUC",
+    "percentile_presence",
+    "predict_with_presence_head",
+    "presence_auc",
+]
