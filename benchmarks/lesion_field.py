@@ -75,9 +75,9 @@ def _score(checkpoint: Path, data: Path, lesion: Path | None = None, empty: bool
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from dermseg.data.synthetic import write_dataset
-    from dermseg.evaluation.lesion_model import evaluate_lesion_checkpoint, select_lesion_samples
+    from dermseg.evaluation.lesion_model import evaluate_lesion_checkpoint
+    from dermseg.evaluation.model import select_samples
     from dermseg.inference.segmenter import Segmenter
-    from dermseg.labels import BUILTIN
     from dermseg.models.checkpoint import read_meta
 
     record: dict[str, Any] = {
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         best = {name: work / name / "checkpoints" / "best.safetensors" for name in runs}
         lesion = best["lesion_model"]
         seg = Segmenter.from_checkpoint(lesion)
-        samples = select_lesion_samples(data, "test", read_meta(lesion), BUILTIN["isic2018_task1"])
+        samples = select_samples(data, "test", read_meta(lesion))
         record["lesion_model_test"] = evaluate_lesion_checkpoint(seg, samples).scores
         record["rows"] = {
             "fov model, whole field": _score(best["fov"], data),

@@ -181,7 +181,7 @@ def test_task2_cache_manifest_is_as_before(flat_dataset: Path, tmp_path: Path) -
     prepare_cache(flat_dataset, out, 20, workers=1, crop_background=False)
     raw = json.loads((out / "manifest.json").read_text())
     assert list(raw) == ["format", "version", "size", "crop_background", "decode", "data_dir", "splits"]
-    assert raw["version"] == 2
+    assert raw["version"] == 3  # 3: each item carries its checksum (issue 16)
     assert raw["decode"] == (
         "jpeg draft at size, background crop, short side resized to size; "
         "masks packed as (5, h, w), or (6, h, w) with the lesion mask last"

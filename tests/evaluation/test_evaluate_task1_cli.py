@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from dermseg.cli import main
-from dermseg.evaluation.lesion_model import evaluate_lesion_checkpoint, select_lesion_samples
+from dermseg.evaluation.lesion_model import evaluate_lesion_checkpoint
+from dermseg.evaluation.model import select_samples
 from dermseg.inference.segmenter import Segmenter
 from dermseg.labels import PH2
 from tests.conftest import write_tiny_checkpoint
@@ -151,7 +152,7 @@ def test_checkpoint_on_its_holdout(tmp_path: Path, lesion_data: Path) -> None:
     ckpt = write_lesion_checkpoint(tmp_path / "c.safetensors", constant=10.0)
     seg = Segmenter.from_checkpoint(ckpt)
     meta = {"config": {"data": {"labels": "ph2", "val_fraction": 0.34, "split_seed": 0}}}
-    samples = select_lesion_samples(lesion_data, "val", meta, PH2)
+    samples = select_samples(lesion_data, "val", {**meta, "labels": PH2.to_meta()})
     assert 1 <= len(samples) < 3 and all(s.isic_id in LESION_CASES for s in samples)
     result = evaluate_lesion_checkpoint(seg, samples)
     expected = _means({s.isic_id: _everything_scores(s.isic_id) for s in samples})

@@ -13,13 +13,9 @@ from PIL import Image
 
 from dermseg.data.background import CropBox
 from dermseg.data.layout import discover
-from dermseg.evaluation.label_segmenter import (
-    apply_label_postprocess,
-    segmenter_from_checkpoint,
-)
 from dermseg.evaluation.model import evaluate_checkpoint, select_samples, tune_and_store, tune_checkpoint
 from dermseg.evaluation.tuning import DEFAULT_THRESHOLDS, Task1ThresholdTuner
-from dermseg.inference.postprocess import PostprocessSettings
+from dermseg.inference.postprocess import PostprocessSettings, apply_postprocess
 from dermseg.inference.segmenter import Segmenter
 from dermseg.labels import PH2
 from dermseg.models.checkpoint import read_meta
@@ -219,37 +215,37 @@ def test_a_configured_step_is_measured_after_the_threshold(tmp_path: Path) -> No
     assert steps[0]["overall"] == steps[1]["overall"] == 1.0
 
 
-def test_label_postprocess_by_hand() -> None:
+def test_one_label_postprocess_by_hand() -> None:
     probs = np.zeros((1, 9, 9), np.float32)
     probs[0, 1:6, 1:6] = 0.8  # a 5 x 5 lesion
     probs[0, 8, 8] = 0.7  # a one-pixel speck
     settings = {"thresholds": [0.5], "opening": [0], "min_area": [2], "presence": [0.0]}
-    masks = apply_label_postprocess(probs, settings, 9, 9)
+    masks = apply_postprocess(probs, PostprocessSettings.from_dict(settings))
     assert masks.shape == (1, 9, 9) and masks.sum() == 25 and not masks[0, 8, 8]
     settings = {"thresholds": [0.5], "opening": [0], "min_area": [0], "presence": [0.9]}  # gated
-    assert not apply_label_postprocess(probs, settings, 9, 9).any()
+    assert not apply_postprocess(probs, PostprocessSettings.from_dict(settings)).any()
     settings = {"thresholds": [0.5], "opening": [3], "min_area": [0], "presence": [0.0]}
     # a 3 px disk is a plus: erosion keeps the square's inner 3 x 3, dilation gives back the 5 x 5
     # without its 4 corners (21 px); the speck goes
-    opened = apply_label_postprocess(probs, settings, 9, 9)
+    opened = apply_postprocess(probs, PostprocessSettings.from_dict(settings))
     expected = np.zeros((9, 9), bool)
     expected[1:6, 1:6] = True
     expected[[1, 1, 5, 5], [1, 5, 1, 5]] = False
     np.testing.assert_array_equal(opened[0], expected)
-    with pytest.raises(ValueError, match="1 value"):
-        apply_label_postprocess(probs, {**settings, "opening": [3, 3]}, 9, 9)
+    with pytest.raises(ValueError, match="one value per label"):
+        apply_postprocess(probs, PostprocessSettings.from_dict({**settings, "opening": [3, 3]}))
 
 
 def test_a_lesion_checkpoint_gets_a_one_channel_segmenter(tmp_path: Path) -> None:
     ckpt = write_tiny_checkpoint(tmp_path / "lesion.safetensors", ["data.labels=ph2"])
-    seg = segmenter_from_checkpoint(ckpt)
+    seg = Segmenter.from_checkpoint(ckpt)
     assert seg.labels.name == "ph2"
     image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), np.uint8)
     prediction = seg(image)
     assert prediction.probabilities.shape == (1, 50, 70) and prediction.masks.shape == (1, 50, 70)
     assert list(seg.postprocess.thresholds) == [0.5]
     task2 = write_tiny_checkpoint(tmp_path / "task2.safetensors")
-    assert segmenter_from_checkpoint(task2).labels.name == "isic2018_task2"  # no label set: Task 2
+    assert Segmenter.from_checkpoint(task2).labels.name == "isic2018_task2"  # no label set: Task 2
 
 
 def test_tune_and_store_writes_one_threshold(tmp_path: Path) -> None:

@@ -292,6 +292,21 @@ def _reported_problems() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def _checkpoint_samples(
+    segmenter: Segmenter, checkpoint: list[Path], data: Path, subset: str
+) -> tuple[str, list]:
+    """The subset chosen (``auto`` resolved) and its samples, read with the model's label set."""
+    from dermseg.evaluation.model import auto_subset, select_samples
+
+    chosen = auto_subset(data, segmenter.labels) if subset == "auto" else subset
+    if len(checkpoint) > 1 and chosen == "val":
+        raise ConfigError(
+            "--subset val is each model's own hold-out; score an ensemble on validation, test or all"
+        )
+    meta = {"config": segmenter_config(checkpoint[0]), "labels": segmenter.labels.to_meta()}
+    return chosen, select_samples(data, chosen, meta)
+
+
 def _evaluate_checkpoint(
     segmenter: Segmenter,
     checkpoint: list[Path],
@@ -302,14 +317,9 @@ def _evaluate_checkpoint(
     tta: bool | None,
 ) -> None:
     """The Task 2 scores of a checkpoint (or an ensemble) on a dataset."""
-    from dermseg.evaluation.model import auto_subset, evaluate_checkpoint, select_samples
+    from dermseg.evaluation.model import evaluate_checkpoint
 
-    chosen = auto_subset(data) if subset == "auto" else subset
-    if len(checkpoint) > 1 and chosen == "val":
-        raise ConfigError(
-            "--subset val is each model's own hold-out; score an ensemble on validation, test or all"
-        )
-    samples = select_samples(data, chosen, {"config": segmenter_config(checkpoint[0])})
+    chosen, samples = _checkpoint_samples(segmenter, checkpoint, data, subset)
     with _progress() as bar:
         task = bar.add_task(f"evaluate {chosen}", total=len(samples))
         scores = evaluate_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))
@@ -338,19 +348,9 @@ def _evaluate_lesion_checkpoint(
     tta: bool | None,
 ) -> None:
     """The official ISIC 2018 Task 1 scores of a lesion checkpoint (or ensemble) on a dataset."""
-    from dermseg.evaluation.lesion_model import (
-        evaluate_lesion_checkpoint,
-        lesion_auto_subset,
-        select_lesion_samples,
-    )
+    from dermseg.evaluation.lesion_model import evaluate_lesion_checkpoint
 
-    chosen = lesion_auto_subset(data, segmenter.labels) if subset == "auto" else subset
-    if len(checkpoint) > 1 and chosen == "val":
-        raise ConfigError(
-            "--subset val is each model's own hold-out; score an ensemble on validation, test or all"
-        )
-    meta = {"config": segmenter_config(checkpoint[0])}
-    samples = select_lesion_samples(data, chosen, meta, segmenter.labels)
+    chosen, samples = _checkpoint_samples(segmenter, checkpoint, data, subset)
     with _progress() as bar:
         task = bar.add_task(f"evaluate {chosen}", total=len(samples))
         result = evaluate_lesion_checkpoint(segmenter, samples, progress=lambda k: bar.advance(task, k))

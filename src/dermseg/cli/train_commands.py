@@ -229,7 +229,6 @@ def tune(
     The checkpoint's label set says which: the Task 2 Jaccard (pooled over images), or for a
     lesion the mean per-image Jaccard (ISIC 2018 Task 1).
     """
-    from dermseg.evaluation.label_segmenter import segmenter_settings
     from dermseg.evaluation.model import tune_and_store, tuning_samples
     from dermseg.inference.segmenter import Segmenter
     from dermseg.models.checkpoint import read_meta
@@ -242,7 +241,7 @@ def tune(
     if tta is None and segmenter.tuned_tta is None:  # never tuned: as its recipe predicts
         segmenter.tta = bool((config.get("predict") or {}).get("tta", False))
     samples = tuning_samples(data, subset, {"config": config, "labels": meta.get("labels")})
-    settings = segmenter_settings(segmenter)
+    settings = segmenter.postprocess.to_dict()
     steps_off = all(not any(settings[name]) for name in ("opening", "min_area", "presence"))
     passes = 1 if steps_off else 2  # a second pass scores the steps
     with _progress() as bar:

@@ -33,15 +33,11 @@ from dermseg.data.layout import IsicSample, discover
 from dermseg.data.shape_limits import naming
 from dermseg.data.splits import split_from_config
 from dermseg.errors import ConfigError, DataError
-from dermseg.evaluation.label_segmenter import (
-    apply_label_postprocess,
-    segmenter_labels,
-    segmenter_settings,
-)
 from dermseg.evaluation.metrics import IsicTask2Metric
 from dermseg.evaluation.ranking import PresenceAUC, StreamingRanking
 from dermseg.evaluation.task1 import IsicTask1Metric
 from dermseg.evaluation.tuning import Task1ThresholdTuner, ThresholdTuner
+from dermseg.inference.postprocess import PostprocessSettings, apply_postprocess
 from dermseg.inference.segmenter import Segmenter
 from dermseg.labels import DEFAULT, LabelSet, label_set_of
 from dermseg.models.checkpoint import update_checkpoint_meta
@@ -152,7 +148,7 @@ def evaluate_checkpoint(
 
     Args:
         segmenter: the checkpoint's segmenter
-            (:func:`~dermseg.evaluation.label_segmenter.segmenter_from_checkpoint`).
+            (:meth:`~dermseg.inference.segmenter.Segmenter.from_checkpoint`).
         samples: the images, with masks of the label set.
         progress: called with the number of images done.
         labels: the label set (C labels); ``None``: the segmenter's (Task 2's when it has none).
@@ -166,7 +162,7 @@ def evaluate_checkpoint(
         ``validation``, ``macro_average`` with ``jaccard``, ``threshold_jaccard``, ``dice``,
         ``accuracy``, ``sensitivity``, ``specificity``), ``pixel`` and ``images``.
     """
-    labels = labels or segmenter_labels(segmenter)
+    labels = labels or segmenter.labels
     n = labels.num_labels
     if labels.metric == "isic2018_task1":
         lesion = IsicTask1Metric()
@@ -243,24 +239,20 @@ def tune_checkpoint(
         (list of ``{step, overall}``), ``settings`` (the tuned post-processing, C values per
         field), ``images`` and ``objective`` (what was maximised).
     """
-    labels = labels or segmenter_labels(segmenter)
+    labels = labels or segmenter.labels
     if labels.metric == "isic2018_task1":
         return _tune_task1(segmenter, samples, progress, labels)
     tuner = ThresholdTuner(names=labels.names)
     for probs, truth, _ in _predictions(segmenter, samples, progress):
         tuner.update(probs, truth)
     tuned = tuner.best_overall()
-    configured = segmenter_settings(segmenter)
+    configured = segmenter.postprocess.to_dict()
     variants = _variants(configured, [float(t) for t in tuned])
     if len(variants) > 1:
         metrics = [IsicTask2Metric(names=labels.names) for _ in variants]
         for probs, truth, field in _predictions(segmenter, samples, progress):
-            side = min(field.height, field.width)  # the field the network saw, not the whole image
             for (_, settings), metric in zip(variants, metrics, strict=True):
-                metric.update(
-                    apply_label_postprocess(probs, settings, segmenter.postprocess_side, side)[None],
-                    truth[None],
-                )
+                metric.update(_variant_masks(segmenter, probs, settings, field)[None], truth[None])
         steps = [
             {"step": name, "overall": m.compute()["overall"]}
             for (name, _), m in zip(variants, metrics, strict=True)
@@ -278,6 +270,17 @@ def tune_checkpoint(
         "images": tuner.num_images,
         "objective": "official Task 2 Jaccard (pooled over images)",
     }
+
+
+def _variant_masks(
+    segmenter: Segmenter, probs: np.ndarray, settings: dict[str, list[Any]], field: CropBox
+) -> np.ndarray:
+    """``(C, H, W)`` bool masks of ``probs`` under a variant of the segmenter's post-processing, its
+    sizes scaled to the short side of the field the network saw (not the whole image's)."""
+    fixed = PostprocessSettings.from_dict(settings).rescaled(
+        segmenter.postprocess_side, min(field.height, field.width)
+    )
+    return apply_postprocess(probs, fixed)
 
 
 def _variants(configured: dict[str, list[Any]], tuned: list[float]) -> list[tuple[str, dict[str, list[Any]]]]:
@@ -313,16 +316,13 @@ def _tune_task1(
     tuned = tuner.best()
     default = float(tuner.thresholds[np.argmin(np.abs(tuner.thresholds - 0.5))])  # 0.5 on the default grid
     at_default, at_tuned = tuner.scores_at(default), tuner.scores_at(tuned)
-    configured = segmenter_settings(segmenter)
+    configured = segmenter.postprocess.to_dict()
     variants = _variants(configured, [tuned])
     if len(variants) > 1:
         metrics = [IsicTask1Metric() for _ in variants]
         for probs, truth, field in _predictions(segmenter, samples, progress):
-            side = min(field.height, field.width)
             for (_, settings), metric in zip(variants, metrics, strict=True):
-                metric.update(
-                    apply_label_postprocess(probs, settings, segmenter.postprocess_side, side)[0], truth[0]
-                )
+                metric.update(_variant_masks(segmenter, probs, settings, field)[0], truth[0])
         steps = [
             {"step": name, "overall": m.compute()["macro_average"]["jaccard"]}
             for (name, _), m in zip(variants, metrics, strict=True)
@@ -378,7 +378,7 @@ def tune_and_store(
     Returns:
         The report of :func:`tune_checkpoint` and the path written.
     """
-    labels = labels or segmenter_labels(segmenter)
+    labels = labels or segmenter.labels
     report = tune_checkpoint(segmenter, samples, progress, labels=labels)
     keys = ["overall_at_default", "overall_tuned", "steps", "images"]
     if labels.metric == "isic2018_task1":

@@ -41,9 +41,9 @@ from torch import nn
 
 from dermseg.config import Config, load_config
 from dermseg.errors import ConfigError, DermsegError
-from dermseg.evaluation.label_segmenter import segmenter_from_checkpoint
 from dermseg.evaluation.model import tune_and_store
 from dermseg.files import atomic_path
+from dermseg.inference.segmenter import Segmenter
 from dermseg.labels import LabelSet
 from dermseg.training import distributed
 from dermseg.training.checkpoints import complete_checkpoints, save_epoch_end
@@ -198,7 +198,7 @@ def train(
     best_path = ckpt_dir / "best.safetensors"
     if info.is_main and cfg.train.tune_thresholds and best_path.is_file():
         # On the original images (the official metric's resolution), whether training used a cache or not.
-        segmenter = segmenter_from_checkpoint(best_path, device=str(info.device), tta=cfg.predict.tta)
+        segmenter = Segmenter.from_checkpoint(best_path, device=str(info.device), tta=cfg.predict.tta)
         tune_and_store(segmenter, best_path, run.val_samples, labels=run.labels)
     distributed.barrier(info)
     distributed.teardown()
