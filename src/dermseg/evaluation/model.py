@@ -30,6 +30,7 @@ import numpy as np
 from dermseg.data.background import CropBox
 from dermseg.data.imageio import read_image, read_mask
 from dermseg.data.layout import IsicSample, discover
+from dermseg.data.lesion_box import lesion_box
 from dermseg.data.shape_limits import naming
 from dermseg.data.splits import split_from_config
 from dermseg.errors import ConfigError, DataError
@@ -121,15 +122,29 @@ def auto_subset(data_dir: str | Path, labels: LabelSet = DEFAULT) -> str:
 
 
 def _predictions(
-    segmenter: Segmenter, samples: list[IsicSample], progress: Callable[[int], None] | None
+    segmenter: Segmenter,
+    samples: list[IsicSample],
+    progress: Callable[[int], None] | None,
+    truth_boxes: bool = False,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, CropBox]]:
     """``(probabilities (C, H, W), truth (C, H, W) bool, field of view)`` per sample, at the
-    original size; post-processing sizes scale with the field's short side."""
+    original size; post-processing sizes scale with the field's short side.
+
+    ``truth_boxes``: a model trained on lesion boxes (``data.field: lesion``) and given no lesion
+    model sees each image's **ground-truth** lesion box with its training margin, as its
+    validation did in training (for tuning its thresholds on labelled images at the scale it
+    was trained at; never for scoring).
+    """
+    kind, margin = segmenter.trained_field
+    truth_boxes = truth_boxes and kind == "lesion" and segmenter.lesion_field is None
     for sample in samples:
         image = read_image(sample.image_path)
         h, w = image.shape[:2]
         truth = np.stack([read_mask(p, expected_size=(w, h)) for p in sample.mask_paths])
         field = segmenter.field_of_view(image)
+        if truth_boxes and sample.lesion_mask_path is not None:
+            lesion = read_mask(sample.lesion_mask_path, expected_size=(w, h))
+            field = lesion_box(lesion, margin or 0.0, within=field) or field
         with naming(sample.image_path):
             probs = segmenter.probabilities(image, field)
         yield probs, truth, field
@@ -227,6 +242,10 @@ def tune_checkpoint(
       (the tuned objective), and ``threshold_jaccard_at_default`` / ``threshold_jaccard_tuned``
       / ``dice_tuned`` the official Task 1 numbers beside it.
 
+    A model trained on lesion boxes (``data.field: lesion``) and given no lesion model is tuned
+    on each image's ground-truth lesion box, the scale it was trained and validated at (the
+    tuning images' labels are what tuning uses anyway); with a lesion model, on its boxes.
+
     Args:
         segmenter: the checkpoint's segmenter.
         samples: validation images (never the test set).
@@ -243,14 +262,14 @@ def tune_checkpoint(
     if labels.metric == "isic2018_task1":
         return _tune_task1(segmenter, samples, progress, labels)
     tuner = ThresholdTuner(names=labels.names)
-    for probs, truth, _ in _predictions(segmenter, samples, progress):
+    for probs, truth, _ in _predictions(segmenter, samples, progress, truth_boxes=True):
         tuner.update(probs, truth)
     tuned = tuner.best_overall()
     configured = segmenter.postprocess.to_dict()
     variants = _variants(configured, [float(t) for t in tuned])
     if len(variants) > 1:
         metrics = [IsicTask2Metric(names=labels.names) for _ in variants]
-        for probs, truth, field in _predictions(segmenter, samples, progress):
+        for probs, truth, field in _predictions(segmenter, samples, progress, truth_boxes=True):
             for (_, settings), metric in zip(variants, metrics, strict=True):
                 metric.update(_variant_masks(segmenter, probs, settings, field)[None], truth[None])
         steps = [
@@ -311,7 +330,7 @@ def _tune_task1(
     """:func:`tune_checkpoint` for a lesion (metric ``isic2018_task1``): the threshold of the best
     mean per-image Jaccard."""
     tuner = Task1ThresholdTuner()
-    for probs, truth, _ in _predictions(segmenter, samples, progress):
+    for probs, truth, _ in _predictions(segmenter, samples, progress, truth_boxes=True):
         tuner.update(probs[0], truth[0])
     tuned = tuner.best()
     default = float(tuner.thresholds[np.argmin(np.abs(tuner.thresholds - 0.5))])  # 0.5 on the default grid
@@ -320,7 +339,7 @@ def _tune_task1(
     variants = _variants(configured, [tuned])
     if len(variants) > 1:
         metrics = [IsicTask1Metric() for _ in variants]
-        for probs, truth, field in _predictions(segmenter, samples, progress):
+        for probs, truth, field in _predictions(segmenter, samples, progress, truth_boxes=True):
             for (_, settings), metric in zip(variants, metrics, strict=True):
                 metric.update(_variant_masks(segmenter, probs, settings, field)[0], truth[0])
         steps = [
