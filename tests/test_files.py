@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from dermseg.errors import OutputError
-from dermseg.files import atomic_path, atomic_paths, is_temporary
+from dermseg.files import atomic_path, atomic_paths, is_temporary, remove_temporaries, write_new
 
 
 def _mode(path: Path) -> int:
@@ -89,3 +89,49 @@ def test_only_dermseg_temporaries_are_recognised() -> None:
     assert is_temporary(".metrics.jsonl.abcdefgh.tmp.jsonl") and is_temporary(".README.abcdefgh.tmp")
     for name in (".notes.tmp.png", "x.abcdefgh.tmp.png", ".a.png.abcdefgh.tmp.jpg", ".a.png.abc.tmp.png"):
         assert not is_temporary(name), name
+
+
+def test_writers_sharing_a_folder_remove_only_their_own_temporaries(tmp_path: Path) -> None:
+    mine, theirs = ".a_mask.png.abcdefgh.tmp.png", ".b_mask.png.abcdefgh.tmp.png"
+    for name in (mine, theirs, "a_mask.png"):
+        (tmp_path / name).write_bytes(b"x")
+    removed = remove_temporaries(tmp_path, owned=lambda target: target.startswith("a_"))
+    assert removed == [tmp_path / mine]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs, "a_mask.png"]
+
+
+def test_write_new_writes_only_a_file_that_is_not_there(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "manifest.json"
+    assert write_new(path, b"first") and path.read_bytes() == b"first"
+    assert not write_new(path, b"second") and path.read_bytes() == b"first"
+    assert _mode(path) == 0o666 & ~_umask()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["manifest.json"]  # no temporary left
+
+
+def test_write_new_without_hard_links_creates_the_file_exclusively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "manifest.json"
+    assert write_new(path, b"first") and path.read_bytes() == b"first"
+    assert not write_new(path, b"second") and path.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_write_new_on_a_full_disk_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OutputError, match="no space left") as err:
+        write_new(tmp_path / "manifest.json", b"x")
+    assert err.value.path == tmp_path / "manifest.json" and list(tmp_path.iterdir()) == []
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

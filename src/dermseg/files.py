@@ -21,7 +21,7 @@ import errno
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from dermseg.errors import OutputError
@@ -49,15 +49,27 @@ def fsync_dir(folder: Path) -> None:
 
 def is_temporary(name: str) -> bool:
     """Whether ``name`` is a temporary file of :func:`atomic_path` (left by a killed writer)."""
+    return temporary_target(name) is not None
+
+
+def temporary_target(name: str) -> str | None:
+    """The file a temporary file of :func:`atomic_path` was to become (``None``: not one)."""
     m = _TEMPORARY.match(name)
-    return m is not None and m.group("name").endswith(m.group("suffix") or "")
+    if m is None or not m.group("name").endswith(m.group("suffix") or ""):
+        return None
+    return m.group("name")
 
 
-def remove_temporaries(folder: Path) -> list[Path]:
+def remove_temporaries(folder: Path, owned: Callable[[str], bool] | None = None) -> list[Path]:
     """Delete the temporary files :func:`atomic_path` left in ``folder`` (a writer killed mid-write).
 
     Only dermseg's own pattern (:func:`is_temporary`) is touched; a folder that cannot be
     listed is left alone.
+
+    Args:
+        folder: where to look.
+        owned: which target file names are the caller's (``None``: all): writers sharing a
+            folder (shards of one run) each remove only their own, never another's file in flight.
 
     Returns:
         The files removed.
@@ -66,7 +78,12 @@ def remove_temporaries(folder: Path) -> list[Path]:
         names = [entry.name for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False)]
     except OSError:
         return []
-    removed = [folder / name for name in names if is_temporary(name)]
+    targets = {name: temporary_target(name) for name in names}
+    removed = [
+        folder / name
+        for name, target in targets.items()
+        if target is not None and (owned is None or owned(target))
+    ]
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
@@ -123,9 +140,7 @@ def atomic_paths(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
     try:
         for path in targets:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-            os.close(fd)
-            temps.append(Path(name))
+            temps.append(_temporary_beside(path))
         try:
             yield temps
         except Exception as err:
@@ -162,3 +177,60 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     with atomic_paths([path]) as (tmp,):
         yield tmp
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A new empty temporary file beside ``path``, named as :func:`atomic_path` names them."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def write_new(path: str | Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` complete, unless ``path`` exists: then leave it as it is.
+
+    Safe between processes: of writers racing to create ``path`` exactly one wins, and no
+    reader ever sees a part of the file (it is written and flushed under a temporary name,
+    then hard-linked onto ``path``, which fails if ``path`` exists). Where the file system
+    has no hard links it is created with ``O_EXCL`` and written in place.
+
+    Returns:
+        Whether ``path`` was written (``False``: it existed).
+
+    Raises:
+        OutputError: the disk is full (names ``path``).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with writing(target):
+        tmp = _temporary_beside(target)
+        try:
+            tmp.write_bytes(data)
+            os.chmod(tmp, _mode())
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            except OSError as err:
+                if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                return _write_exclusive(target, data)
+        finally:
+            tmp.unlink(missing_ok=True)
+    fsync_dir(target.parent)
+    return True
+
+
+def _write_exclusive(path: Path, data: bytes) -> bool:
+    """Create ``path`` with ``O_EXCL`` and write ``data`` into it (``False``: it existed)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True

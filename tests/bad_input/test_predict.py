@@ -15,6 +15,7 @@ from PIL import Image
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.data.imageio import image_size, is_image_file
+from dermseg.inference.run_manifest import MANIFEST_NAME
 from tests.bad_input.corpus.base import GOOD, IMAGES, Case, Err, Ok
 from tests.bad_input.harness import (
     assert_failed,
@@ -44,13 +45,13 @@ def test_predict(
         per_image = "image(s) failed" in result.err
         assert_failed(result, offending, outcome.words, one_line=not per_image)
         if per_image:  # the others are written, complete
-            assert set(os.listdir(out)) == mask_names(() if case.whole else GOOD)
+            assert set(os.listdir(out)) == {*mask_names(() if case.whole else GOOD), MANIFEST_NAME}
         else:
             assert not out.exists()
     else:
         assert_succeeded(result)
         inputs = _inputs(images)
-        assert set(os.listdir(out)) == mask_names([p.stem for p in inputs])
+        assert set(os.listdir(out)) == {*mask_names([p.stem for p in inputs]), MANIFEST_NAME}
         for path in inputs:  # every mask 0/255 at the image's displayed size (EXIF applied)
             for name in ATTRIBUTES:
                 with Image.open(out / f"{path.stem}_attribute_{name}.png") as mask:

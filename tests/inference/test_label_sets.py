@@ -15,6 +15,7 @@ from dermseg.errors import DataError
 from dermseg.inference.ensemble import ensemble_segmenter
 from dermseg.inference.overlay import overlay, with_legend
 from dermseg.inference.postprocess import PostprocessSettings
+from dermseg.inference.run_manifest import MANIFEST_NAME
 from dermseg.inference.segmenter import Segmenter, write_submission_masks
 from dermseg.labels import ISIC2018_TASK1, ISIC2018_TASK2, PH2, LabelSet
 from dermseg.models.checkpoint import read_meta, save_checkpoint
@@ -123,7 +124,7 @@ def test_predict_writes_the_set_names_at_the_image_size(tmp_path: Path, ph2_ckpt
         overlay_png = Image.open(out / f"{image_id}_overlay.png")
         assert overlay_png.size[0] > 2 * w and overlay_png.size[1] > h
         names |= {f"{image_id}_lesion.png", f"{image_id}_probability_lesion.png", f"{image_id}_overlay.png"}
-    assert {p.name for p in out.iterdir()} == names  # nothing named after the Task 2 attributes
+    assert {p.name for p in out.iterdir()} == {*names, MANIFEST_NAME}  # none named after Task 2 attributes
 
 
 def test_predict_of_a_folder_with_masks_beside_skips_them(tmp_path: Path, ph2_ckpt: Path) -> None:
@@ -132,7 +133,9 @@ def test_predict_of_a_folder_with_masks_beside_skips_them(tmp_path: Path, ph2_ck
         mask.rename(data / "images" / mask.name)  # images and masks in one folder
     out = tmp_path / "pred"
     assert main(["predict", str(data / "images"), "--checkpoint", str(ph2_ckpt), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{i}_lesion.png" for i in LESION_CASES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*(f"{i}_lesion.png" for i in LESION_CASES), MANIFEST_NAME]
+    )
 
 
 def test_predict_refuses_another_label_set(tmp_path: Path, task2_ckpt: Path, capsys) -> None:
@@ -180,7 +183,7 @@ def test_onnx_round_trip_keeps_the_label_set(tmp_path: Path, ph2_ckpt: Path, cap
     out = tmp_path / "pred"
     data = write_lesion_folder(tmp_path / "ph2", ids=("IMD003",))
     assert main(["predict", str(data / "images"), "--checkpoint", str(path), "--out", str(out)]) == 0
-    assert [p.name for p in out.iterdir()] == ["IMD003_lesion.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["IMD003_lesion.png", MANIFEST_NAME]
 
 
 def test_onnx_export_without_labels_is_task2(tmp_path: Path) -> None:

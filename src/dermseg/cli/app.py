@@ -19,9 +19,11 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    Task,
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from dermseg._version import __version__
 from dermseg.errors import DermsegError, display_path
@@ -97,6 +99,18 @@ def progress_bar(*middle: ProgressColumn) -> Progress:
 
 def _progress() -> Progress:
     return progress_bar()
+
+
+class RateColumn(ProgressColumn):
+    """How many ``unit`` a second a task is going through (rich's moving average), e.g. ``4.2 img/s``."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-" if speed is None else f"{speed:.1f} {self.unit}/s", style="progress.data.speed")
 
 
 class _TrainProgress:

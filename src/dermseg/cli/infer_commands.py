@@ -7,6 +7,7 @@ scores. A model used on data of another label set is refused in one line (exit c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
+from rich.progress import MofNCompleteColumn
 from rich.table import Table
 
 from dermseg.attributes import ATTRIBUTES, DISPLAY_NAMES
@@ -23,6 +25,7 @@ from dermseg.cli.app import (
     MAX_ASPECT_OPTION,
     MAX_SIDE_OPTION,
     OUTSIDE_LESION_OPTION,
+    RateColumn,
     _progress,
     _write_json,
     app,
@@ -30,6 +33,7 @@ from dermseg.cli.app import (
     err_console,
     limit_shapes,
     model_on_data,
+    progress_bar,
     segmenter_config,
     task1_table,
     use_lesion_model,
@@ -90,24 +94,40 @@ def predict(
     outside_lesion: str = OUTSIDE_LESION_OPTION,
     max_aspect_ratio: float = MAX_ASPECT_OPTION,
     max_side_factor: float = MAX_SIDE_OPTION,
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="Predict part i of N (0-based, e.g. 0/4) of the images sorted by name, for job arrays; "
+        "under torchrun each rank also takes its part by itself.",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Predict into a folder that holds predictions of another checkpoint or other settings "
+        "(its manifest says), all its images again; without it such a run is refused.",
+    ),
 ) -> None:
     """Write the masks of every image (0/255 PNG, image size): the five Task 2 attribute masks,
-    or one lesion mask, as the model's label set says; a bad image is reported, not fatal."""
+    or one lesion mask, as the model's label set says; a bad image is reported, not fatal.
+    Resumable: images already predicted into the folder with the same model and settings are skipped."""
     from dermseg.inference.ensemble import ensemble_segmenter
-    from dermseg.inference.folder import collect_images, predict_images
+    from dermseg.inference.folder import predict_images
+    from dermseg.inference.shard import rank_device
 
-    images = collect_images(inputs)
+    images = _shard_images(inputs, shard)
+    device = rank_device(device, os.environ)
     segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
     limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
     if labels is not None:
         model_on_data(segmenter, checkpoint[0], None, labels)
     use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device, backend)
     console.print(segmenter.tta_description, markup=False, highlight=False)
-    with _progress() as bar:
-        task = bar.add_task("predict", total=len(images))
+    todo = _pending(segmenter, images, checkpoint, lesion_checkpoint, out, overlays, probabilities, overwrite)
+    with progress_bar(MofNCompleteColumn(), RateColumn("img")) as bar:
+        task = bar.add_task("predict", total=len(todo))
         report = predict_images(
             segmenter,
-            images,
+            todo,
             out,
             overlays=overlays,
             probabilities=probabilities,
@@ -124,6 +144,47 @@ def predict(
             )
         err_console.print(f"[bold red]{len(report.failed)} of {len(images)} image(s) failed[/]")
         raise typer.Exit(2)
+
+
+def _shard_images(inputs: list[Path], shard: str | None) -> list[Path]:
+    """The images of ``inputs`` this process predicts: its ``--shard``, then its torchrun rank's part."""
+    from dermseg.inference.folder import collect_images
+    from dermseg.inference.shard import Shard
+
+    part = Shard.parse(shard) if shard is not None else Shard()
+    rank = Shard.of_rank(os.environ)
+    images = collect_images(inputs)
+    mine = rank.select(part.select(images))
+    if (part.count, rank.count) != (1, 1):
+        where = " and ".join(f"{what} {s}" for what, s in (("shard", part), ("rank", rank)) if s.count > 1)
+        console.print(f"{where}: {len(mine)} of {len(images)} image(s)", markup=False, highlight=False)
+    return mine
+
+
+def _pending(
+    segmenter: Segmenter,
+    images: list[Path],
+    checkpoint: list[Path],
+    lesion_checkpoint: Path | None,
+    out: Path,
+    overlays: bool,
+    probabilities: bool,
+    overwrite: bool,
+) -> list[Path]:
+    """Record the run's manifest in ``out`` (or check it is the one there) and list the images
+    whose outputs are not yet complete, saying how many are."""
+    from dermseg.inference.folder import pending_images
+    from dermseg.inference.run_manifest import claim_folder, predict_manifest, predict_settings
+
+    settings = predict_settings(segmenter, overlays=overlays, probabilities=probabilities)
+    since = claim_folder(out, predict_manifest(checkpoint, settings, lesion_checkpoint), overwrite)
+    todo = pending_images(images, out, segmenter.labels, since)
+    if len(todo) < len(images):
+        console.print(
+            f"{len(images) - len(todo)} of {len(images)} image(s) already predicted in {_shown(out)} "
+            "with this model and settings: skipped"
+        )
+    return todo
 
 
 @app.command()

@@ -5,16 +5,19 @@ the caller learns how many failed. A full disk does abort it, naming the file.
 
 An image's files are all or none: every one is written to a temporary name and flushed,
 then all are renamed together (:func:`~dermseg.files.atomic_paths`), its masks last; so an
-image whose masks are all there is complete, also after a kill. The temporary files a
-killed run leaves (``.<name>.<random>.tmp.png``, dermseg's pattern only) are removed by
-the next run into the folder, and the outputs in a folder (masks, ``_probability_`` maps,
+image whose masks are all there is complete, also after a kill (:func:`pending_images`
+lists the others, for resuming). The temporary files a killed run leaves
+(``.<name>.<random>.tmp.png``, dermseg's pattern only) are removed by the next run of the
+same images into the folder, and the outputs in a folder (masks, ``_probability_`` maps,
 overlays) are never taken for input images.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,11 +120,69 @@ def probability_images(stem: str, probs: np.ndarray, labels: LabelSet = DEFAULT)
         labels: the label set (Task 2's five attributes by default).
     """
     return {
-        f"{stem}_probability_{name}.png": Image.fromarray(
-            np.round(np.clip(probs[k], 0, 1) * 65535).astype(np.uint16)
-        )
-        for k, name in enumerate(labels.names)
+        name: Image.fromarray(np.round(np.clip(probs[k], 0, 1) * 65535).astype(np.uint16))
+        for k, name in enumerate(probability_names(stem, labels))
     }
+
+
+def mask_names(stem: str, labels: LabelSet) -> list[str]:
+    """The mask files of image ``stem``, one per label of ``labels``, in channel order."""
+    return [labels.mask_name(stem, name) for name in labels.names]
+
+
+def output_names(stem: str, labels: LabelSet) -> set[str]:
+    """Every file :func:`predict_images` may write for image ``stem``: masks, probability maps, overlay."""
+    probabilities = probability_names(stem, labels)
+    return {*mask_names(stem, labels), *probabilities, f"{stem}_overlay.png"}
+
+
+def probability_names(stem: str, labels: LabelSet) -> list[str]:
+    """The 16-bit probability maps of image ``stem``, one per label of ``labels``."""
+    return [f"{stem}_probability_{name}.png" for name in labels.names]
+
+
+def owns(stems: Iterable[str], labels: LabelSet) -> Callable[[str], bool]:
+    """Whether a file name is an output of one of the images ``stems`` (:func:`output_names`)."""
+    known = set(stems)
+
+    def owned(name: str) -> bool:
+        # the stem is a prefix ending before an "_" or a "."; stems may hold "_" themselves
+        cuts = [k for k, ch in enumerate(name) if ch in "_."]
+        return any(name[:k] in known and name in output_names(name[:k], labels) for k in cuts)
+
+    return owned
+
+
+def pending_images(
+    images: Iterable[Path], out_dir: str | Path, labels: LabelSet, since_ns: int = 0
+) -> list[Path]:
+    """The images of ``images`` whose outputs in ``out_dir`` are not complete, in the order given.
+
+    An image is complete when every one of its masks is a file there, modified at or after
+    ``since_ns``: :func:`predict_images` renames an image's masks after its other files,
+    so a complete mask set means all its files are there (also after a kill). ``since_ns``,
+    the time the folder's manifest was written, makes the masks of an earlier run with other
+    settings count as missing.
+
+    Args:
+        images: image files.
+        out_dir: the output folder.
+        labels: the model's label set (it names the masks).
+        since_ns: oldest modification time (``st_mtime_ns``) a mask of this run may have.
+    """
+    out = Path(out_dir)
+
+    def complete(path: Path) -> bool:
+        for name in mask_names(path.stem, labels):
+            try:
+                st = os.stat(out / name)
+            except OSError:
+                return False
+            if not stat.S_ISREG(st.st_mode) or st.st_mtime_ns < since_ns:
+                return False
+        return True
+
+    return [p for p in images if not complete(p)]
 
 
 def write_together(out_dir: Path, files: dict[str, Image.Image]) -> None:
@@ -151,7 +212,8 @@ def predict_images(
     Masks and probability maps are named as the segmenter's label set names them (Task 2:
     ``<id>_attribute_<name>.png``; ``ph2``: ``<id>_lesion.png``; ``isic2018_task1``:
     ``<id>_segmentation.png``), at each image's own size; an image's files are all or none.
-    Temporary files a killed run left in ``out_dir`` are removed first.
+    Temporary files a killed run left in ``out_dir`` for these images are removed first
+    (those of other images are left: a shard sharing the folder may be writing them).
 
     Args:
         segmenter: the model.
@@ -169,7 +231,8 @@ def predict_images(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for left in remove_temporaries(out):
+    # only those of these images: a shard sharing the folder may be writing its own right now
+    for left in remove_temporaries(out, owns((p.stem for p in images), segmenter.labels)):
         logger.info("removed %s, left by an interrupted run", display_path(left))
     report = FolderReport()
     for path in images:
@@ -184,7 +247,7 @@ def predict_images(
                 panel = with_legend(side_by_side(image, drawn), present, labels)
                 files[f"{path.stem}_overlay.png"] = Image.fromarray(panel)
             # the masks last: an image whose masks are all there has all its files
-            names = [labels.mask_name(path.stem, name) for name in labels.names]
+            names = mask_names(path.stem, labels)
             files |= {name: mask_image(m) for name, m in zip(names, pred.masks, strict=True)}
             write_together(out, files)
             report.written.append(path)
