@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from dermseg.attributes import NUM_ATTRIBUTES
+from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.errors import SHOWN_CHARS, ConfigError, display_path, shown_value
 from dermseg.labels import MODEL_ENCODINGS, LabelSet, load_label_set
 from dermseg.yaml_files import parse_yaml, read_yaml_file
@@ -71,6 +71,15 @@ class DataConfig:
         max_aspect_ratio: the most elongated image accepted (long side / short side, >= 1); a
             longer one is refused, named, before it is decoded (its working image would be
             unbounded: :mod:`dermseg.data.shape_limits`).
+        weak_labels: a file of image-level labels (PH2 criteria, a Derm7pt ``meta.csv`` or a CSV
+            ``image, attribute, present``: :mod:`dermseg.data.weak_labels`) whose images are
+            added to the training images: they have no masks, only "this attribute is in the
+            image / is not" for the attributes their source grades, and train the presence head
+            and, with ``loss.weak_mil``, the masks; ``None`` for none. Never validated on.
+        weak_format: how ``weak_labels`` is read: ``auto`` (from its header), ``ph2``,
+            ``derm7pt`` or ``csv``.
+        weak_images: the folder of the weak-labelled images; ``None``: beside the labels file
+            (for Derm7pt, the ``images/`` folder of the release).
     """
 
     root: str | None = None
@@ -90,6 +99,9 @@ class DataConfig:
     field: str = "fov"
     field_margin: float = 0.2
     max_aspect_ratio: float = 8.0
+    weak_labels: str | None = None
+    weak_format: str = "auto"
+    weak_images: str | None = None
 
 
 @dataclass
@@ -152,13 +164,24 @@ class LossConfig:
         class_weights: ``none`` or ``inverse_frequency`` (the thesis: inverse pixel
             frequency, normalised, computed once from the training set and cached).
         presence_weight: weight of the presence head's BCE term, the loss term ``presence``
-            (it counts with ``model.presence_head`` only).
+            (it counts with ``model.presence_head`` only); it scores the masks' presence and the
+            image-level labels of ``data.weak_labels``.
+        weak_mil: train the mask logits on the image-level labels of ``data.weak_labels`` too
+            (the loss term ``mil``): ``none``, or how each attribute's map is pooled to one
+            image-level logit, ``max`` (a smooth maximum, the log-mean-exp) or ``topk`` (the
+            mean of the highest ``weak_topk`` fraction of the pixels); "present" then pushes
+            some pixels up, "absent" all of them down. Multilabel only.
+        weak_topk: the fraction of pixels ``topk`` averages, in ``(0, 1]``.
+        weak_mil_weight: weight of the ``mil`` term.
     """
 
     terms: dict[str, float] = field(default_factory=lambda: {"bce": 1.0, "soft_jaccard": 1.0})
     focal_gamma: float = 2.0
     class_weights: str = "none"
     presence_weight: float = 0.5
+    weak_mil: str = "none"
+    weak_topk: float = 0.02
+    weak_mil_weight: float = 1.0
 
 
 @dataclass
@@ -277,7 +300,8 @@ MAX_CONFIG_BYTES = 2**20
 MAX_SEED = 2**32 - 1
 
 #: Loss term name -> the model encodings it works with: the names ``loss.terms`` may use (the
-#: table of :data:`dermseg.losses.TERMS`, less ``presence``, weighted by ``loss.presence_weight``).
+#: table of :data:`dermseg.losses.TERMS`, less ``presence`` and ``mil``, weighted by
+#: ``loss.presence_weight`` and ``loss.weak_mil_weight``).
 LOSS_TERMS: dict[str, tuple[str, ...]] = {
     "ce": ("multiclass",),
     "bce": ("multilabel",),
@@ -452,6 +476,9 @@ FIELD_RULES: dict[str, Rule] = {
     "data.field": _one_of("fov", "lesion"),
     "data.field_margin": _between(0, 2),
     "data.max_aspect_ratio": _at_least(1),
+    "data.weak_labels": _or_null(_TEXT, "no image-level labels"),
+    "data.weak_format": _one_of("auto", "ph2", "derm7pt", "csv"),
+    "data.weak_images": _or_null(_TEXT, "the labels file's folder"),
     "augment.hflip": _TYPE_ONLY,
     "augment.vflip": _TYPE_ONLY,
     "augment.rotate90": _TYPE_ONLY,
@@ -473,6 +500,9 @@ FIELD_RULES: dict[str, Rule] = {
     "loss.focal_gamma": _NOT_NEGATIVE,
     "loss.class_weights": _one_of("none", "inverse_frequency"),
     "loss.presence_weight": _NOT_NEGATIVE,
+    "loss.weak_mil": _one_of("none", "max", "topk"),
+    "loss.weak_topk": Rule(lambda v: 0 < v <= 1, "be a fraction in (0, 1]"),
+    "loss.weak_mil_weight": _NOT_NEGATIVE,
     "train.epochs": _at_least(1),
     "train.batch_size": _at_least(1),
     "train.lr": _POSITIVE,
@@ -728,6 +758,29 @@ def validate(cfg: Config) -> None:
             ("model.presence_head", "data.labels"),
             not cfg.model.presence_head or n == NUM_ATTRIBUTES,
             f"model.presence_head needs {NUM_ATTRIBUTES} labels; label set {labels.name} has {n}",
+        ),
+        (
+            ("data.weak_images", "data.weak_labels"),
+            cfg.data.weak_images is None or cfg.data.weak_labels is not None,
+            "data.weak_images is the folder of data.weak_labels' images: set data.weak_labels too",
+        ),
+        (
+            ("data.weak_labels", "model.presence_head", "loss.weak_mil"),
+            cfg.data.weak_labels is None or cfg.model.presence_head or cfg.loss.weak_mil != "none",
+            "data.weak_labels trains the presence head or the masks: set model.presence_head: true "
+            "or loss.weak_mil: max or topk",
+        ),
+        (
+            ("loss.weak_mil", "model.encoding"),
+            cfg.loss.weak_mil == "none" or encoding == "multilabel",
+            f"loss.weak_mil pools one sigmoid map per attribute: it needs model.encoding multilabel, "
+            f"not {encoding}",
+        ),
+        (
+            # image-level labels name the Task 2 attributes (dermseg.data.weak_labels)
+            ("data.weak_labels", "data.labels"),
+            cfg.data.weak_labels is None or labels.names == ATTRIBUTES,
+            f"data.weak_labels labels the Task 2 attributes; label set {labels.name} has other labels",
         ),
     ]
     for keys, ok, message in checks:

@@ -66,13 +66,15 @@ def test_combined_is_the_weighted_sum() -> None:
 
 
 def test_the_table_names_every_term_and_option() -> None:
-    assert LOSSES == tuple(TERMS) == ("ce", "bce", "focal", "soft_jaccard", "soft_dice", "presence")
+    assert LOSSES == tuple(TERMS) == ("ce", "bce", "focal", "soft_jaccard", "soft_dice", "presence", "mil")
     assert OPTIONS == {
         "class_weights": ("ce", "bce", "focal"),
         "pos_weight": ("bce",),
         "focal_gamma": ("focal",),
         "alpha": ("focal",),
         "smooth": ("soft_jaccard", "soft_dice"),
+        "weak_mil": ("mil",),
+        "weak_topk": ("mil",),
     }
 
 
@@ -96,7 +98,15 @@ def test_build_loss_takes_the_loss_config_fields_one_to_one() -> None:
     logits, masks = rand((1, 6, 2, 2)), rand_masks((1, 5, 2, 2))
     w = class_weights_from_counts([100, 5, 5, 5, 50, 1])
     fields = asdict(LossConfig(terms={"focal": 1.0}, focal_gamma=0.0, class_weights="none"))
-    assert set(fields) == {"terms", "focal_gamma", "class_weights", "presence_weight"}
+    assert set(fields) == {
+        "terms",
+        "focal_gamma",
+        "class_weights",
+        "presence_weight",
+        "weak_mil",
+        "weak_topk",
+        "weak_mil_weight",
+    }
     loss = build_loss(**{**fields, "class_weights": w}, encoding="multiclass")
     assert torch.allclose(loss(logits, masks), cross_entropy(logits, masks, w), atol=1e-6)
     assert loss.weights == {"focal": 1.0, "presence": 0.5}

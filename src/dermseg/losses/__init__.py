@@ -18,13 +18,16 @@ itself (:mod:`dermseg.encoding`):
 Each loss is a pure function plus a small :class:`torch.nn.Module`; :class:`CombinedLoss` sums
 several of them, named in the table :data:`TERMS`, and :func:`build_loss` builds one from the
 fields of a loss config. Besides the mask terms, ``presence`` scores a presence head's ``(B, 5)``
-image-level logits; :class:`CombinedLoss` takes the model's whole output and hands each term its
-part. Losses are computed in float32 whatever the logits' dtype (safe under autocast).
+image-level logits, and ``mil`` (:mod:`~dermseg.losses.weak`) trains the mask logits on image-level
+(weak) labels through a multiple-instance pooling; :class:`CombinedLoss` takes the model's whole
+output and hands each term its part. Losses are computed in float32 whatever the logits' dtype
+(safe under autocast).
 
 Modules: :mod:`~dermseg.losses.weights` (pixel counts and class / positive weights),
 :mod:`~dermseg.losses.entropy` (``ce``, ``bce``), :mod:`~dermseg.losses.focal`,
 :mod:`~dermseg.losses.overlap` (``soft_jaccard``, ``soft_dice``),
-:mod:`~dermseg.losses.presence` (``presence``) and
+:mod:`~dermseg.losses.presence` (``presence``), :mod:`~dermseg.losses.weak` (``mil``,
+:class:`WeakTargets`) and
 :mod:`~dermseg.losses.combined` (:data:`TERMS`, :class:`CombinedLoss`, :func:`build_loss`).
 """
 
@@ -40,25 +43,31 @@ from dermseg.losses.entropy import (
 from dermseg.losses.focal import FocalLoss, focal_loss
 from dermseg.losses.overlap import SoftDiceLoss, SoftJaccardLoss, soft_dice_loss, soft_jaccard_loss
 from dermseg.losses.presence import PresenceLoss, presence_loss
+from dermseg.losses.weak import MIL_MODES, MilLoss, WeakTargets, mil_loss, mil_pool
 from dermseg.losses.weights import class_weights_from_counts, pixel_counts, pos_weight_from_counts
 
 __all__ = [
     "LOSSES",
+    "MIL_MODES",
     "OPTIONS",
     "TERMS",
     "BinaryCrossEntropyLoss",
     "CombinedLoss",
     "CrossEntropyLoss",
     "FocalLoss",
+    "MilLoss",
     "PresenceLoss",
     "SoftDiceLoss",
     "SoftJaccardLoss",
     "Term",
+    "WeakTargets",
     "binary_cross_entropy",
     "build_loss",
     "class_weights_from_counts",
     "cross_entropy",
     "focal_loss",
+    "mil_loss",
+    "mil_pool",
     "pixel_counts",
     "pos_weight_from_counts",
     "presence_loss",

@@ -18,6 +18,7 @@ from dermseg.losses.entropy import BinaryCrossEntropyLoss, CrossEntropyLoss
 from dermseg.losses.focal import FocalLoss
 from dermseg.losses.overlap import SoftDiceLoss, SoftJaccardLoss
 from dermseg.losses.presence import PresenceLoss
+from dermseg.losses.weak import MilLoss, WeakTargets
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class Term:
     """How :class:`CombinedLoss` builds one loss term and what the term scores.
 
     Attributes:
-        cls: the term's module; called as ``cls(...)(scored, masks, labelled)``.
+        cls: the term's module; called as ``cls(...)(scored, masks, labelled)``, and with
+            ``takes_weak`` as ``cls(...)(scored, masks, labelled, weak)``.
         options: the :class:`CombinedLoss` options the term takes -> the name ``cls`` gives each.
         encodings: the target encodings the term works with.
         takes_encoding: ``cls`` takes the encoding as its ``encoding`` argument (the others are
@@ -34,6 +36,9 @@ class Term:
             ``presence`` (``(B, C)`` logits of the presence head).
         takes_num_labels: ``cls`` takes the label count as ``num_labels`` (its per-channel
             weights have one entry per label, or per class).
+        takes_weak: the term also scores image-level labels (:class:`~dermseg.losses.weak.WeakTargets`)
+            and sees the whole batch; the others are pixel terms and, in a batch with weak
+            labels, see only the images that have masks.
     """
 
     cls: type[nn.Module]
@@ -42,6 +47,7 @@ class Term:
     takes_encoding: bool = True
     output: str = "masks"
     takes_num_labels: bool = False
+    takes_weak: bool = False
 
 
 #: Loss name -> how to build it; the names :class:`CombinedLoss` and :func:`build_loss` understand.
@@ -67,7 +73,14 @@ TERMS: dict[str, Term] = {
     ),
     "soft_jaccard": Term(SoftJaccardLoss, {"smooth": "smooth"}),
     "soft_dice": Term(SoftDiceLoss, {"smooth": "smooth"}),
-    "presence": Term(PresenceLoss, takes_encoding=False, output="presence"),
+    "presence": Term(PresenceLoss, takes_encoding=False, output="presence", takes_weak=True),
+    "mil": Term(
+        MilLoss,
+        {"weak_mil": "mode", "weak_topk": "topk"},
+        ("multilabel",),
+        takes_encoding=False,
+        takes_weak=True,
+    ),
 }
 
 #: Loss names, in :data:`TERMS` order.
@@ -87,7 +100,7 @@ def _make_term(name: str, encoding: str, options: Mapping[str, Any], num_labels:
         raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
     if encoding not in term.encodings:
         # the terms written for this encoding alone are the counterparts of those written for the other
-        counterparts = [n for n, t in TERMS.items() if t.encodings == (encoding,)]
+        counterparts = [n for n, t in TERMS.items() if t.encodings == (encoding,) and not t.takes_weak]
         raise ValueError(
             f"loss {name!r} needs the {' or '.join(term.encodings)} encoding; "
             f"use {' or '.join(repr(n) for n in counterparts)} for {encoding}"
@@ -107,7 +120,8 @@ class CombinedLoss(nn.Module):
         num_labels: ``C``, the labels of the set (5 for the Task 2 attributes, 1 for a lesion).
         **options: shared by the terms that use them (:data:`OPTIONS`): ``class_weights``
             (``(C + 1,)`` multiclass / ``(C,)`` multilabel), ``pos_weight`` ``(C,)``,
-            ``focal_gamma``, ``alpha``, ``smooth``; a term not given an option keeps its own default.
+            ``focal_gamma``, ``alpha``, ``smooth``, ``weak_mil`` and ``weak_topk`` (the ``mil``
+            term's pooling); a term not given an option keeps its own default.
 
     Attributes:
         last_terms: the unweighted value of each term at the last forward call (detached), for
@@ -152,6 +166,7 @@ class CombinedLoss(nn.Module):
         output: torch.Tensor | Mapping[str, torch.Tensor],
         masks: torch.Tensor,
         labelled: torch.Tensor | None = None,
+        weak: WeakTargets | None = None,
     ) -> torch.Tensor:
         """Weighted sum of the terms, in the order they were given.
 
@@ -160,6 +175,11 @@ class CombinedLoss(nn.Module):
                 under ``masks`` and the ``(B, C)`` presence logits under ``presence``.
             masks: ``(B, C, H, W)`` mask stack.
             labelled: optional ``(B, C)`` bool.
+            weak: optional ``(B, C)`` image-level targets and flags. With them, the pixel terms
+                score only the images with at least one mask (``labelled`` not all False), so
+                an image with image-level labels alone reaches no pixel term, also not ``ce``,
+                which cannot leave out single attributes; in a batch without any mask the
+                pixel terms are 0.
 
         Returns:
             Scalar float32 loss. A term whose output is not there is left out: the ``presence``
@@ -172,11 +192,21 @@ class CombinedLoss(nn.Module):
         if "masks" not in outputs:
             raise ValueError(f"the model output has no 'masks'; got {', '.join(outputs)}")
         total = outputs["masks"].new_zeros((), dtype=torch.float32)
+        rows = None
+        if weak is not None and labelled is not None:
+            rows = labelled.to(torch.bool).any(dim=1)
         for name, term in self.terms.items():
             scored = outputs.get(TERMS[name].output)
             if scored is None:
                 continue
-            value = term(scored, masks, labelled)
+            if TERMS[name].takes_weak:
+                value = term(scored, masks, labelled, weak)
+            elif rows is None:
+                value = term(scored, masks, labelled)
+            elif bool(rows.any()):
+                value = term(scored[rows], masks[rows], labelled[rows])  # type: ignore[index]
+            else:  # no image of the batch has a mask: nothing for the pixel terms, kept in the graph
+                value = scored.sum() * 0.0
             self.last_terms[name] = value.detach()
             total = total + self.weights[name] * value
         return total
@@ -189,6 +219,8 @@ def build_loss(
     num_labels: int = NUM_ATTRIBUTES,
     class_weights: ArrayLike | str | None = None,
     presence_weight: float | None = None,
+    weak_mil: str = "none",
+    weak_mil_weight: float = 1.0,
     **options: Any,
 ) -> CombinedLoss:
     """Build a :class:`CombinedLoss` from the fields of a loss config, one keyword each.
@@ -205,8 +237,12 @@ def build_loss(
             ``class_weights_from_counts(pixel_counts(train_masks, encoding))``, or ``"none"``.
         presence_weight: weight of the ``presence`` term, added after ``terms`` (it scores a
             presence head's output and is left out for models without one); ``None`` for none.
+        weak_mil: ``none``, or the pooling (``max``, ``topk``) of the ``mil`` term, which trains
+            the mask logits on image-level labels (:mod:`dermseg.losses.weak`); added after
+            ``terms``, weighted ``weak_mil_weight``.
+        weak_mil_weight: weight of the ``mil`` term.
         **options: the other :class:`CombinedLoss` options (``focal_gamma``, ``pos_weight``,
-            ``alpha``, ``smooth``).
+            ``alpha``, ``smooth``, ``weak_topk``).
 
     Returns:
         The loss module; call it as ``loss(output, masks, labelled=None)``.
@@ -233,4 +269,9 @@ def build_loss(
         if "presence" in terms:
             raise ValueError("give the presence term either in terms or as presence_weight, not both")
         terms = {**terms, "presence": presence_weight}
+    if weak_mil != "none":
+        if "mil" in terms:
+            raise ValueError("give the mil term either in terms or as weak_mil, not both")
+        terms = {**terms, "mil": weak_mil_weight}
+        options["weak_mil"] = weak_mil
     return CombinedLoss(terms, encoding, num_labels, **options)

@@ -1,5 +1,6 @@
 """The training data of a run: the data folder read with the run's label set, its datasets and
-loaders, the prepared cache it may read, and the values counted on its training masks (class
+loaders, the prepared cache it may read, the images with image-level labels only that join the
+training images (``data.weak_labels``), and the values counted on its training masks (class
 weights for the loss, label-balanced sampling weights), each cached in the run folder."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import logging
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,6 +25,8 @@ from dermseg.data.lesion_box import MIN_SIDE_FRACTION
 from dermseg.data.sampling import ResumableSampler, SeededItems, attribute_balance_weights
 from dermseg.data.shape_limits import ShapeLimits
 from dermseg.data.transforms import TransformConfig, build_eval_transform, build_train_transform
+from dermseg.data.weak_dataset import MixedDataset, load_weak_set
+from dermseg.data.weak_labels import WeakSource
 from dermseg.errors import ConfigError, DataError
 from dermseg.files import atomic_path
 from dermseg.labels import BUILTIN, LabelSet
@@ -143,8 +146,54 @@ def build_datasets(
     return train_set, val_set
 
 
+def with_weak_labels(cfg: Config, train_set: Dataset, norm: dict[str, list[float]]) -> Dataset | MixedDataset:
+    """The training set plus the images of ``data.weak_labels`` (image-level labels only), or
+    ``train_set`` itself without them.
+
+    The weak-labelled images follow the masked images (indices from ``len(train_set)``), are
+    read from their files (also when the masked ones come from a prepared cache) through the
+    same training transform, and every item of the result has ``weak`` and ``weak_presence``
+    (:mod:`dermseg.data.weak_dataset`).
+
+    Raises:
+        DataError: a bad row of the labels file or an image not found or unreadable (every
+            image's header is opened now, before training starts).
+    """
+    if cfg.data.weak_labels is None:
+        return train_set
+    fmt = cfg.data.weak_format
+    source = None if fmt == "auto" else cast(WeakSource, fmt)
+    weak = load_weak_set(
+        cfg.data.weak_labels,
+        source,
+        cfg.data.weak_images,
+        train_set.transform,
+        decode_side=cfg.data.size,
+        crop_background=cfg.data.crop_background,
+        limits=ShapeLimits(cfg.data.max_aspect_ratio, aspect_setting="data.max_aspect_ratio"),
+        **norm,
+    )
+    check_headers(weak.samples)
+    if cfg.data.field == "lesion":
+        logger.warning(
+            "data.field=lesion: the %d weak-labelled images have no lesion mask and are seen whole", len(weak)
+        )
+    logger.info(
+        "%d images with image-level labels (%s: %s) join the %d mask-labelled training images",
+        len(weak),
+        weak.weak.source,
+        ", ".join(weak.weak.attributes),
+        len(train_set),
+    )
+    return MixedDataset(train_set, weak)
+
+
 def build_loaders(
-    cfg: Config, info: DistInfo, train_set: Dataset, val_set: Dataset, sampler: ResumableSampler
+    cfg: Config,
+    info: DistInfo,
+    train_set: Dataset | MixedDataset,
+    val_set: Dataset,
+    sampler: ResumableSampler,
 ) -> tuple[DataLoader, DataLoader]:
     """The training loader (batches in the sampler's order) and this rank's validation loader."""
     pin = info.device.type == "cuda"

@@ -45,6 +45,7 @@ from dermseg.evaluation.model import tune_and_store
 from dermseg.files import atomic_path
 from dermseg.inference.segmenter import Segmenter
 from dermseg.labels import LabelSet
+from dermseg.losses import WeakTargets
 from dermseg.training import distributed
 from dermseg.training.checkpoints import complete_checkpoints, save_epoch_end
 from dermseg.training.reproducibility import seed_everything, set_deterministic
@@ -134,12 +135,20 @@ def train(
             images = batch["image"].to(info.device, non_blocking=True)
             masks = batch["masks"].to(info.device, non_blocking=True)
             labelled = batch["labelled"].to(info.device, non_blocking=True)
+            # Images with image-level labels only (data.weak_labels): no masks, a presence target instead.
+            weak = None
+            if "weak" in batch:
+                weak = WeakTargets(
+                    batch["weak_presence"].to(info.device, non_blocking=True),
+                    batch["weak"].to(info.device, non_blocking=True),
+                )
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             # Mixed precision for the network only; every loss term computes in float32.
             with torch.autocast(info.device.type, dtype=dtype, enabled=dtype is not None):
                 output = run.train_model(images)
-            loss = loss_fn(output, masks, labelled)  # mask terms, plus presence with a presence head
+            # mask terms, plus presence with a presence head, plus mil with weak labels and loss.weak_mil
+            loss = loss_fn(output, masks, labelled, weak)
             if not torch.isfinite(loss):
                 # Stop before the bad step touches the weights; last_state.pt is the last good one.
                 raise TrainingDiverged(

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -34,6 +35,7 @@ from dermseg.data.layout import IsicLayout, IsicSample
 from dermseg.data.sampling import ResumableSampler
 from dermseg.data.splits import Split, split_from_config
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dermseg.data.weak_dataset import MixedDataset
 from dermseg.encoding import num_output_channels
 from dermseg.errors import DataError
 from dermseg.files import atomic_path
@@ -50,6 +52,7 @@ from dermseg.training.data import (
     class_weights,
     sampling_weights,
     training_layout,
+    with_weak_labels,
 )
 from dermseg.training.distributed import DistInfo
 from dermseg.training.reproducibility import get_rng_state, provenance, set_rng_state
@@ -71,10 +74,13 @@ class Run:
         labels: the run's label set (``data.labels``), C labels.
         split: the train/val ids.
         val_samples: the validation images at their original size (thresholds are tuned on them).
-        train_set, val_set: ``image (3, H, W)`` float32 + ``masks (C, H, W)`` uint8 items.
+        train_set, val_set: ``image (3, H, W)`` float32 + ``masks (C, H, W)`` uint8 items; with
+            ``data.weak_labels`` the training set is the masked images followed by the
+            weak-labelled ones (:class:`~dermseg.data.weak_dataset.MixedDataset`).
         sampler: the resumable order of the training images.
         train_loader: training batches: ``image (B, 3, crop, crop)``, ``masks (B, C, crop, crop)``,
-            ``labelled (B, C)``.
+            ``labelled (B, C)``; with ``data.weak_labels`` also ``weak (B, C)`` bool and
+            ``weak_presence (B, C)`` float (image-level labels).
         val_loader: this rank's shard of the validation images, one at a time.
         model: the bare model (checkpoints and validation use it).
         train_model: what the training step runs: ``model``, in DDP and ``torch.compile`` as set.
@@ -98,7 +104,7 @@ class Run:
     labels: LabelSet
     split: Split
     val_samples: list[IsicSample]
-    train_set: Dataset
+    train_set: Dataset | MixedDataset
     val_set: Dataset
     sampler: ResumableSampler
     train_loader: DataLoader
@@ -161,18 +167,23 @@ def build_run(
     state = load_train_state(run_dir / "checkpoints" / "last_state.pt") if resume else None
     norm = input_normalization(cfg, state)
     train_set, val_set = build_datasets(cfg, data_dir, layout, train_ids, split.val, norm)
+    train_items = with_weak_labels(cfg, train_set, norm)  # checked before the run folder is written
     run_provenance = _write_run_files(cfg, data_dir, run_dir, info, layout, split)
 
+    weights = sampling_weights(cfg, train_set, run_dir, train_ids)
+    if weights is not None and len(train_items) > len(weights):
+        # mean 1 over the masked images: a weak-labelled image is drawn as often as an average one
+        weights = np.concatenate([weights, np.ones(len(train_items) - len(weights))])
     sampler = ResumableSampler(
-        len(train_set),
+        len(train_items),
         seed=cfg.seed,
         batch_size=cfg.train.batch_size,
         rank=info.rank,
         world_size=info.world_size,
         drop_last=len(train_set) >= cfg.train.batch_size * info.world_size,
-        weights=sampling_weights(cfg, train_set, run_dir, train_ids),
+        weights=weights,
     )
-    train_loader, val_loader = build_loaders(cfg, info, train_set, val_set, sampler)
+    train_loader, val_loader = build_loaders(cfg, info, train_items, val_set, sampler)
 
     model = build_model(cfg).to(info.device)
     if cfg.train.channels_last and info.device.type == "cuda":
@@ -225,7 +236,7 @@ def build_run(
         labels=labels,
         split=split,
         val_samples=val_samples,
-        train_set=train_set,
+        train_set=train_items,
         val_set=val_set,
         sampler=sampler,
         train_loader=train_loader,
