@@ -41,8 +41,9 @@ DEFAULT_BATCH: int = 4
 #: Sigma of the blending Gaussian, as a fraction of the tile side (as nnU-Net).
 SIGMA_FRACTION: float = 1 / 8
 
-#: The scales accepted: at most 4x finer (16x the pixels) or 4x coarser than the training scale.
-SCALE_RANGE: tuple[float, float] = (0.25, 4.0)
+#: The scales accepted: at most 4x finer (16x the pixels) or 2x coarser than the training scale (a
+#: working image much smaller than training's gives the network too little to see).
+SCALE_RANGE: tuple[float, float] = (0.25, 2.0)
 
 #: The largest overlap accepted (0.9: tiles a tenth of a side apart).
 MAX_OVERLAP: float = 0.9
