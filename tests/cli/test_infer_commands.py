@@ -58,3 +58,13 @@ def test_tile_settings_need_tiles_and_are_checked(checkpoint: Path, tmp_path: Pa
     assert "tile overlap must be a number in [0, 0.9]" in capsys.readouterr().err
     assert main(["evaluate", "--pred", str(tmp_path), "--gt", str(tmp_path), "--tiles"]) == 2
     assert "go with --checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_a_checkpoint_with_tiles(synth_dataset: Path, tmp_path: Path) -> None:
+    import json
+
+    ckpt = write_tiny_checkpoint(tmp_path / "crop64.safetensors", ["data.crop_size=64"])
+    args = ["evaluate", "--checkpoint", str(ckpt), "--data", str(synth_dataset), "--subset", "validation"]
+    assert main([*args, "--tiles", "--tile-overlap", "0.25", "--json", str(tmp_path / "s.json")]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["images"] == 4 and scores["prediction"].startswith("prediction: tiles: 64 px, overlap 0.25")

@@ -349,7 +349,8 @@ def _evaluate_checkpoint(
     )
     _print_per_image(scores)
     if json_out is not None:
-        _write_json(json_out, {**scores, "tta": segmenter.tta, "field": segmenter.field_description})
+        extra = {"tta": segmenter.tta, "field": segmenter.field_description}
+        _write_json(json_out, {**scores, **extra, "prediction": segmenter.tiling_description})
     if segmenter.lesion_field is None:  # the run's report shows the model as it was trained
         _run_report(checkpoint, data, device, tta)
 
@@ -377,7 +378,9 @@ def _evaluate_lesion_checkpoint(
     )
     _print_task1(title, result, None, csv_out)
     if json_out is not None:
-        _write_json(json_out, {**result.to_dict(), "tta": segmenter.tta})
+        _write_json(
+            json_out, {**result.to_dict(), "tta": segmenter.tta, "prediction": segmenter.tiling_description}
+        )
     _run_report(checkpoint, data, device, tta)
 
 
