@@ -21,6 +21,7 @@ from dermseg.inference.run_manifest import (
     predict_manifest,
     predict_settings,
 )
+from dermseg.inference.tiling import Tiling
 from tests.inference import test_folder
 
 checkpoint = test_folder.checkpoint  # the tiny untrained model, a module-scoped fixture
@@ -58,9 +59,13 @@ def test_the_settings_come_from_the_segmenter_as_it_runs(checkpoint: Path) -> No
         "outside_lesion": None,
         "max_aspect_ratio": 8.0,
         "max_side_factor": 8.0,
+        "tiles": None,
         "overlays": True,
         "probabilities": False,
     }
+    segmenter.tiling = Tiling(scale=0.5)
+    tiled = predict_settings(segmenter, overlays=True, probabilities=False)["tiles"]
+    assert tiled == {"scale": 0.5, "overlap": 0.5, "batch": 4, "size": None}
 
 
 def test_the_first_run_records_the_manifest_and_the_same_run_again_goes_on(

@@ -73,3 +73,14 @@ def test_serve_reports_bad_checkpoint_and_busy_port(
         assert main(["serve", "--checkpoint", str(checkpoint), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
     assert "app" not in served
+
+
+def test_serve_with_tiles(checkpoint: Path, served: dict, capsys: pytest.CaptureFixture) -> None:
+    assert (
+        main(["serve", "--checkpoint", str(checkpoint), "--port", "0", "--tiles", "--tile-batch", "2"]) == 0
+    )
+    assert "prediction: tiles: 96 px, overlap 0.5, 2 per batch" in capsys.readouterr().out
+    host, port = served["address"][:2]
+    client = TestClient(served["app"], base_url=f"http://{host}:{port}")
+    response = client.post("/api/predict", files={"file": ("ISIC_0000001.png", encode(square_image(200)))})
+    assert response.status_code == 200

@@ -210,6 +210,52 @@ OUTSIDE_LESION_OPTION = typer.Option(
 )
 
 
+#: ``--tiles`` and its settings, of predict, evaluate and serve (:mod:`dermseg.inference.tiling`).
+TILES_OPTION = typer.Option(
+    False,
+    "--tiles",
+    help="Predict by overlapping tiles of the model's training crop, blended with Gaussian weights "
+    "(nnU-Net's sliding window), instead of one resize of the whole field.",
+)
+TILE_SCALE_OPTION = typer.Option(
+    None,
+    "--tile-scale",
+    help="With --tiles: size of a network pixel in pixels of the one-resize working image (default 1: "
+    "the training scale; 0.5: twice the resolution, structures twice as large as in training).",
+)
+TILE_OVERLAP_OPTION = typer.Option(
+    None, "--tile-overlap", help="With --tiles: overlap of neighbouring tiles, a fraction of a tile (0.5)."
+)
+TILE_BATCH_OPTION = typer.Option(None, "--tile-batch", help="With --tiles: tiles per forward pass (4).")
+
+
+def use_tiles(
+    segmenter: Segmenter, tiles: bool, scale: float | None, overlap: float | None, batch: int | None
+) -> None:
+    """Give ``segmenter`` the tiling of ``--tiles`` (and print it), or check that no tile setting
+    is given without it.
+
+    Raises:
+        ConfigError: a tile setting without ``--tiles``, or out of range.
+    """
+    from dermseg.errors import ConfigError
+    from dermseg.inference.tiling import DEFAULT_BATCH, DEFAULT_OVERLAP, Tiling
+
+    if not tiles:
+        if (scale, overlap, batch) != (None, None, None):
+            raise ConfigError("--tile-scale, --tile-overlap and --tile-batch need --tiles")
+        return
+    try:
+        segmenter.tiling = Tiling(
+            scale=1.0 if scale is None else scale,
+            overlap=DEFAULT_OVERLAP if overlap is None else overlap,
+            batch=DEFAULT_BATCH if batch is None else batch,
+        )
+    except ValueError as err:
+        raise ConfigError(f"--tiles: {err}") from None
+    console.print(segmenter.tiling_description, markup=False, highlight=False)
+
+
 def use_lesion_model(
     segmenter: Segmenter,
     lesion_checkpoint: Path | None,

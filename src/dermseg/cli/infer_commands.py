@@ -25,6 +25,10 @@ from dermseg.cli.app import (
     MAX_ASPECT_OPTION,
     MAX_SIDE_OPTION,
     OUTSIDE_LESION_OPTION,
+    TILE_BATCH_OPTION,
+    TILE_OVERLAP_OPTION,
+    TILE_SCALE_OPTION,
+    TILES_OPTION,
     RateColumn,
     _progress,
     _write_json,
@@ -37,6 +41,7 @@ from dermseg.cli.app import (
     segmenter_config,
     task1_table,
     use_lesion_model,
+    use_tiles,
     write_run_report,
 )
 from dermseg.errors import ConfigError, display_path
@@ -106,6 +111,10 @@ def predict(
         help="Predict into a folder that holds predictions of another checkpoint or other settings "
         "(its manifest says), all its images again; without it such a run is refused.",
     ),
+    tiles: bool = TILES_OPTION,
+    tile_scale: float | None = TILE_SCALE_OPTION,
+    tile_overlap: float | None = TILE_OVERLAP_OPTION,
+    tile_batch: int | None = TILE_BATCH_OPTION,
 ) -> None:
     """Write the masks of every image (0/255 PNG, image size): the five Task 2 attribute masks,
     or one lesion mask, as the model's label set says; a bad image is reported, not fatal.
@@ -121,6 +130,7 @@ def predict(
     if labels is not None:
         model_on_data(segmenter, checkpoint[0], None, labels)
     use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device, backend)
+    use_tiles(segmenter, tiles, tile_scale, tile_overlap, tile_batch)
     console.print(segmenter.tta_description, markup=False, highlight=False)
     todo = _pending(segmenter, images, checkpoint, lesion_checkpoint, out, overlays, probabilities, overwrite)
     with progress_bar(MofNCompleteColumn(), RateColumn("img")) as bar:
@@ -287,6 +297,10 @@ def evaluate(
     outside_lesion: str = OUTSIDE_LESION_OPTION,
     max_aspect_ratio: float = MAX_ASPECT_OPTION,
     max_side_factor: float = MAX_SIDE_OPTION,
+    tiles: bool = TILES_OPTION,
+    tile_scale: float | None = TILE_SCALE_OPTION,
+    tile_overlap: float | None = TILE_OVERLAP_OPTION,
+    tile_batch: int | None = TILE_BATCH_OPTION,
 ) -> None:
     """Score masks with the official metric of their label set (ISIC 2018 Task 2, or Task 1 for a lesion
     set such as ph2): a prediction folder, or a checkpoint on data."""
@@ -299,6 +313,7 @@ def evaluate(
         limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
         data_labels = model_on_data(segmenter, checkpoint[0], data, labels)
         use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device)
+        use_tiles(segmenter, tiles, tile_scale, tile_overlap, tile_batch)
         if data_labels.metric == "isic2018_task1":
             _evaluate_lesion_checkpoint(segmenter, checkpoint, data, subset, json_out, csv_out, device, tta)
         else:
@@ -308,6 +323,8 @@ def evaluate(
         raise ConfigError("give --pred PRED_DIR --gt GT_DIR, or --checkpoint CKPT --data DATA_DIR")
     if lesion_checkpoint is not None:
         raise ConfigError("--lesion-checkpoint goes with --checkpoint, not with --pred")
+    if tiles or (tile_scale, tile_overlap, tile_batch) != (None, None, None):
+        raise ConfigError("--tiles and its settings go with --checkpoint, not with --pred")
     from dermseg.data.layout import label_set_for
 
     if label_set_for(gt, labels).metric == "isic2018_task1":
@@ -393,7 +410,8 @@ def _evaluate_checkpoint(
     )
     _print_per_image(scores)
     if json_out is not None:
-        _write_json(json_out, {**scores, "tta": segmenter.tta, "field": segmenter.field_description})
+        extra = {"tta": segmenter.tta, "field": segmenter.field_description}
+        _write_json(json_out, {**scores, **extra, "prediction": segmenter.tiling_description})
     if segmenter.lesion_field is None:  # the run's report shows the model as it was trained
         _run_report(checkpoint, data, device, tta)
 
@@ -421,7 +439,9 @@ def _evaluate_lesion_checkpoint(
     )
     _print_task1(title, result, None, csv_out)
     if json_out is not None:
-        _write_json(json_out, {**result.to_dict(), "tta": segmenter.tta})
+        _write_json(
+            json_out, {**result.to_dict(), "tta": segmenter.tta, "prediction": segmenter.tiling_description}
+        )
     _run_report(checkpoint, data, device, tta)
 
 

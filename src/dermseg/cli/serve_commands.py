@@ -12,11 +12,16 @@ from dermseg.cli.app import (
     MAX_ASPECT_OPTION,
     MAX_SIDE_OPTION,
     OUTSIDE_LESION_OPTION,
+    TILE_BATCH_OPTION,
+    TILE_OVERLAP_OPTION,
+    TILE_SCALE_OPTION,
+    TILES_OPTION,
     app,
     console,
     err_console,
     limit_shapes,
     use_lesion_model,
+    use_tiles,
 )
 from dermseg.errors import ConfigError
 
@@ -48,6 +53,10 @@ def serve(
     outside_lesion: str = OUTSIDE_LESION_OPTION,
     max_aspect_ratio: float = MAX_ASPECT_OPTION,
     max_side_factor: float = MAX_SIDE_OPTION,
+    tiles: bool = TILES_OPTION,
+    tile_scale: float | None = TILE_SCALE_OPTION,
+    tile_overlap: float | None = TILE_OVERLAP_OPTION,
+    tile_batch: int | None = TILE_BATCH_OPTION,
     max_in_flight: int = typer.Option(
         2, "--max-in-flight", min=1, help="Images decoded, segmented or encoded at the same time."
     ),
@@ -92,6 +101,7 @@ def serve(
     segmenter = Segmenter.from_path(checkpoint, backend=backend, device=device, tta=tta)
     use_lesion_model(segmenter, lesion_checkpoint, lesion_margin, outside_lesion, device, backend)
     limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
+    use_tiles(segmenter, tiles, tile_scale, tile_overlap, tile_batch)
     try:
         admission = Admission(max_in_flight, max_queue)
     except ValueError as err:

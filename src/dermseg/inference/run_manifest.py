@@ -15,6 +15,7 @@ others find it identical) and replaced only on ``overwrite``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -72,6 +73,7 @@ def predict_settings(segmenter: Segmenter, *, overlays: bool, probabilities: boo
         "outside_lesion": None if field is None else ("empty" if field.empty_outside else "keep"),
         "max_aspect_ratio": segmenter.limits.max_aspect_ratio,
         "max_side_factor": segmenter.limits.max_side_factor,
+        "tiles": None if segmenter.tiling is None else dataclasses.asdict(segmenter.tiling),
         "overlays": overlays,
         "probabilities": probabilities,
     }

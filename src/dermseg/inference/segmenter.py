@@ -44,6 +44,7 @@ from dermseg.inference.postprocess import (
     postprocess_from_meta,
     tuned_tta,
 )
+from dermseg.inference.tiling import Tiling, sliding_window, training_crop_size
 from dermseg.labels import DEFAULT, LabelSet, label_set_of
 from dermseg.models.checkpoint import load_checkpoint
 
@@ -125,6 +126,10 @@ class Segmenter:
             or ``("lesion", margin)`` (:func:`~dermseg.inference.lesion_field.trained_field`).
         limits: the largest aspect ratio and working long side accepted
             (:class:`~dermseg.data.shape_limits.ShapeLimits`; beyond them ``ImageShapeError``).
+        tiling: predict by overlapping tiles at a chosen scale (:mod:`dermseg.inference.tiling`);
+            ``None``: resize the field to the working size and run the network once.
+        crop_size: the side of the model's training crops, the default tile side
+            (:func:`~dermseg.inference.tiling.training_crop_size`); ``None``: ``input_size``.
     """
 
     model: nn.Module | OnnxRuntimeNet | Any
@@ -142,6 +147,8 @@ class Segmenter:
     lesion_field: LesionField | None = None
     trained_field: tuple[str, float | None] = ("fov", None)
     limits: ShapeLimits = ShapeLimits()
+    tiling: Tiling | None = None
+    crop_size: int | None = None
 
     def __post_init__(self) -> None:
         torch.set_flush_denormal(True)  # denormal weights make CPU inference many times slower
@@ -162,6 +169,14 @@ class Segmenter:
             return f"flip TTA: {used} (as tuned)"
         tuned = "on" if self.tuned_tta else "off"
         return f"flip TTA: {used} (overridden; the thresholds were tuned with it {tuned})"
+
+    @property
+    def tiling_description(self) -> str:
+        """How the network sees the field: ``one resize to 192 px`` or the tiles
+        (:meth:`~dermseg.inference.tiling.Tiling.description`)."""
+        if self.tiling is None:
+            return f"prediction: one resize of the field to {self.input_size} px (short side)"
+        return f"prediction: {self.tiling.description(self.input_size, self.crop_size or self.input_size)}"
 
     @property
     def field_description(self) -> str:
@@ -317,6 +332,7 @@ class Segmenter:
             tuned_tta=tuned,
             labels=labels,
             trained_field=trained_field(meta),
+            crop_size=training_crop_size(meta),
         )
 
     @property
@@ -333,8 +349,13 @@ class Segmenter:
             return self.model(x)
         return output_probabilities(self.model(x), self.encoding, self.labels.num_labels)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network_probabilities(x)
+    def _tta_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` -> ``(B, C, h, w)`` probabilities, averaged with the flipped ones under TTA."""
+        probs = self.network_probabilities(x)
+        if self.tta:
+            probs = probs + self.network_probabilities(x.flip(-1)).flip(-1)
+            probs = (probs + self.network_probabilities(x.flip(-2)).flip(-2)) / 3.0
+        return probs
 
     def field_of_view(self, image: np.ndarray) -> CropBox:
         """The part of ``image`` the network sees: the detected dermoscope field, or all of it,
@@ -373,8 +394,9 @@ class Segmenter:
         cropped = np.ascontiguousarray(crop(image, box, channels_last=True))
         # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
         # bilinear when enlarging), before any float copy: a full-resolution image is never
-        # held as floats.
-        small = resize_short_side(cropped, self.input_size)
+        # held as floats. With tiles, to the tiling's scale instead of the working size.
+        side = self.input_size if self.tiling is None else self.tiling.working_side(self.input_size)
+        small = resize_short_side(cropped, side)
         x = (
             torch.from_numpy(np.ascontiguousarray(small))
             .permute(2, 0, 1)[None]
@@ -383,10 +405,11 @@ class Segmenter:
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         x = (x / 255.0 - mean) / std
-        probs = self._forward(x)
-        if self.tta:
-            probs = probs + self._forward(x.flip(-1)).flip(-1) + self._forward(x.flip(-2)).flip(-2)
-            probs = probs / 3.0
+        if self.tiling is None:
+            probs = self._tta_forward(x)
+        else:
+            tile = self.tiling.tile_side(self.crop_size or self.input_size)
+            probs = sliding_window(x, self._tta_forward, tile, self.tiling.overlap, self.tiling.batch)
         # Upsample one label at a time straight into the output frame: peak memory is the
         # C output maps plus one more (0 outside the field of view).
         out = np.zeros((probs.shape[1], h, w), dtype=np.float32)
