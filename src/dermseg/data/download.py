@@ -12,18 +12,16 @@ was extracted, so a rerun skips what is done without asking the server anything.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import logging
 import os
 import re
 import shutil
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dermseg.data.archive import (
     MAX_COMPRESSION_RATIO,
@@ -34,6 +32,9 @@ from dermseg.data.archive import (
     safe_extract,
 )
 from dermseg.errors import ConfigError, DermsegError
+
+if TYPE_CHECKING:  # the HTTP client is imported when a download starts: every command imports this module
+    import http.client
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +204,10 @@ class _Transfer:
 
     def _open(self, dest: Path, offset: int) -> http.client.HTTPResponse | None:
         """Send the request; ``None`` when a 416 says the partial file is already complete."""
+        import http.client
+        import urllib.error
+        import urllib.request
+
         headers = {"User-Agent": "dermseg", "Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
@@ -236,6 +241,8 @@ class _Transfer:
             _Restart: the partial file is stale.
             DownloadError: the host is unreachable, answered an error, or the disk is too small.
         """
+        import http.client
+
         offset = self.part.stat().st_size if self.part.is_file() else 0
         response = self._open(dest, offset)
         if response is None:

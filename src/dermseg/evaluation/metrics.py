@@ -30,14 +30,16 @@ of per-image Jaccard indices, as reported in some theses and papers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from dermseg.attributes import ATTRIBUTES
 
-ArrayLike = np.ndarray | torch.Tensor
+if TYPE_CHECKING:  # torch is imported where a mask is counted: scoring from counts needs numpy only
+    import torch
+
+    ArrayLike = np.ndarray | torch.Tensor
 
 #: Column order of every confusion-count array.
 COUNT_NAMES: tuple[str, ...] = ("tp", "fp", "fn", "tn")
@@ -59,6 +61,8 @@ def binarise(x: ArrayLike, threshold: float | ArrayLike = 0.5) -> torch.Tensor:
         ValueError: integer values other than 0, 1 and 255; floats outside [0, 1] (logits?);
             thresholds outside [0, 1] or of the wrong length.
     """
+    import torch
+
     if isinstance(x, np.ndarray):
         # torch has no negative strides and little support for wide unsigned types
         x = np.ascontiguousarray(x.astype(np.int64) if x.dtype.kind == "u" and x.dtype != np.uint8 else x)
@@ -85,6 +89,8 @@ def binarise(x: ArrayLike, threshold: float | ArrayLike = 0.5) -> torch.Tensor:
 
 def _raw_counts(pred: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
     """Integer ``(..., K, 4)`` [tp, fp, fn, tn] of bool ``(..., K, H, W)`` arrays."""
+    import torch
+
     tp = (pred & truth).sum(dim=(-2, -1))
     fp = (pred & ~truth).sum(dim=(-2, -1))
     fn = (~pred & truth).sum(dim=(-2, -1))

@@ -34,12 +34,14 @@ differ from pandas' in the last bits (~1e-16).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-ArrayLike = np.ndarray | torch.Tensor
+if TYPE_CHECKING:  # torch is imported where a mask is counted: scoring from counts needs numpy only
+    import torch
+
+    ArrayLike = np.ndarray | torch.Tensor
 
 #: Column order of every confusion-count array (the order of :mod:`dermseg.evaluation.metrics` as well).
 COUNT_NAMES: tuple[str, ...] = ("tp", "fp", "fn", "tn")
@@ -85,6 +87,8 @@ def binarise_mask(x: ArrayLike, threshold: float = 0.5) -> np.ndarray | torch.Te
         ValueError: integers outside 0..255, floats outside [0, 1] (logits?), a threshold
             outside [0, 1], or a dtype that is none of bool, integer and float.
     """
+    import torch
+
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1]; got {threshold}")
     if isinstance(x, torch.Tensor):
@@ -137,6 +141,8 @@ def confusion_counts(pred: ArrayLike, truth: ArrayLike, threshold: float = 0.5) 
         ValueError: shapes differ, are not 2-D, the image has no pixel, or a value is invalid
             (see :func:`binarise_mask`).
     """
+    import torch
+
     if tuple(pred.shape) != tuple(truth.shape) or len(pred.shape) != 2:
         raise ValueError(
             "pred and truth must both be (H, W) of one shape; "
@@ -163,6 +169,8 @@ def confusion_counts(pred: ArrayLike, truth: ArrayLike, threshold: float = 0.5) 
 
 
 def _numpy_if_cpu(x: ArrayLike) -> ArrayLike:
+    import torch
+
     if isinstance(x, torch.Tensor) and x.device.type == "cpu":
         x = x.detach().resolve_conj().resolve_neg()
         return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
