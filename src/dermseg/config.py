@@ -80,6 +80,16 @@ class DataConfig:
             ``derm7pt`` or ``csv``.
         weak_images: the folder of the weak-labelled images; ``None``: beside the labels file
             (for Derm7pt, the ``images/`` folder of the release).
+        synthetic_mix: the fraction of each training batch drawn from the synthetic generator
+            (:mod:`dermseg.data.synthetic_draws`), in ``[0, 1)``: every batch of
+            ``train.batch_size`` images holds :func:`synthetic_per_batch` of them (rounded half
+            up, at least one and at least one real image), generated in the DataLoader workers
+            from the run's seed, epoch and batch; 0 for none. Task 2 only; never validated on.
+            For real data; untested on it until someone measures it.
+        synthetic_rare_only: draw only synthetic images holding streaks or negative network
+            (the generator's draws at the ISIC 2018 frequencies, kept when they hold one).
+        synthetic_size: the side of the synthetic images, ``>= 32``; ``None``: ``size`` (the
+            working size), which the training transform then resizes and crops like a real image.
     """
 
     root: str | None = None
@@ -102,6 +112,9 @@ class DataConfig:
     weak_labels: str | None = None
     weak_format: str = "auto"
     weak_images: str | None = None
+    synthetic_mix: float = 0.0
+    synthetic_rare_only: bool = False
+    synthetic_size: int | None = None
 
 
 @dataclass
@@ -479,6 +492,9 @@ FIELD_RULES: dict[str, Rule] = {
     "data.weak_labels": _or_null(_TEXT, "no image-level labels"),
     "data.weak_format": _one_of("auto", "ph2", "derm7pt", "csv"),
     "data.weak_images": _or_null(_TEXT, "the labels file's folder"),
+    "data.synthetic_mix": Rule(lambda v: 0 <= v < 1, "be a fraction of the batch in [0, 1)"),
+    "data.synthetic_rare_only": _TYPE_ONLY,
+    "data.synthetic_size": _or_null(_at_least(32), "the working size, data.size"),
     "augment.hflip": _TYPE_ONLY,
     "augment.vflip": _TYPE_ONLY,
     "augment.rotate90": _TYPE_ONLY,
@@ -782,10 +798,42 @@ def validate(cfg: Config) -> None:
             cfg.data.weak_labels is None or labels.names == ATTRIBUTES,
             f"data.weak_labels labels the Task 2 attributes; label set {labels.name} has other labels",
         ),
+        *_synthetic_mix_checks(cfg, labels),
     ]
     for keys, ok, message in checks:
         if not ok:
             raise ConfigValueError(message, keys)
+
+
+def synthetic_per_batch(mix: float, batch_size: int) -> int:
+    """How many of the ``batch_size`` images of a training batch ``data.synthetic_mix`` draws from
+    the generator: ``mix * batch_size`` rounded half up (0.25 of 8: 2; 0.5 of 3: 2; 0.1 of 4: 0)."""
+    return math.floor(round(mix * batch_size, 9) + 0.5)  # 0.7 * 5 is 3.4999999999999996
+
+
+def _synthetic_mix_checks(cfg: Config, labels: LabelSet) -> list[tuple[tuple[str, ...], bool, str]]:
+    """The rules between ``data.synthetic_mix`` and the fields it depends on (see :func:`validate`)."""
+    mix, batch = cfg.data.synthetic_mix, cfg.train.batch_size
+    if mix == 0:
+        return []
+    per_batch = synthetic_per_batch(mix, batch)
+    return [
+        (
+            # the generator paints the five Task 2 structures (dermseg.data.synthetic)
+            ("data.synthetic_mix", "data.labels"),
+            labels.names == ATTRIBUTES,
+            f"data.synthetic_mix draws synthetic Task 2 structures; label set {labels.name} has "
+            "other labels (set data.synthetic_mix: 0)",
+        ),
+        (
+            ("data.synthetic_mix", "train.batch_size"),
+            0 < per_batch < batch,
+            f"data.synthetic_mix {mix:g} of train.batch_size {batch} makes {per_batch} synthetic "
+            f"images per batch; it must make 1 to {batch - 1}"
+            if batch > 1
+            else "data.synthetic_mix needs train.batch_size >= 2 (a real and a synthetic image)",
+        ),
+    ]
 
 
 def dump_config(cfg: Config) -> str:

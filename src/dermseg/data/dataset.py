@@ -155,13 +155,9 @@ class IsicDataset(Dataset):
             lesion = _resize_nearest(read_mask(sample.lesion_mask_path, expected_size=(full_w, full_h)), h, w)
             if self.lesion_masks:
                 masks[n] = lesion
-        box = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
-        if self.lesion_field is not None and lesion is not None:
-            found = lesion_box(lesion, self.lesion_field, within=box)
-            box = box if found is None else found
-        if not box.is_full(h, w):
-            image = np.ascontiguousarray(crop(image, box, channels_last=True))
-            masks = np.ascontiguousarray(crop(masks, box, channels_last=False))
+        image, masks, box = crop_to_field(
+            image, masks, lesion, crop_background=self.crop_background, lesion_field=self.lesion_field
+        )
         original_box = box.scaled(full_w / w, full_h / h).clipped(full_h, full_w)
         return image, masks, labelled, original_box, (full_h, full_w)
 
@@ -174,6 +170,38 @@ class IsicDataset(Dataset):
         return make_item(
             self.samples[index].isic_id, *self.load(index), self.transform, mean=self.mean, std=self.std
         )
+
+
+def crop_to_field(
+    image: np.ndarray,
+    masks: np.ndarray,
+    lesion: np.ndarray | None,
+    *,
+    crop_background: bool,
+    lesion_field: float | None,
+) -> tuple[np.ndarray, np.ndarray, CropBox]:
+    """Crop a decoded image and its masks to the part the network sees.
+
+    Args:
+        image: ``(h, w, 3)`` uint8.
+        masks: ``(K, h, w)`` uint8.
+        lesion: ``(h, w)`` lesion mask, or ``None`` when the sample has none.
+        crop_background: crop to the dermoscope's field of view, detected from the image alone.
+        lesion_field: crop further to the lesion's box grown by this margin (inside the field of
+            view); ``None``, or no ``lesion``: the field of view.
+
+    Returns:
+        The cropped image and masks, and the box kept, in ``image``'s coordinates.
+    """
+    h, w = image.shape[:2]
+    box = detect_field_of_view(image) if crop_background else CropBox.full(h, w)
+    if lesion_field is not None and lesion is not None:
+        found = lesion_box(lesion, lesion_field, within=box)
+        box = box if found is None else found
+    if not box.is_full(h, w):
+        image = np.ascontiguousarray(crop(image, box, channels_last=True))
+        masks = np.ascontiguousarray(crop(masks, box, channels_last=False))
+    return image, masks, box
 
 
 def make_item(

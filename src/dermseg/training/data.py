@@ -1,6 +1,7 @@
 """The training data of a run: the data folder read with the run's label set, its datasets and
 loaders, the prepared cache it may read, the images with image-level labels only that join the
-training images (``data.weak_labels``), and the values counted on its training masks (class
+training images (``data.weak_labels``), the synthetic draws mixed into every batch
+(``data.synthetic_mix``), and the values counted on its training masks (class
 weights for the loss, label-balanced sampling weights), each cached in the run folder."""
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from dermseg.config import Config, config_label_set
+from dermseg.config import Config, config_label_set, synthetic_per_batch
 from dermseg.data.cache import CachedIsicDataset, CacheManifest, open_cache
 from dermseg.data.check import check_headers
 from dermseg.data.dataset import IsicDataset
 from dermseg.data.layout import IsicLayout, detect_label_set, discover
 from dermseg.data.lesion_box import MIN_SIDE_FRACTION
+from dermseg.data.mix_sampling import SyntheticMixSampler
 from dermseg.data.sampling import ResumableSampler, SeededItems, attribute_balance_weights
 from dermseg.data.shape_limits import ShapeLimits
+from dermseg.data.synthetic_draws import SyntheticDraws, WithSyntheticDraws
 from dermseg.data.transforms import TransformConfig, build_eval_transform, build_train_transform
 from dermseg.data.weak_dataset import MixedDataset, load_weak_set
 from dermseg.data.weak_labels import WeakSource
@@ -37,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 #: A training or validation set: decoded from the images, or read from a prepared cache.
 Dataset = IsicDataset | CachedIsicDataset
+#: The training items: the training set, plus weak-labelled images, plus synthetic draws.
+TrainItems = Dataset | MixedDataset | WithSyntheticDraws
+#: The order of the training items (with synthetic draws in every batch, or without).
+TrainSampler = ResumableSampler | SyntheticMixSampler
 
 
 def training_layout(data_dir: str | Path, labels: LabelSet) -> IsicLayout:
@@ -188,12 +195,77 @@ def with_weak_labels(cfg: Config, train_set: Dataset, norm: dict[str, list[float
     return MixedDataset(train_set, weak)
 
 
+def with_synthetic_mix(
+    cfg: Config, train_items: Dataset | MixedDataset, norm: dict[str, list[float]]
+) -> TrainItems:
+    """The training items plus the synthetic generator's draws (``data.synthetic_mix``), or
+    ``train_items`` itself when the mix is 0.
+
+    The draws follow the training items (index ``len(train_items) + k`` is draw ``k``,
+    :mod:`dermseg.data.synthetic_draws`): square images of ``data.synthetic_size`` (else
+    ``data.size``) px, from the run's seed, read like the real images (background crop, lesion
+    box with ``data.field: lesion``) and through their training transform. Only the training
+    items get them: the validation set, which selects the epoch and tunes the thresholds, is
+    built apart and never holds a draw.
+    """
+    if cfg.data.synthetic_mix == 0:
+        return train_items
+    size = cfg.data.synthetic_size or cfg.data.size
+    draws = SyntheticDraws(
+        cfg.seed,
+        size,
+        train_items.transform,
+        rare_only=cfg.data.synthetic_rare_only,
+        crop_background=cfg.data.crop_background,
+        lesion_field=cfg.data.field_margin if cfg.data.field == "lesion" else None,
+        lesion_masks=cfg.augment.lesion_crop > 0,
+        weak=isinstance(train_items, MixedDataset),
+        **norm,
+    )
+    logger.info(
+        "data.synthetic_mix %g: %d of every %d training images are synthetic draws of %d px%s",
+        cfg.data.synthetic_mix,
+        synthetic_per_batch(cfg.data.synthetic_mix, cfg.train.batch_size),
+        cfg.train.batch_size,
+        size,
+        " holding streaks or negative network" if cfg.data.synthetic_rare_only else "",
+    )
+    return WithSyntheticDraws(train_items, draws)
+
+
+def training_sampler(
+    cfg: Config, info: DistInfo, n_items: int, n_masked: int, weights: np.ndarray | None
+) -> TrainSampler:
+    """The resumable order of the training items, with ``data.synthetic_mix``'s draws in every batch.
+
+    Args:
+        cfg: the run config.
+        info: this process's rank and world size.
+        n_items: the training items (masked and weak-labelled images), the synthetic draws not counted.
+        n_masked: the mask-labelled ones (an incomplete last batch is dropped when they fill one
+            batch per process).
+        weights: sampling weights of the ``n_items`` (``data.balance``), or ``None``.
+    """
+    per_batch = synthetic_per_batch(cfg.data.synthetic_mix, cfg.train.batch_size)
+    real_batch = cfg.train.batch_size - per_batch
+    sampler = ResumableSampler(
+        n_items,
+        seed=cfg.seed,
+        batch_size=real_batch,
+        rank=info.rank,
+        world_size=info.world_size,
+        drop_last=n_masked >= real_batch * info.world_size,
+        weights=weights,
+    )
+    return sampler if per_batch == 0 else SyntheticMixSampler(sampler, per_batch, first_draw=n_items)
+
+
 def build_loaders(
     cfg: Config,
     info: DistInfo,
-    train_set: Dataset | MixedDataset,
+    train_set: TrainItems,
     val_set: Dataset,
-    sampler: ResumableSampler,
+    sampler: TrainSampler,
 ) -> tuple[DataLoader, DataLoader]:
     """The training loader (batches in the sampler's order) and this rank's validation loader."""
     pin = info.device.type == "cuda"

@@ -32,10 +32,8 @@ from torch.utils.data import DataLoader
 
 from dermseg.config import Config, config_label_set, dump_config
 from dermseg.data.layout import IsicLayout, IsicSample
-from dermseg.data.sampling import ResumableSampler
 from dermseg.data.splits import Split, split_from_config
 from dermseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from dermseg.data.weak_dataset import MixedDataset
 from dermseg.encoding import num_output_channels
 from dermseg.errors import DataError
 from dermseg.files import atomic_path
@@ -47,11 +45,15 @@ from dermseg.models.normalization import encoder_normalization
 from dermseg.training import distributed
 from dermseg.training.data import (
     Dataset,
+    TrainItems,
+    TrainSampler,
     build_datasets,
     build_loaders,
     class_weights,
     sampling_weights,
     training_layout,
+    training_sampler,
+    with_synthetic_mix,
     with_weak_labels,
 )
 from dermseg.training.distributed import DistInfo
@@ -76,8 +78,11 @@ class Run:
         val_samples: the validation images at their original size (thresholds are tuned on them).
         train_set, val_set: ``image (3, H, W)`` float32 + ``masks (C, H, W)`` uint8 items; with
             ``data.weak_labels`` the training set is the masked images followed by the
-            weak-labelled ones (:class:`~dermseg.data.weak_dataset.MixedDataset`).
-        sampler: the resumable order of the training images.
+            weak-labelled ones (:class:`~dermseg.data.weak_dataset.MixedDataset`); with
+            ``data.synthetic_mix`` those are followed by the generator's draws
+            (:class:`~dermseg.data.synthetic_draws.WithSyntheticDraws`).
+        sampler: the resumable order of the training images (with ``data.synthetic_mix``, the
+            same number of draws in every batch: :mod:`dermseg.data.mix_sampling`).
         train_loader: training batches: ``image (B, 3, crop, crop)``, ``masks (B, C, crop, crop)``,
             ``labelled (B, C)``; with ``data.weak_labels`` also ``weak (B, C)`` bool and
             ``weak_presence (B, C)`` float (image-level labels).
@@ -104,9 +109,9 @@ class Run:
     labels: LabelSet
     split: Split
     val_samples: list[IsicSample]
-    train_set: Dataset | MixedDataset
+    train_set: TrainItems
     val_set: Dataset
-    sampler: ResumableSampler
+    sampler: TrainSampler
     train_loader: DataLoader
     val_loader: DataLoader
     model: nn.Module
@@ -174,15 +179,8 @@ def build_run(
     if weights is not None and len(train_items) > len(weights):
         # mean 1 over the masked images: a weak-labelled image is drawn as often as an average one
         weights = np.concatenate([weights, np.ones(len(train_items) - len(weights))])
-    sampler = ResumableSampler(
-        len(train_items),
-        seed=cfg.seed,
-        batch_size=cfg.train.batch_size,
-        rank=info.rank,
-        world_size=info.world_size,
-        drop_last=len(train_set) >= cfg.train.batch_size * info.world_size,
-        weights=weights,
-    )
+    sampler = training_sampler(cfg, info, len(train_items), len(train_set), weights)
+    train_items = with_synthetic_mix(cfg, train_items, norm)  # the draws follow the real items
     train_loader, val_loader = build_loaders(cfg, info, train_items, val_set, sampler)
 
     model = build_model(cfg).to(info.device)
