@@ -163,12 +163,13 @@ def test_a_folder_holding_task1_and_task2_is_read_as_the_config_says(official_da
 def test_output_channels_follow_the_label_set(tmp_path: Path) -> None:
     assert model_kwargs(load_config(None, ["data.labels=ph2"]))["classes"] == 1
     assert model_kwargs(load_config(None))["classes"] == 5
-    assert model_kwargs(load_config(None, ["model.encoding=multiclass"]))["classes"] == 6
+    softmax = ["model.encoding=multiclass", "loss.terms={ce: 1.0}"]  # bce is for multilabel only
+    assert model_kwargs(load_config(None, softmax))["classes"] == 6
     two = tmp_path / "two.yaml"
     two.write_text("name: two\nlabels: [veil, regression]\nmask_pattern: '{id}_{label}.png'\n")
     assert model_kwargs(load_config(None, [f"data.labels={two}"]))["classes"] == 2
     assert (
-        model_kwargs(load_config(None, [f"data.labels={two}", "model.encoding=multiclass"]))["classes"] == 3
+        model_kwargs(load_config(None, [f"data.labels={two}", *softmax]))["classes"] == 3
     )
 
 
