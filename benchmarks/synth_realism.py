@@ -135,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
                 "of the border and the dark surround (L* < 20). `*_L_std`: spread of L* inside the region; `*_detail`: "
                 "standard deviation of L* minus its Gaussian blur (sigma 2 px), the fine texture. Synthetic images: "
                 f"`write_dataset` JPEGs, {args.size} px, seed {args.seed}, the `classic` look (the default) and "
-                "`SynthConfig.real()`, whose skin and lesion colours are sampled from these PH2 statistics. The six "
-                "ISIC images were not used. The last row is the mean over the ten statistics of |synthetic - real| "
+                "`SynthConfig.real()`, whose skin and lesion colours are sampled from these PH2 statistics. PH2 "
+                "photographs with too little skin or lesion to measure (500 px) are left out. All measured PH2 "
+                "images are used, including those the weak-label benchmark holds out: only their colour and texture "
+                "enter the generator, never their criteria. The six ISIC images were not used. The last row is the mean over the ten statistics of |synthetic - real| "
                 "divided by the real spread. Whether this helps a model on real images is to be measured with "
                 "`benchmarks/real_structures.py` after training; it was not measured here.",
                 "",

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--md", action="store_true", help="write the synth-speed section of BENCHMARKS.md")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     load = os.getloadavg()[0]
@@ -61,6 +64,30 @@ def main(argv: list[str] | None = None) -> int:
         "looks": results,
     }
     RESULT.write_text(json.dumps(payload, indent=1) + "\n")
+    if args.md:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_md import replace_section
+
+        rows = [f"| {look} | {r['wall_img_s']:.1f} | {r['cpu_img_s']:.1f} |" for look, r in results.items()]
+        replace_section(
+            "synth-speed",
+            [
+                "<!-- synth-speed -->",
+                f"### Synthetic generator speed, {args.size} px, one core",
+                "",
+                f"`render_sample` only (no JPEG, no files), {args.n} images per look, OpenCV on one thread, "
+                f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs shared with other jobs "
+                f"(1-minute load average {load:.1f} before, {load_after:.1f} after). CPU time is what one free "
+                "core gives; wall time was slowed by the other jobs.",
+                "",
+                "| look | images/s, wall | images/s, CPU time |",
+                "|---|---|---|",
+                *rows,
+                "",
+                f"Command: `OMP_NUM_THREADS=1 python benchmarks/synth_speed.py --n {args.n} --size {args.size} --md`",
+                "<!-- /synth-speed -->",
+            ],
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.data import synth_optics as optics
@@ -112,3 +113,25 @@ def test_effects_are_deterministic_and_stay_in_range() -> None:
     a, b = run(7), run(7)
     assert a.dtype == np.uint8 and a.shape == (96, 96, 3) and np.array_equal(a, b)
     assert not np.array_equal(a, run(8))
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "ratio"), [("pigment_network", 7, 1.2), ("globules", 9, 1.5), ("streaks", 7, 1.5)]
+)
+def test_dark_structures_stand_out_of_the_lesion_under_the_camera_effects(
+    name: str, size: int, ratio: float
+) -> None:
+    config = SynthConfig.real(
+        size=256, presence={name: 1.0}, none_fraction=0.0, hair_probability=0.0, veil_probability=0.0
+    )
+    inside, elsewhere = [], []
+    for i in range(8):
+        sample = render_sample(np.random.default_rng([40, i]), config)
+        luma = sample.image.astype(float) @ np.array([0.299, 0.587, 0.114])
+        dark = ndimage.grey_closing(luma, size=(size, size)) - luma  # black top-hat: dark detail
+        region = sample.masks[ATTRIBUTES.index(name)].astype(bool)
+        rest = sample.lesion & ~ndimage.binary_dilation(region, iterations=4)
+        inside.append(np.percentile(dark[region], 90))
+        if rest.sum() > 50:
+            elsewhere.append(np.percentile(dark[rest], 90))
+    assert np.mean(inside) > ratio * np.mean(elsewhere)

@@ -255,11 +255,24 @@ def _paint_structures(
     return regions
 
 
-def _colour(scene: structures.Scene, skin: np.ndarray, absorption: np.ndarray) -> list[np.ndarray]:
-    """RGB planes: skin ``(3, H, W)`` attenuated by melanin (Beer-Lambert), then the overlays."""
+def _colour(
+    scene: structures.Scene, skin: np.ndarray, absorption: np.ndarray, grey: tuple[float, float] | None = None
+) -> list[np.ndarray]:
+    """RGB planes: skin ``(3, H, W)`` attenuated by melanin (Beer-Lambert), then the overlays.
+
+    ``grey = (cap, k)``: density above ``cap`` absorbs all channels alike with ``k``, so the
+    darkest parts of a lesion turn dark brown-black instead of ever more saturated.
+    """
+    excess = None
+    if grey is not None:
+        excess = np.maximum(scene.density - np.float32(grey[0]), 0) * np.float32(-grey[1])
     planes = []
     for c in range(3):  # in place, no temporaries
-        plane = scene.density * -absorption[c]
+        if excess is None:
+            plane = scene.density * -absorption[c]
+        else:
+            plane = np.minimum(scene.density, np.float32(grey[0])) * -absorption[c]
+            plane += excess
         np.exp(plane, out=plane)
         plane *= skin[c]
         planes.append(plane)
@@ -310,20 +323,22 @@ def render_sample(rng: np.random.Generator, config: SynthConfig) -> SyntheticSam
     return _sample(image, scene, regions, presence)
 
 
-def _absorption(density: np.ndarray, ratio: np.ndarray) -> np.ndarray:
-    """Per-channel absorption ``k`` such that ``mean(exp(-k * density)) = ratio`` (Newton's method).
+def _absorption(density: np.ndarray, ratio: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Per-channel absorption ``k`` with ``mean(weight * exp(-k * density)) = ratio`` (Newton's method).
 
     Args:
         density: ``(N,)`` float32 melanin densities of lesion pixels, > 0.
         ratio: ``(3,)`` lesion / skin brightness per channel, in (0, 1).
+        weight: ``(N,)`` a channel-independent attenuation of each pixel; ones if ``None``.
 
     Returns:
         ``(3,)`` float32 absorptions.
     """
     d = density.astype(np.float64)
+    wt = np.ones_like(d) if weight is None else weight.astype(np.float64)
     k = -np.log(ratio) / max(float(d.mean()), 1e-3)
     for _ in range(8):
-        e = np.exp(-k[:, None] * d[None, :])
+        e = np.exp(-k[:, None] * d[None, :]) * wt[None, :]
         k = np.maximum(k + (e.mean(axis=1) - ratio) / np.maximum((d * e).mean(axis=1), 1e-6), 0.0)
     return k.astype(np.float32)
 
@@ -341,6 +356,8 @@ def _render_real(rng: np.random.Generator, config: SynthConfig) -> SyntheticSamp
     view = optics.sample_view(rng, (h, w), scale, config.vignette_probability)
     colours = sample_colours(rng)
     scene = _make_scene(rng, config, view.visibility)
+    # structures a little finer than the classic look's, as in photographs of 1024-4288 px brought down
+    scene.scale *= float(rng.uniform(0.55, 1.0))
     skin = draw.skin_background(rng, (h, w), scale, colour=colours.skin)
     # the measured colour is the mean over the visible skin, falloff included: match that mean
     where = (scene.lesion.d[::4, ::4] > 1.2) & scene.field[::4, ::4]
@@ -349,7 +366,7 @@ def _render_real(rng: np.random.Generator, config: SynthConfig) -> SyntheticSamp
         gain = np.clip(colours.skin / np.maximum(seen.mean(axis=1), 1e-3), 0.7, 1.5).astype(np.float32)
         skin *= gain[:, None, None]
     # real lesions are more variegated than lesion_melanin's zones: more of it, as much as measured
-    mottle = draw.fractal_noise(rng, ((h + 3) // 4, (w + 3) // 4), 6, octaves=3)
+    mottle = draw.fractal_noise(rng, ((h + 1) // 2, (w + 1) // 2), 6, octaves=5)
     amp = np.float32(np.clip(0.03 * colours.lesion_l_std, 0.08, 0.5))
     mottle = cv2.resize(np.clip(1 + amp * mottle, 0.3, 2.0), (w, h), interpolation=cv2.INTER_LINEAR)
     scene.density *= mottle
@@ -357,8 +374,15 @@ def _render_real(rng: np.random.Generator, config: SynthConfig) -> SyntheticSamp
 
     inside = scene.density[::3, ::3][(scene.lesion.d[::3, ::3] < 0.9) & scene.field[::3, ::3]]
     ratio = np.clip(colours.lesion / np.maximum(colours.skin, 1e-3), 0.03, 0.97)
-    absorption = _absorption(np.maximum(inside, 1e-3), ratio) if inside.size else _MELANIN_ABSORPTION
-    planes = _colour(scene, skin, absorption)
+    grey = None
+    absorption = _MELANIN_ABSORPTION
+    if inside.size:
+        cap = float(np.percentile(inside, 60))  # above it, melanin darkens without more colour
+        k_grey = float(-np.log(ratio).mean()) / max(cap, 1e-3)
+        weight = np.exp(-k_grey * np.maximum(inside - cap, 0))
+        absorption = _absorption(np.clip(inside, 1e-3, cap), ratio, weight)
+        grey = (cap, k_grey)
+    planes = _colour(scene, skin, absorption, grey)
     if rng.random() < config.hair_probability:
         _blend(planes, *optics.hairs(rng, (h, w), scale))
     optics.surface_reflection(rng, planes, view)
