@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from dermseg.cli import main
+from dermseg.data.imageio import read_image
+from dermseg.data.synthetic import SynthConfig, render_sample, sample_rng, split_folders
 from tests.conftest import break_flat_dataset
 
 
@@ -34,6 +38,16 @@ def test_synth_into_a_file_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     assert main(["synth", str(target), "--n", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"dermseg: error: {target}: is a file, expected a folder to write the dataset into"]
+
+
+def test_synth_look_real_writes_the_real_look_and_rejects_unknown_looks(tmp_path: Path, capsys) -> None:
+    assert main(["synth", str(tmp_path / "r"), "--n", "1", "--size", "64", "--look", "real"]) == 0
+    written = tmp_path / "r" / split_folders("training")[0] / "ISIC_0000000.jpg"
+    expected = render_sample(sample_rng(0, "training", 0), SynthConfig.real(size=64)).image
+    difference = np.abs(read_image(written).astype(int) - expected.astype(int)).mean()
+    assert difference < 8  # the same picture, JPEG'd
+    assert main(["synth", str(tmp_path / "x"), "--n", "1", "--look", "photo"]) == 2
+    assert "--look: expected one of classic, real" in capsys.readouterr().err
 
 
 def test_cli_prepare_is_a_no_op_the_second_time(synth_dataset: Path, tmp_path: Path, capsys) -> None:

@@ -38,12 +38,22 @@ def synth(
         help="Also write the Task 1 lesion masks (ISIC2018_Task1_<Split>_GroundTruth/"
         "ISIC_<id>_segmentation.png), for lesion models, data.field=lesion and augment.lesion_crop.",
     ),
+    look: str = typer.Option(
+        "classic",
+        "--look",
+        help="classic (hand-picked colours, the default) or real (skin and lesion colours sampled from "
+        "statistics of real PH2 photographs, polarised/non-polarised looks, bubbles, glints, rulers, ink, "
+        "soft vignettes, wider blur/noise/JPEG ranges).",
+    ),
 ) -> None:
     """Write a synthetic dermoscopy dataset with all five attribute masks (and, optionally, lesion masks)."""
     from dermseg.config import check_value
-    from dermseg.data.synthetic import split_folders, write_dataset
+    from dermseg.data.synthetic import LOOKS, SynthConfig, split_folders, write_dataset
 
     check_value("seed", seed, "--seed")
+    if look not in LOOKS:
+        raise ConfigError(f"--look: expected one of {', '.join(LOOKS)}, got {look!r}")
+    config = SynthConfig.real() if look == "real" else None
 
     if out.exists() and not out.is_dir():
         raise DermsegError("is a file, expected a folder to write the dataset into", out)
@@ -63,6 +73,7 @@ def synth(
             split=split,
             progress=lambda k: bar.advance(task, k),
             lesion_masks=lesion_masks,
+            config=config,
         )
     masks = len(ids) * (len(ATTRIBUTES) + int(lesion_masks))
     console.print(f"wrote {len(ids)} images and {masks} masks to {_shown(out)}")

@@ -122,7 +122,9 @@ def skin_colour(rng: np.random.Generator) -> np.ndarray:
     return np.clip(colour, 0.05, 1.0).astype(np.float32)
 
 
-def skin_background(rng: np.random.Generator, shape: Shape, scale: float) -> np.ndarray:
+def skin_background(
+    rng: np.random.Generator, shape: Shape, scale: float, colour: np.ndarray | None = None
+) -> np.ndarray:
     """Skin seen through a dermoscope: a tone, uneven lighting, redness and fine relief.
 
     Made at half resolution (the sensor noise added later supplies the finest grain).
@@ -131,13 +133,14 @@ def skin_background(rng: np.random.Generator, shape: Shape, scale: float) -> np.
         rng: random generator.
         shape: ``(h, w)`` of the image.
         scale: pixels per pixel of a 512-pixel frame.
+        colour: ``(3,)`` RGB tone in [0, 1]; ``None`` draws one with :func:`skin_colour`.
 
     Returns:
         ``(3, h, w)`` float32 RGB planes in [0, 1].
     """
     h, w = shape
     half = (max(8, (h + 1) // 2), max(8, (w + 1) // 2))
-    colour = skin_colour(rng)
+    colour = skin_colour(rng) if colour is None else colour
     light = 1 + np.float32(rng.uniform(0.02, 0.07)) * smooth_noise(rng, half, 3)
     yy = np.linspace(-1, 1, half[0], dtype=np.float32)[:, None] + np.float32(rng.uniform(-0.3, 0.3))
     xx = np.linspace(-1, 1, half[1], dtype=np.float32)[None, :] + np.float32(rng.uniform(-0.3, 0.3))
@@ -466,29 +469,48 @@ def bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, n: in
     return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
 
 
-def hair_layer(rng: np.random.Generator, shape: Shape, scale: float) -> np.ndarray:
-    """Dark hairs: thin curved strands, most of them crossing the frame.
+def hair_layer(
+    rng: np.random.Generator,
+    shape: Shape,
+    scale: float,
+    density: tuple[float, ...] = (2.0, 6.0, 14.0),
+    max_count: int = 30,
+    length: tuple[float, float] = (0.3, 1.1),
+    width: tuple[float, float] = (1.2, 3.5),
+    bend: float = 0.15,
+) -> np.ndarray:
+    """Dark hairs: thin curved strands, by default most of them crossing the frame.
+
+    Args:
+        rng: random generator.
+        shape: ``(h, w)`` of the image.
+        scale: pixels per pixel of a 512-pixel frame.
+        density: mean hair counts, one picked per image (a Poisson draw around it).
+        max_count: most hairs in one image.
+        length: range of a hair's length, fraction of the frame's diagonal.
+        width: range of a hair's width, pixels at 512 px (thinner than a pixel: fainter).
+        bend: standard deviation of the sideways bend, fraction of the length.
 
     Returns:
         ``(h, w)`` float32 opacity in [0, 1].
     """
     h, w = shape
     diag = math.hypot(h, w)
-    count = int(np.clip(1 + rng.poisson(rng.choice([2.0, 6.0, 14.0])), 1, 30))
+    count = int(np.clip(1 + rng.poisson(rng.choice(list(density))), 1, max_count))
     curves, widths, values = [], [], []
     for _ in range(count):
         start = np.array([rng.uniform(-0.1, 1.1) * w, rng.uniform(-0.1, 1.1) * h])
         angle = rng.uniform(0, 2 * math.pi)
-        length = rng.uniform(0.3, 1.1) * diag
+        size = rng.uniform(*length) * diag
         direction = np.array([math.cos(angle), math.sin(angle)])
         normal = np.array([-direction[1], direction[0]])
-        end = start + length * direction
-        bend1 = start + 0.33 * length * direction + rng.normal(0, 0.15) * length * normal
-        bend2 = start + 0.67 * length * direction + rng.normal(0, 0.15) * length * normal
+        end = start + size * direction
+        bend1 = start + 0.33 * size * direction + rng.normal(0, bend) * size * normal
+        bend2 = start + 0.67 * size * direction + rng.normal(0, bend) * size * normal
         curves.append(bezier(start, bend1, bend2, end, 48))
-        width = rng.uniform(1.2, 3.5) * scale
-        widths.append(max(1, int(round(width))))
-        values.append(rng.uniform(0.6, 0.95) * min(1.0, width))  # sub-pixel hairs: fainter, not thicker
+        thick = rng.uniform(*width) * scale
+        widths.append(max(1, int(round(thick))))
+        values.append(rng.uniform(0.6, 0.95) * min(1.0, thick))  # sub-pixel hairs: fainter, not thicker
     return cv2.GaussianBlur(draw_curves(shape, curves, widths, values), (0, 0), 0.6)
 
 

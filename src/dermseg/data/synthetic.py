@@ -10,6 +10,14 @@ Structures appear with the ISIC 2018 training frequencies (see :func:`sample_pre
 :func:`write_dataset` writes the official folder layout; sample ``k`` is drawn from its
 own generator seeded with ``(seed, split, k)``, so a dataset is byte-identical for a
 given seed whatever ``n``, order or parallelism.
+
+Two looks (:attr:`SynthConfig.look`): ``"classic"``, the hand-picked colours and black
+dermoscope border of the first generator (the default, byte-identical to earlier
+releases, so measured benchmarks stay reproducible), and ``"real"``, whose skin and lesion
+colours are sampled from statistics measured on real photographs
+(:mod:`dermseg.data.synth_colour`) and which adds the dermoscope's and camera's marks
+(:mod:`dermseg.data.synth_optics`). :meth:`SynthConfig.real` also widens the blur, noise
+and JPEG ranges to those of real photographs.
 """
 
 from __future__ import annotations
@@ -26,7 +34,10 @@ import numpy as np
 
 from dermseg.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from dermseg.data import synth_draw as draw
+from dermseg.data import synth_optics as optics
+from dermseg.data import synth_structures as structures
 from dermseg.data.imageio import write_image, write_mask
+from dermseg.data.synth_colour import sample_colours
 from dermseg.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -50,6 +61,19 @@ SPLITS: dict[str, tuple[int, str, str]] = {
 #: Optical density of melanin per RGB channel (absorbs blue most, red least).
 _MELANIN_ABSORPTION = np.array([0.62, 0.98, 1.22], np.float32)
 
+#: The generator's looks (see the module docstring).
+LOOKS: tuple[str, ...] = ("classic", "real")
+
+#: Camera settings of :meth:`SynthConfig.real`: wider blur, noise and JPEG ranges, more hair.
+REAL_LOOK: dict[str, object] = {
+    "look": "real",
+    "hair_probability": 0.55,
+    "vignette_probability": 0.85,
+    "blur_sigma": (0.2, 1.1),
+    "noise_sigma": (0.003, 0.02),
+    "jpeg_quality": (60, 98),
+}
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -68,6 +92,9 @@ class SynthConfig:
         blur_sigma: range of the final Gaussian blur, pixels at 512 px.
         noise_sigma: range of the sensor noise standard deviation (image in [0, 1]).
         jpeg_quality: inclusive range of the JPEG quality used by :func:`write_dataset`.
+        look: ``"classic"`` (hand-picked colours, the default) or ``"real"`` (colours sampled
+            from real photographs, plus polarisation, bubbles, glints, rulers, ink and soft
+            vignettes of several shapes).
     """
 
     size: int = 512
@@ -81,8 +108,16 @@ class SynthConfig:
     blur_sigma: tuple[float, float] = (0.2, 0.8)
     noise_sigma: tuple[float, float] = (0.004, 0.014)
     jpeg_quality: tuple[int, int] = (80, 95)
+    look: str = "classic"
+
+    @classmethod
+    def real(cls, **overrides: object) -> SynthConfig:
+        """The ``"real"`` look with the camera ranges of :data:`REAL_LOOK`; ``overrides`` win."""
+        return cls(**{**REAL_LOOK, **overrides})  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
+        if self.look not in LOOKS:
+            raise ValueError(f"look must be one of {', '.join(LOOKS)}, got {self.look!r}")
         if self.size < 16 or (self.height is not None and self.height < 16):
             raise ValueError(f"image sides must be >= 16 pixels, got size={self.size} height={self.height}")
         unknown = sorted(set(self.presence) - set(ATTRIBUTES))
@@ -186,189 +221,9 @@ def sample_presence(rng: np.random.Generator, config: SynthConfig) -> np.ndarray
             return chosen
 
 
-@dataclass
-class _Scene:
-    """Mutable state while one image is painted."""
-
-    lesion: draw.LesionGeometry
-    density: np.ndarray  # (H, W) melanin optical density
-    overlays: list[tuple[np.ndarray, np.ndarray]]  # (alpha (H, W), colour (3,)) painted over
-    field: np.ndarray  # (H, W) bool visible
-    core: np.ndarray  # (H, W) bool: well inside the lesion and visible, seeds of structures
-    rim: np.ndarray  # (H, W) bool: lesion border, visible
-    scale: float
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(H, W)`` of the image."""
-        h, w = self.density.shape
-        return h, w
-
-
-def _pick(rng: np.random.Generator, *candidates: np.ndarray) -> tuple[int, int]:
-    """A random ``(x, y)`` pixel of the first non-empty boolean map."""
-    for candidate in candidates:
-        flat = np.flatnonzero(candidate)
-        if flat.size:
-            y, x = divmod(int(flat[rng.integers(flat.size)]), candidate.shape[1])
-            return x, y
-    raise AssertionError("no candidate pixel")  # the visible field is never empty
-
-
-def _inside(scene: _Scene, points: np.ndarray, max_d: float) -> np.ndarray:
-    """``(N,)`` bool: points ``(N, 2)`` in frame, visible and at normalised distance < ``max_d``."""
-    h, w = scene.shape
-    xi, yi = np.round(points[:, 0]).astype(int), np.round(points[:, 1]).astype(int)
-    ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-    xi, yi = np.where(ok, xi, 0), np.where(ok, yi, 0)
-    return ok & scene.field[yi, xi] & (scene.lesion.d[yi, xi] < max_d)
-
-
-def _paint_network(rng: np.random.Generator, scene: _Scene, negative: bool) -> np.ndarray:
-    """Pigment network (dark lines, lighter holes) or negative network (light lines, dark holes)."""
-    lesion, s = scene.lesion, scene.scale
-    seed = _pick(rng, scene.core, scene.field)
-    reach = rng.uniform(0.3, 0.75) if negative else rng.uniform(0.5, 1.3)
-    radius = reach * lesion.mean_radius
-    region = draw.blob_region(rng, scene.shape, seed, radius) & (lesion.d < (0.95 if negative else 1.0))
-    region[seed[1], seed[0]] = True
-    rows, cols = draw.bounding_box(region)
-    patch = (rows.stop - rows.start, cols.stop - cols.start)
-    if negative:
-        cell, thick = max(6.0, rng.uniform(14, 24) * s), max(1, round(rng.uniform(1.6, 3.5) * s))
-    else:
-        cell, thick = max(4.5, rng.uniform(9, 17) * s), max(1, round(rng.uniform(0.8, 2.2) * s))
-    lines = draw.network_pattern(rng, patch, cell, thick)
-    weight = draw.soft_weight(region, rng.uniform(0.1, 0.3) * radius)[rows, cols]
-    weight *= np.clip(0.75 + 0.35 * draw.smooth_noise(rng, patch, 4), 0.25, 1)
-    density = scene.density[rows, cols]
-    if negative:
-        lines = cv2.GaussianBlur(np.clip(lines * 1.3, 0, 1), (0, 0), 1.1 * s + 0.3)
-        darker = 1 + rng.uniform(0.3, 0.7) * weight * (1 - lines)
-        scene.density[rows, cols] = density * darker * (1 - rng.uniform(0.35, 0.6) * lines * weight)
-    else:
-        amp = rng.uniform(0.5, 1.0)
-        scene.density[rows, cols] = density * (1 - rng.uniform(0.2, 0.45) * weight) + amp * lines * weight
-    return region
-
-
-def _cluster_points(
-    rng: np.random.Generator, scene: _Scene, count: int, spread: float, peripheral: bool
-) -> np.ndarray:
-    """Up to ``count`` ``(x, y)`` points inside the visible lesion, around a random seed; never empty."""
-    lesion = scene.lesion
-    seed = _pick(rng, scene.rim if peripheral else scene.core, scene.core, scene.field)
-    if peripheral:
-        theta0 = float(lesion.theta[seed[1], seed[0]])
-        theta = theta0 + rng.uniform(-1, 1, 3 * count) * rng.uniform(0.4, 1.4)
-        rho = rng.uniform(0.75, 0.95, 3 * count) * lesion.radius_at(theta)
-        points = lesion.to_image(rho, theta)
-    else:
-        points = np.asarray(seed, float) + rng.normal(0, spread / 2, (3 * count, 2))
-    points = points[_inside(scene, points, 0.97)][: count - 1]
-    return np.concatenate([np.asarray([seed], float), points])
-
-
-def _region_from_discs(scene: _Scene, centres: np.ndarray, radii: np.ndarray, close: float) -> np.ndarray:
-    """Union of discs, closed with a round kernel of diameter ``close`` pixels (a region mask)."""
-    region = draw.draw_discs(scene.shape, centres, radii, np.ones(len(radii)), supersample=1) > 0
-    k = max(1, int(close) | 1)
-    if k > 1:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-        region = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
-    return region
-
-
-def _paint_globules(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
-    """A cluster (or a peripheral rim) of round brown-black dots."""
-    s = scene.scale
-    spread = rng.uniform(0.15, 0.45) * scene.lesion.mean_radius
-    centres = _cluster_points(rng, scene, int(rng.integers(6, 36)), spread, rng.random() < 0.3)
-    radii = np.maximum(rng.uniform(2.0, 5.5, len(centres)) * s, 0.7)
-    dots = draw.draw_discs(scene.shape, centres, radii, rng.uniform(0.6, 1.0, len(centres)))
-    dots = cv2.GaussianBlur(dots, (0, 0), max(0.4, 0.3 * float(radii.mean())))
-    scene.density += rng.uniform(1.2, 2.2) * dots
-    pad = rng.uniform(3, 8) * s + 1
-    close = 0.35 * spread
-    if len(centres) > 1:
-        gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1) + np.eye(len(centres)) * 1e9
-        close = max(close, 2.0 * float(np.median(gaps.min(axis=1))))
-    return _region_from_discs(scene, centres, radii + pad, close) & (scene.lesion.d < 1.1)
-
-
-def _paint_milia(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
-    """A few to a dozen small white-yellow round spots, some blurred."""
-    s = scene.scale
-    spread = rng.uniform(0.35, 0.9) * scene.lesion.mean_radius
-    centres = _cluster_points(rng, scene, int(rng.integers(2, 13)), spread, False)
-    radii = np.maximum(rng.uniform(2.5, 7.0, len(centres)) * s, 0.8)
-    alpha = draw.draw_discs(scene.shape, centres, radii, rng.uniform(0.6, 0.95, len(centres)))
-    r_mean = float(radii.mean())
-    glow = draw.blur(alpha, 1.5 * r_mean + 0.5) * np.float32(rng.uniform(0.2, 0.5))
-    alpha = np.clip(draw.blur(alpha, max(0.4, rng.uniform(0.25, 0.7) * r_mean)) * np.float32(1.3), 0, 1)
-    alpha = np.maximum(alpha, glow)
-    colour = np.array([rng.uniform(0.95, 1.0), rng.uniform(0.92, 0.98), rng.uniform(0.78, 0.9)], np.float32)
-    scene.overlays.append((alpha, colour))
-    return _region_from_discs(scene, centres, radii + rng.uniform(2, 5) * s + 1, 0)
-
-
-def _paint_streaks(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
-    """Radial dark lines (some with bulbous tips) crossing a sector of the lesion border outwards."""
-    lesion, s = scene.lesion, scene.scale
-    seed = _pick(rng, scene.rim, scene.core, scene.field)
-    theta0 = float(lesion.theta[seed[1], seed[0]])
-    half = rng.uniform(0.25, 1.1)
-    spacing = max(2.5, rng.uniform(6, 12) * s)
-    count = int(np.clip(2 * half * float(lesion.radius_at(np.float64(theta0))) / spacing, 3, 60))
-    angles = theta0 + np.linspace(-half, half, count) + rng.normal(0, 0.3 * half / count, count)
-    t = np.linspace(0, 1, 8)
-    bend = rng.normal(0, 0.03)
-    start, stop = rng.uniform(0.78, 0.9), rng.uniform(1.05, 1.18)
-    thick = max(1, round(rng.uniform(1.2, 3.0) * s))
-    base, tips = [], []
-    for a in angles:
-        r = float(lesion.radius_at(np.float64(a)))
-        rho = r * (start + rng.normal(0, 0.03) + t * (stop - start + rng.normal(0, 0.04)))
-        theta = a + (bend + rng.normal(0, 0.01)) * t**2 + np.cumsum(rng.normal(0, 0.003, len(t)))
-        base.append(lesion.to_image(rho, theta))
-        tips.append(base[-1][-1])
-    values = list(rng.uniform(0.55, 1.0, count))
-    layer = draw.draw_curves(scene.shape, base, [thick] * count, values)  # thicker at the base: tapered
-    layer = np.maximum(
-        layer, draw.draw_curves(scene.shape, [c[:4] for c in base], [thick + 1] * count, values)
-    )
-    if rng.random() < 0.5:
-        bulbs = draw.draw_discs(
-            scene.shape, np.asarray(tips), np.full(count, 0.8 * thick + 0.5), np.full(count, 0.9)
-        )
-        layer = np.maximum(layer, bulbs)
-    halo = draw.blur(layer, max(2 * spacing, 0.06 * lesion.mean_radius))
-    halo *= rng.uniform(0.4, 0.9) / max(float(halo.max()), 1e-6)
-    scene.density += rng.uniform(1.0, 1.8) * cv2.GaussianBlur(layer, (0, 0), 0.6) + halo
-    k = max(3, int(1.5 * spacing + 4 * s) | 1)
-    band = cv2.dilate((layer > 0.05).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    return band.astype(bool)
-
-
-def _add_veil(rng: np.random.Generator, scene: _Scene) -> None:
-    """A blue-grey veil over part of the lesion (a distractor, not one of the five attributes)."""
-    seed = _pick(rng, scene.core, scene.field)
-    region = draw.blob_region(rng, scene.shape, seed, rng.uniform(0.25, 0.6) * scene.lesion.mean_radius)
-    alpha = draw.soft_weight(region & (scene.lesion.d < 0.95), 0.2 * scene.lesion.mean_radius)
-    colour = np.array([0.45, 0.5, 0.58], np.float32) * np.float32(rng.uniform(0.8, 1.15))
-    scene.overlays.append((alpha * np.float32(rng.uniform(0.2, 0.45)), colour))
-
-
-_PAINTERS: dict[str, Callable[[np.random.Generator, _Scene], np.ndarray]] = {
-    "pigment_network": lambda rng, scene: _paint_network(rng, scene, negative=False),
-    "negative_network": lambda rng, scene: _paint_network(rng, scene, negative=True),
-    "streaks": _paint_streaks,
-    "globules": _paint_globules,
-    "milia_like_cyst": _paint_milia,
-}
-
-
-def _make_scene(rng: np.random.Generator, config: SynthConfig, visible: np.ndarray | None) -> _Scene:
+def _make_scene(
+    rng: np.random.Generator, config: SynthConfig, visible: np.ndarray | None
+) -> structures.Scene:
     """Place the lesion (inside the visible field) and compute its melanin density."""
     h, w = config.shape
     short = min(h, w)
@@ -384,7 +239,58 @@ def _make_scene(rng: np.random.Generator, config: SynthConfig, visible: np.ndarr
     strict = field_map if visible is None else visible > 0.95
     core = (lesion.d < 0.85) & strict
     rim = (np.abs(lesion.d - 1) < 0.05) & strict
-    return _Scene(lesion, density, [], field_map, core, rim, scale)
+    return structures.Scene(lesion, density, [], field_map, core, rim, scale)
+
+
+def _paint_structures(
+    rng: np.random.Generator, scene: structures.Scene, presence: np.ndarray, config: SynthConfig
+) -> dict[str, np.ndarray]:
+    """Paint the present attributes (and maybe a veil) into ``scene``; returns name -> region ``(H, W)``."""
+    regions: dict[str, np.ndarray] = {}
+    for name in ("pigment_network", "negative_network", "streaks", "globules", "milia_like_cyst"):
+        if presence[ATTRIBUTES.index(name)]:
+            regions[name] = structures.PAINTERS[name](rng, scene)
+    if rng.random() < config.veil_probability:
+        structures.add_veil(rng, scene)
+    return regions
+
+
+def _colour(
+    scene: structures.Scene, skin: np.ndarray, absorption: np.ndarray, grey: tuple[float, float] | None = None
+) -> list[np.ndarray]:
+    """RGB planes: skin ``(3, H, W)`` attenuated by melanin (Beer-Lambert), then the overlays.
+
+    ``grey = (cap, k)``: density above ``cap`` absorbs all channels alike with ``k``, so the
+    darkest parts of a lesion turn dark brown-black instead of ever more saturated.
+    """
+    excess = None
+    if grey is not None:
+        excess = np.maximum(scene.density - np.float32(grey[0]), 0) * np.float32(-grey[1])
+    planes = []
+    for c in range(3):  # in place, no temporaries
+        if excess is None:
+            plane = scene.density * -absorption[c]
+        else:
+            plane = np.minimum(scene.density, np.float32(grey[0])) * -absorption[c]
+            plane += excess
+        np.exp(plane, out=plane)
+        plane *= skin[c]
+        planes.append(plane)
+    for alpha, colour in scene.overlays:
+        _blend(planes, alpha, colour)
+    return planes
+
+
+def _sample(
+    image: np.ndarray, scene: structures.Scene, regions: dict[str, np.ndarray], presence: np.ndarray
+) -> SyntheticSample:
+    """The sample: masks of the painted regions, cut to the visible field."""
+    h, w = scene.shape
+    masks = np.zeros((NUM_ATTRIBUTES, h, w), np.uint8)
+    for name, region in regions.items():
+        masks[ATTRIBUTES.index(name)] = region & scene.field
+    lesion = (scene.lesion.d < 1) & scene.field
+    return SyntheticSample(image, masks, presence, lesion, scene.field)
 
 
 def render_sample(rng: np.random.Generator, config: SynthConfig) -> SyntheticSample:
@@ -397,38 +303,97 @@ def render_sample(rng: np.random.Generator, config: SynthConfig) -> SyntheticSam
     Returns:
         The sample (image before JPEG compression).
     """
+    if config.look == "real":
+        return _render_real(rng, config)
     h, w = config.shape
     scale = min(h, w) / 512
     presence = sample_presence(rng, config)
     visible = draw.vignette(rng, (h, w), scale) if rng.random() < config.vignette_probability else None
     scene = _make_scene(rng, config, visible)
     skin = draw.skin_background(rng, (h, w), scale)
-    regions: dict[str, np.ndarray] = {}
-    for name in ("pigment_network", "negative_network", "streaks", "globules", "milia_like_cyst"):
-        if presence[ATTRIBUTES.index(name)]:
-            regions[name] = _PAINTERS[name](rng, scene)
-    if rng.random() < config.veil_probability:
-        _add_veil(rng, scene)
+    regions = _paint_structures(rng, scene, presence, config)
 
     absorption = _MELANIN_ABSORPTION * rng.uniform(0.9, 1.1, 3).astype(np.float32)
-    planes = []
-    for c in range(3):  # Beer-Lambert: skin colour attenuated by melanin (in place, no temporaries)
-        plane = scene.density * -absorption[c]
-        np.exp(plane, out=plane)
-        plane *= skin[c]
-        planes.append(plane)
-    for alpha, colour in scene.overlays:
-        _blend(planes, alpha, colour)
+    planes = _colour(scene, skin, absorption)
     if rng.random() < config.hair_probability:
         colour = np.array([0.13, 0.09, 0.07], np.float32) * np.float32(rng.uniform(0.4, 1.4))
         _blend(planes, draw.hair_layer(rng, (h, w), scale), colour)
     image = _finish(rng, planes, visible, config, scale)
 
-    masks = np.zeros((NUM_ATTRIBUTES, h, w), np.uint8)
-    for name, region in regions.items():
-        masks[ATTRIBUTES.index(name)] = region & scene.field
-    lesion = (scene.lesion.d < 1) & scene.field
-    return SyntheticSample(image, masks, presence, lesion, scene.field)
+    return _sample(image, scene, regions, presence)
+
+
+def _absorption(density: np.ndarray, ratio: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Per-channel absorption ``k`` with ``mean(weight * exp(-k * density)) = ratio`` (Newton's method).
+
+    Args:
+        density: ``(N,)`` float32 melanin densities of lesion pixels, > 0.
+        ratio: ``(3,)`` lesion / skin brightness per channel, in (0, 1).
+        weight: ``(N,)`` a channel-independent attenuation of each pixel; ones if ``None``.
+
+    Returns:
+        ``(3,)`` float32 absorptions.
+    """
+    d = density.astype(np.float64)
+    wt = np.ones_like(d) if weight is None else weight.astype(np.float64)
+    k = -np.log(ratio) / max(float(d.mean()), 1e-3)
+    for _ in range(8):
+        e = np.exp(-k[:, None] * d[None, :]) * wt[None, :]
+        k = np.maximum(k + (e.mean(axis=1) - ratio) / np.maximum((d * e).mean(axis=1), 1e-6), 0.0)
+    return k.astype(np.float32)
+
+
+def _render_real(rng: np.random.Generator, config: SynthConfig) -> SyntheticSample:
+    """:func:`render_sample` in the ``"real"`` look.
+
+    The skin tone and the lesion's mean colour come from :func:`sample_colours`; the
+    melanin absorption per channel is then solved so that the painted lesion (structures
+    included) has that mean colour over the skin tone.
+    """
+    h, w = config.shape
+    scale = min(h, w) / 512
+    presence = sample_presence(rng, config)
+    view = optics.sample_view(rng, (h, w), scale, config.vignette_probability)
+    colours = sample_colours(rng)
+    scene = _make_scene(rng, config, view.visibility)
+    # structures a little finer than the classic look's, as in photographs of 1024-4288 px brought down
+    scene.scale *= float(rng.uniform(0.55, 1.0))
+    skin = draw.skin_background(rng, (h, w), scale, colour=colours.skin)
+    # the measured colour is the mean over the visible skin, falloff included: match that mean
+    where = (scene.lesion.d[::4, ::4] > 1.2) & scene.field[::4, ::4]
+    if where.any():
+        seen = skin[:, ::4, ::4][:, where] * view.visibility[::4, ::4][where]
+        gain = np.clip(colours.skin / np.maximum(seen.mean(axis=1), 1e-3), 0.7, 1.5).astype(np.float32)
+        skin *= gain[:, None, None]
+    # real lesions are more variegated than lesion_melanin's zones: more of it, as much as measured
+    mottle = draw.fractal_noise(rng, ((h + 1) // 2, (w + 1) // 2), 6, octaves=5)
+    amp = np.float32(np.clip(0.03 * colours.lesion_l_std, 0.08, 0.5))
+    mottle = cv2.resize(np.clip(1 + amp * mottle, 0.3, 2.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    scene.density *= mottle
+    regions = _paint_structures(rng, scene, presence, config)
+
+    inside = scene.density[::3, ::3][(scene.lesion.d[::3, ::3] < 0.9) & scene.field[::3, ::3]]
+    ratio = np.clip(colours.lesion / np.maximum(colours.skin, 1e-3), 0.03, 0.97)
+    grey = None
+    absorption = _MELANIN_ABSORPTION
+    if inside.size:
+        cap = float(np.percentile(inside, 60))  # above it, melanin darkens without more colour
+        k_grey = float(-np.log(ratio).mean()) / max(cap, 1e-3)
+        weight = np.exp(-k_grey * np.maximum(inside - cap, 0))
+        absorption = _absorption(np.clip(inside, 1e-3, cap), ratio, weight)
+        grey = (cap, k_grey)
+    planes = _colour(scene, skin, absorption, grey)
+    if rng.random() < config.hair_probability:
+        _blend(planes, *optics.hairs(rng, (h, w), scale))
+    optics.surface_reflection(rng, planes, view)
+    optics.glints(rng, planes, view, scale)
+    optics.bubbles(rng, planes, view, scale)
+    optics.ruler(rng, planes, scale)
+    optics.ink(rng, planes, scale)
+    optics.fine_texture(rng, planes, scale)
+    image = optics.finish(rng, planes, view, config.blur_sigma, config.noise_sigma, scale)
+
+    return _sample(image, scene, regions, presence)
 
 
 def _blend(planes: list[np.ndarray], alpha: np.ndarray, colour: np.ndarray) -> None:
