@@ -89,12 +89,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def table(record: dict[str, Any]) -> list[str]:
     """The record's rows as a Markdown table."""
     lines = [
-        "| measurement | n images | n positive | value | presence score / mask |",
-        "|---|---|---|---|---|",
+        "| measurement | n images | n positive | value | 95 % bootstrap interval | presence score / mask |",
+        "|---|---|---|---|---|---|",
     ]
     for r in record["rows"]:
         value = "undefined" if r["value"] is None else f"{r['value']:.3f}"
-        lines.append(f"| {r['measurement']} | {r['n_images']} | {r['n_positive']} | {value} | {r['score']} |")
+        interval = r.get("interval")
+        span = "" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"
+        lines.append(
+            f"| {r['measurement']} | {r['n_images']} | {r['n_positive']} | {value} | {span} | {r['score']} |"
+        )
     return lines
 
 

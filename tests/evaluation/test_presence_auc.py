@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from dermseg.data.background import CropBox
-from dermseg.evaluation.presence_auc import percentile_presence, predict_with_presence_head, presence_auc
+from dermseg.evaluation.presence_auc import (
+    auc_interval,
+    percentile_presence,
+    predict_with_presence_head,
+    presence_auc,
+)
 from dermseg.inference.segmenter import Segmenter
 from tests.inference.test_segmenter import META as SEGMENTER_META
 
@@ -42,6 +47,46 @@ def test_auc_uses_only_images_with_a_score_and_a_label() -> None:
 def test_auc_is_undefined_with_one_class() -> None:
     assert presence_auc({"a": 0.9, "b": 0.1}, {"a": True, "b": True}).auc is None
     assert presence_auc({}, {}).auc is None
+
+
+def test_auc_interval_of_separated_and_tied_scores_is_a_point() -> None:
+    # every resample of a perfectly ordered (or all-tied) pair of groups has the same AUC
+    assert auc_interval(np.array([0.9, 0.8, 0.7]), np.array([0.1, 0.2])) == (1.0, 1.0)
+    assert auc_interval(np.array([0.1, 0.2]), np.array([0.9, 0.8, 0.7])) == (0.0, 0.0)
+    assert auc_interval(np.array([0.5, 0.5]), np.array([0.5])) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("level, expected", [(0.3, (0.0, 0.25)), (0.8, (0.0, 0.5))])
+def test_auc_interval_follows_the_bootstrap_distribution_worked_by_hand(
+    level: float, expected: tuple[float, float]
+) -> None:
+    # positives 1, 3; negatives 2, 4: only the pair (3, 2) is won, so a resample's AUC is
+    # (copies of 3) * (copies of 2) / 4, each count 0/1/2 with probability 1/4, 1/2, 1/4:
+    # AUC 0 w.p. 7/16, 1/4 w.p. 4/16, 1/2 w.p. 4/16, 1 w.p. 1/16 (cumulative .4375 .6875 .9375 1).
+    # level 0.3: quantiles .35 -> 0 and .65 -> 1/4; level 0.8: .10 -> 0 and .90 -> 1/2.
+    got = auc_interval(np.array([1.0, 3.0]), np.array([2.0, 4.0]), level=level, resamples=40_000)
+    assert got == expected
+
+
+def test_presence_auc_carries_an_interval_around_its_value() -> None:
+    rng = np.random.default_rng(1)
+    scores = {f"p{i}": float(rng.normal(1.0)) for i in range(30)} | {
+        f"n{i}": float(rng.normal(0.0)) for i in range(30)
+    }
+    labels = {k: k.startswith("p") for k in scores}
+    result = presence_auc(scores, labels)
+    assert result.interval is not None
+    low, high = result.interval
+    assert low < result.auc < high
+    assert 0.05 < high - low < 0.4  # 30 + 30 images: wide, yet far from [0, 1]
+    assert presence_auc({"a": 0.9, "b": 0.1}, {"a": True, "b": True}).interval is None
+
+
+def test_auc_interval_refuses_an_empty_group_and_a_bad_level() -> None:
+    with pytest.raises(ValueError, match="one positive and one negative"):
+        auc_interval(np.array([]), np.array([0.1]))
+    with pytest.raises(ValueError, match="level"):
+        auc_interval(np.array([0.2]), np.array([0.1]), level=1.0)
 
 
 def test_percentile_inside_the_field() -> None:

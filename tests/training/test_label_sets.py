@@ -168,9 +168,7 @@ def test_output_channels_follow_the_label_set(tmp_path: Path) -> None:
     two = tmp_path / "two.yaml"
     two.write_text("name: two\nlabels: [veil, regression]\nmask_pattern: '{id}_{label}.png'\n")
     assert model_kwargs(load_config(None, [f"data.labels={two}"]))["classes"] == 2
-    assert (
-        model_kwargs(load_config(None, [f"data.labels={two}", *softmax]))["classes"] == 3
-    )
+    assert model_kwargs(load_config(None, [f"data.labels={two}", *softmax]))["classes"] == 3
 
 
 def test_a_user_set_of_two_labels_trains_one_step(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ class Measurement:
         n_positive: images where the attribute is present (truth mask not empty, or labelled present).
         value: the number; None when undefined (an AUC without positives or negatives).
         score: how the prediction was turned into the number (threshold, or presence score).
+        interval: the value's 95 % bootstrap interval, where one is computed (presence AUCs).
     """
 
     measurement: str
@@ -56,6 +57,7 @@ class Measurement:
     n_positive: int
     value: float | None
     score: str
+    interval: tuple[float, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The row as JSON-ready values."""
@@ -186,6 +188,7 @@ def presence_rows(
                     result.n_positive,
                     result.auc,
                     f"{name}: {SCORE_DESCRIPTIONS[name]}",
+                    result.interval,
                 )
             )
     return rows
