@@ -743,6 +743,12 @@ def validate(cfg: Config) -> None:
             "data.field=lesion reads the images: it cannot train from a prepared cache (data.cache)",
         ),
         (
+            ("data.field", "data.labels"),
+            cfg.data.field == "fov" or n > 1,
+            f"data.field=lesion crops to the ground-truth lesion, which is what label set {labels.name} "
+            "segments: a model of it would be trained and selected on its own answer",
+        ),
+        (
             ("model.encoding", "data.labels"),
             MODEL_ENCODINGS.get(encoding) in labels.encodings,
             f"model.encoding {encoding} does not fit label set {labels.name} "

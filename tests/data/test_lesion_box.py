@@ -36,6 +36,14 @@ def test_a_tiny_lesion_gets_at_least_a_quarter_of_the_field() -> None:
     assert lesion_box(mask, 0.0) == CropBox(38, 38, 63, 63)
 
 
+def test_a_lesion_in_a_corner_still_gets_the_minimum_side() -> None:
+    mask = np.zeros((100, 100), bool)
+    mask[0:4, 96:100] = True  # 4 x 4 in the top-right corner
+    # margin 0.5 -> 2 pixels: rows -2..6 clipped to 0..6, widened to 25 and shifted inside: 0..25;
+    # columns 94..102 clipped to 94..100, widened to 25 and shifted inside: 75..100
+    assert lesion_box(mask, 0.5) == CropBox(0, 75, 25, 100)
+
+
 def test_the_box_stays_in_the_field_and_only_the_lesion_inside_it_counts() -> None:
     field = CropBox(10, 10, 90, 90)
     assert lesion_box(_lesion(), 1.0, within=field) == field

@@ -145,3 +145,12 @@ def test_no_head_gives_none() -> None:
         Segmenter.from_model(NoHead(), META), np.zeros((20, 20, 3), np.uint8)
     )
     assert head is None and prediction.probabilities.shape == (5, 20, 20)
+
+
+def test_the_presence_head_is_not_read_from_tiles() -> None:
+    from dermseg.inference.tiling import Tiling
+
+    segmenter = Segmenter.from_model(WithHead(), META)
+    segmenter.tiling = Tiling(size=8)  # several tiles, each with its own head output
+    with pytest.raises(ValueError, match="without --tiles"):
+        predict_with_presence_head(segmenter, np.full((40, 48, 3), 120, np.uint8))

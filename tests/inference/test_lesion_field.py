@@ -127,3 +127,32 @@ def test_dilation_is_euclidean() -> None:
     mask[10, 10] = True
     grown = dilated(mask, 3.0)
     assert grown[10, 13] and grown[12, 12] and not grown[10, 14] and not grown[13, 13]
+
+
+class SureLesion(torch.nn.Module):
+    """A one-label model: logit +20 everywhere (the whole image is the lesion)."""
+
+    dermseg_arch = "test"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 1, *x.shape[2:]), 20.0)
+
+
+def test_the_lesion_model_follows_the_shape_limits_given_to_the_structure_model() -> None:
+    from dermseg.cli.app import limit_shapes
+    from dermseg.data.shape_limits import ImageShapeError
+
+    wide = np.full((20, 220, 3), 120, np.uint8)  # aspect 11: beyond the default limit of 8
+    lesion_meta = META | {"labels": "isic2018_task1", "thresholds": [0.5]}
+    for limits_first in (True, False):  # serve sets the limits after the lesion model, predict before
+        seg = Segmenter.from_model(Sure(), META)
+        lesion = Segmenter.from_model(SureLesion(), lesion_meta)
+        with pytest.raises(ImageShapeError):
+            lesion.masks(wide)
+        if limits_first:
+            limit_shapes(seg, 12, 16)
+            seg.use_lesion_model(lesion)
+        else:
+            seg.use_lesion_model(lesion)
+            limit_shapes(seg, 12, 16)
+        assert seg(wide).masks.shape == (5, 20, 220)  # the lesion model accepted it too

@@ -66,11 +66,16 @@ def test_a_torchrun_rank_is_read_from_its_environment(environ: dict[str, str], e
     assert Shard.of_rank(environ) == expected
 
 
-@pytest.mark.parametrize(
-    "environ", [{"WORLD_SIZE": "2", "RANK": "2"}, {"WORLD_SIZE": "x", "RANK": "0"}, {"RANK": "1"}]
-)
+@pytest.mark.parametrize("environ", [{"WORLD_SIZE": "2", "RANK": "2"}, {"WORLD_SIZE": "x", "RANK": "0"}])
 def test_an_impossible_rank_is_refused(environ: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="0 <= RANK < WORLD_SIZE"):
+        Shard.of_rank(environ)
+
+
+@pytest.mark.parametrize("environ", [{"WORLD_SIZE": "4"}, {"RANK": "1"}])
+def test_half_a_torchrun_environment_is_refused(environ: dict[str, str]) -> None:
+    # WORLD_SIZE alone would make every process rank 0: each would predict every image
+    with pytest.raises(ConfigError, match="set both or neither"):
         Shard.of_rank(environ)
 
 

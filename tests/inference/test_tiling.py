@@ -218,3 +218,13 @@ def test_the_tile_side_is_the_training_crop() -> None:
 def test_tiling_settings_are_checked(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Tiling(**kwargs)
+
+
+def test_the_shape_limit_names_the_working_size_of_the_tiles() -> None:
+    from dermseg.data.shape_limits import ImageShapeError, ShapeLimits
+
+    seg = Segmenter.from_model(Sure(), META)
+    seg.tiling = Tiling(scale=0.5)  # the working image's short side is 128, not 64
+    seg.limits = ShapeLimits(max_aspect_ratio=20, max_side_factor=8)
+    with pytest.raises(ImageShapeError, match=r"8 x the working size 128\)"):
+        seg.probabilities(np.full((10, 100, 3), 120, np.uint8))  # 128 x 1280: past 8 x 128

@@ -149,6 +149,22 @@ def test_a_stalled_upload_gets_408(segmenter: Segmenter) -> None:
         assert answer.startswith(b"HTTP/1.1 408"), answer
 
 
+def test_uploads_still_arriving_hold_no_admission_place(segmenter: Segmenter) -> None:
+    admission = Admission(max_in_flight=1, max_queue=0)
+    with BackgroundServer(create_app(segmenter, admission=admission)) as server:
+        trickling = [_connect(server.url) for _ in range(3)]  # bodies that never finish
+        for sock in trickling:
+            sock.sendall(
+                b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+            )
+        time.sleep(0.3)  # all three requests are in the handler, waiting for their bodies
+        assert admission.admitted == 0
+        assert _post_status(server.url, encode(square_image(8))) == 200  # not 503
+        for sock in trickling:
+            sock.close()
+
+
 def test_sigterm_stops_within_the_grace_period_despite_a_stalled_upload(segmenter: Segmenter) -> None:
     limits = ConnectionLimits(shutdown_grace=1)
     server = BackgroundServer(create_app(segmenter, body_timeout=None), limits=limits)

@@ -131,3 +131,13 @@ def test_a_lesion_field_needs_the_images_not_a_prepared_cache(lesion_dataset: Pa
         load_config(None, [*QUICK_TRAIN, "data.field=lesion", f"data.cache={tmp_path}"])
     with pytest.raises(ConfigError, match="data.field must be fov or lesion"):
         load_config(None, [*QUICK_TRAIN, "data.field=lesions"])
+
+
+@pytest.mark.parametrize("labels", ["ph2", "isic2018_task1"])
+def test_a_lesion_model_cannot_train_on_its_own_ground_truth_box(labels: str) -> None:
+    from dermseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trained and selected on its own answer"):
+        load_config(
+            None, [*QUICK_TRAIN, "data.field=lesion", f"data.labels={labels}", "loss.terms={bce: 1.0}"]
+        )

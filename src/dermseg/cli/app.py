@@ -177,10 +177,13 @@ def task1_table(title: str, scores: dict) -> Table:
 
 
 def limit_shapes(segmenter: Segmenter, max_aspect_ratio: float, max_side_factor: float) -> None:
-    """Give ``segmenter`` the shape limits of ``--max-aspect-ratio`` and ``--max-side-factor``."""
+    """Give ``segmenter`` (and its lesion model, if it has one) the shape limits of
+    ``--max-aspect-ratio`` and ``--max-side-factor``."""
     from dermseg.data.shape_limits import ShapeLimits
 
     segmenter.limits = ShapeLimits(max_aspect_ratio, max_side_factor)
+    if segmenter.lesion_field is not None:
+        segmenter.lesion_field.model.limits = segmenter.limits
 
 
 def segmenter_config(checkpoint: Path) -> dict:

@@ -86,8 +86,9 @@ def lesion_box(
     bottom = int((keep[:, cv2.CC_STAT_TOP] + keep[:, cv2.CC_STAT_HEIGHT]).max())
     right = int((keep[:, cv2.CC_STAT_LEFT] + keep[:, cv2.CC_STAT_WIDTH]).max())
     grow = margin * max(bottom - top, right - left)
-    top, bottom = _grown(top - grow, bottom + grow, MIN_SIDE_FRACTION * min(field.height, field.width))
-    left, right = _grown(left - grow, right + grow, MIN_SIDE_FRACTION * min(field.height, field.width))
+    minimum = MIN_SIDE_FRACTION * min(field.height, field.width)
+    top, bottom = _grown(top - grow, bottom + grow, minimum, field.height)
+    left, right = _grown(left - grow, right + grow, minimum, field.width)
     return CropBox(
         field.top + max(0, math.floor(top)),
         field.left + max(0, math.floor(left)),
@@ -96,9 +97,14 @@ def lesion_box(
     )
 
 
-def _grown(start: float, end: float, minimum: float) -> tuple[float, float]:
-    """``[start, end)`` widened about its centre to at least ``minimum``."""
+def _grown(start: float, end: float, minimum: float, length: int) -> tuple[float, float]:
+    """``[start, end)`` clipped to ``[0, length)``, then widened about its centre to at least
+    ``minimum``, shifted back inside where the widening crosses an edge (a lesion in a corner
+    still gets the minimum side)."""
+    start, end = max(0.0, start), min(float(length), end)
     missing = minimum - (end - start)
-    if missing > 0:
-        return start - missing / 2, end + missing / 2
-    return start, end
+    if missing <= 0:
+        return start, end
+    start, end = start - missing / 2, end + missing / 2
+    shift = max(0.0, -start) - max(0.0, end - length)
+    return max(0.0, start + shift), min(float(length), end + shift)

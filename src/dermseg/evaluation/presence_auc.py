@@ -83,10 +83,15 @@ def predict_with_presence_head(
     Returns:
         ``(prediction, head)``: ``head`` is ``(C,)`` float64 sigmoid probabilities, the mean
         over the network's forward passes, or None when the model has no presence head.
+
+    Raises:
+        ValueError: the segmenter predicts in tiles (each tile's head judges only its tile).
     """
     head = getattr(segmenter.model, "presence_head", None)
     if not isinstance(head, nn.Module):
         return segmenter(image), None
+    if segmenter.tiling is not None:
+        raise ValueError("the presence head judges the whole field: read it without --tiles")
     captured: list[torch.Tensor] = []
 
     def keep(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:

@@ -214,6 +214,7 @@ class Segmenter:
         if margin is None:
             margin = self.trained_field[1] if self.trained_field[0] == "lesion" else None
         kwargs = {} if margin is None else {"margin": margin}
+        lesion.limits = self.limits  # the lesion model sees the same images: the same shape limits
         self.lesion_field = LesionField(lesion, empty_outside=empty_outside, name=name, **kwargs)
 
     @classmethod
@@ -389,13 +390,14 @@ class Segmenter:
             self.model.eval()
         h, w = image.shape[:2]
         box = self.field_of_view(image) if field is None else field
+        # With tiles, the image is resized to the tiling's scale instead of the working size.
+        side = self.input_size if self.tiling is None else self.tiling.working_side(self.input_size)
         self.limits.check_image(h, w)  # before the resize: an elongated image would take unbounded memory
-        self.limits.check_working(box.height, box.width, self.input_size)
+        self.limits.check_working(box.height, box.width, side)
         cropped = np.ascontiguousarray(crop(image, box, channels_last=True))
         # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
         # bilinear when enlarging), before any float copy: a full-resolution image is never
-        # held as floats. With tiles, to the tiling's scale instead of the working size.
-        side = self.input_size if self.tiling is None else self.tiling.working_side(self.input_size)
+        # held as floats.
         small = resize_short_side(cropped, side)
         x = (
             torch.from_numpy(np.ascontiguousarray(small))

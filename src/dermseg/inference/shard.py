@@ -60,8 +60,12 @@ class Shard:
         world, rank = environ.get("WORLD_SIZE"), environ.get("RANK")
         if world is None and rank is None:
             return cls()
+        if world is None or rank is None:  # each process would take itself for rank 0: all predict all
+            raise ConfigError(
+                f"RANK={rank!r} and WORLD_SIZE={world!r}: torchrun sets both; set both or neither"
+            )
         try:
-            return cls(int(rank or "0"), int(world or "1"))
+            return cls(int(rank), int(world))
         except (ValueError, ConfigError):
             raise ConfigError(
                 f"RANK={rank!r} and WORLD_SIZE={world!r} (set by torchrun) must be integers with "

@@ -12,14 +12,22 @@ Two terms learn from them:
   where the flag is set (and on the masks' presence where masks were given);
 * ``mil`` (:class:`MilLoss`, ``loss.weak_mil``): multiple-instance learning on the
   segmentation map itself. The attribute's ``(H, W)`` logit map is pooled to one image-level
-  logit (:func:`mil_pool`) and scored with BCE against the weak target, so "present" pushes
-  the highest pixels up and "absent" pushes every pixel down:
+  logit (:func:`mil_pool`) and scored with BCE against the weak target; what each answer
+  moves depends on the pooling:
 
   - ``max``: a smooth maximum, the log-mean-exp ``log(mean_i exp(x_i))`` of the logits, which
     lies between the mean and the maximum (the mean plus a bonus for a few high pixels) and,
     unlike the log-sum-exp, does not grow with the number of pixels (``log N``); its gradient
-    is the softmax of the map, so it reaches every pixel, most the highest ones;
-  - ``topk``: the mean of the highest ``topk`` fraction of the logits (at least one pixel).
+    is the softmax of the map, so both "present" (up) and "absent" (down) move every pixel,
+    the highest ones most;
+  - ``topk``: the mean of the highest ``topk`` fraction of the logits (at least one pixel):
+    both answers move only those pixels, "absent" lowering the top of the map until nothing
+    stands out.
+
+The image-level label holds for the whole image, but training sees a random crop of it: an
+"absent" label stays true on any crop, a "present" one may not (the structure can lie outside
+the crop). That is label noise; crops covering most of the field (``data.crop_size`` close to
+``data.size``) keep it small.
 """
 
 from __future__ import annotations

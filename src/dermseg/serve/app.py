@@ -274,10 +274,12 @@ def create_app(
             return _error("Uploads from another site's page are refused.", 403)
         with tempfile.TemporaryDirectory(prefix="dermseg-serve-") as tmp:
             try:
+                # streamed to a file of at most max_upload_bytes: a slow upload holds no admission
+                # place (else a few clients sending a byte a second would keep every caller out)
+                upload = await receive_upload(
+                    dict(request.headers), request.stream(), Path(tmp), max_upload_bytes, body_timeout
+                )
                 with admission.admit():
-                    upload = await receive_upload(
-                        dict(request.headers), request.stream(), Path(tmp), max_upload_bytes, body_timeout
-                    )
                     result = await run_in_threadpool(analyse, upload.path, upload.filename)
             except Busy as err:
                 response = _error(err.message, err.status)
