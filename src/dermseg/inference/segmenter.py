@@ -372,6 +372,38 @@ class Segmenter:
         fov = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
         return fov if self.lesion_field is None else self.lesion_field.locate(image, fov)
 
+    def network_input(self, image: np.ndarray, field: CropBox) -> torch.Tensor:
+        """What the network sees of one image: its field cropped, resized and normalised.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            field: the field of view, from :meth:`field_of_view`.
+
+        Returns:
+            ``(1, 3, h, w)`` float32 on :attr:`device`, short side the working size (the
+            tiling's scale with tiles).
+
+        Raises:
+            ImageShapeError: the image or its field is beyond the shape limits.
+        """
+        h, w = image.shape[:2]
+        self.limits.check_image(h, w)  # before the resize: an elongated image would take unbounded memory
+        self.limits.check_working(field.height, field.width, self.input_size)
+        cropped = np.ascontiguousarray(crop(image, field, channels_last=True))
+        # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
+        # bilinear when enlarging), before any float copy: a full-resolution image is never
+        # held as floats. With tiles, to the tiling's scale instead of the working size.
+        side = self.input_size if self.tiling is None else self.tiling.working_side(self.input_size)
+        small = resize_short_side(cropped, side)
+        x = (
+            torch.from_numpy(np.ascontiguousarray(small))
+            .permute(2, 0, 1)[None]
+            .to(self.device, torch.float32)
+        )
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        return (x / 255.0 - mean) / std
+
     @torch.no_grad()
     def probabilities(self, image: np.ndarray, field: CropBox | None = None) -> np.ndarray:
         """Label probabilities of one image at its own size.
@@ -389,22 +421,7 @@ class Segmenter:
             self.model.eval()
         h, w = image.shape[:2]
         box = self.field_of_view(image) if field is None else field
-        self.limits.check_image(h, w)  # before the resize: an elongated image would take unbounded memory
-        self.limits.check_working(box.height, box.width, self.input_size)
-        cropped = np.ascontiguousarray(crop(image, box, channels_last=True))
-        # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
-        # bilinear when enlarging), before any float copy: a full-resolution image is never
-        # held as floats. With tiles, to the tiling's scale instead of the working size.
-        side = self.input_size if self.tiling is None else self.tiling.working_side(self.input_size)
-        small = resize_short_side(cropped, side)
-        x = (
-            torch.from_numpy(np.ascontiguousarray(small))
-            .permute(2, 0, 1)[None]
-            .to(self.device, torch.float32)
-        )
-        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
-        x = (x / 255.0 - mean) / std
+        x = self.network_input(image, box)
         if self.tiling is None:
             probs = self._tta_forward(x)
         else:
