@@ -137,8 +137,9 @@ def quantize_onnx(
         prepared = Path(tmp_dir) / "prepared.onnx"
         quantized = Path(tmp_dir) / "int8.onnx"
         with _quiet_root_logger():
-            # shape inference and float graph optimisation first, as ONNX Runtime recommends
-            quant_pre_process(str(onnx_path), str(prepared))
+            # ONNX shape inference and float graph optimisation first, as ONNX Runtime recommends;
+            # its symbolic shape inference gives up on the dynamic sizes of timm encoders
+            quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
             quantize_static(
                 str(prepared),
                 str(quantized),
