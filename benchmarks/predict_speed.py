@@ -252,7 +252,15 @@ def run(args: argparse.Namespace, work: Path) -> None:
         "torch, pipeline + PNG level 1": (ckpt, ["--pipeline", "--png-level", "1"]),
         "onnxruntime fp32 (.onnx)": (onnx_fp32, ["--no-pipeline", "--png-level", "6"]),
         "onnxruntime fp32, pipeline + PNG level 1": (onnx_fp32, ["--pipeline", "--png-level", "1"]),
+        "onnxruntime fp32, pipeline + PNG level 1, 1 network thread": (
+            onnx_fp32,
+            ["--pipeline", "--png-level", "1", "--threads", "1"],
+        ),
         "onnxruntime INT8, pipeline + PNG level 1": (onnx_int8, ["--pipeline", "--png-level", "1"]),
+        "onnxruntime INT8, pipeline + PNG level 1, 1 network thread": (
+            onnx_int8,
+            ["--pipeline", "--png-level", "1", "--threads", "1"],
+        ),
     }
     images = collect_images([test])
     rows = []

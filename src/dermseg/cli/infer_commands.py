@@ -121,6 +121,13 @@ def predict(
         help="Decode the next images and write the last ones' files in background threads while "
         "the network runs (the same files as one at a time).",
     ),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="Threads of the network: ONNX Runtime's intra-op threads, torch's threads "
+        "(default: theirs, one per core).",
+    ),
     png_level: int = typer.Option(
         6, "--png-level", min=0, max=9, help="zlib level of the PNGs written: same pixels at any level."
     ),
@@ -134,7 +141,11 @@ def predict(
 
     images = _shard_images(inputs, shard)
     device = rank_device(device, os.environ)
-    segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta, threads=threads)
     limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
     if labels is not None:
         model_on_data(segmenter, checkpoint[0], None, labels)

@@ -264,17 +264,20 @@ class Segmenter:
         return cls._from_meta(model.to(resolve_device(device)).eval(), meta, device=device, tta=tta)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, device: str = "cpu", tta: bool | None = None) -> Segmenter:
+    def from_onnx(
+        cls, path: str | Path, device: str = "cpu", tta: bool | None = None, threads: int | None = None
+    ) -> Segmenter:
         """Build a segmenter on ONNX Runtime from an exported ``.onnx`` file.
 
         The file is one written by :func:`dermseg.inference.export.export_onnx`; ``tta=None``
-        follows the tuning record the export carries, as :meth:`from_checkpoint` does.
+        follows the tuning record the export carries, as :meth:`from_checkpoint` does; ``threads``:
+        the session's intra-op threads (``None``: ONNX Runtime's default).
 
         Raises:
             ConfigError: onnxruntime is not installed (``pip install 'dermseg[onnx]'``).
             DataError: the file is missing, not an ONNX model, or not one exported by dermseg.
         """
-        net = OnnxRuntimeNet(path, device=device)
+        net = OnnxRuntimeNet(path, device=device, threads=threads)
         try:
             return cls._from_meta(net, net.meta, device=device, tta=tta)
         except (KeyError, TypeError, ValueError) as err:
@@ -282,7 +285,12 @@ class Segmenter:
 
     @classmethod
     def from_path(
-        cls, path: str | Path, backend: str | None = None, device: str = "cpu", tta: bool | None = None
+        cls,
+        path: str | Path,
+        backend: str | None = None,
+        device: str = "cpu",
+        tta: bool | None = None,
+        threads: int | None = None,
     ) -> Segmenter:
         """Build a segmenter from a ``.safetensors`` checkpoint or a ``.onnx`` export.
 
@@ -293,6 +301,8 @@ class Segmenter:
             device: ``cpu`` or ``cuda``.
             tta: flip test-time augmentation; ``None`` (default): as the model's thresholds were
                 tuned (off when they were not tuned).
+            threads: ONNX Runtime's intra-op threads (``None``: its default); torch's are
+                process-wide (``torch.set_num_threads``).
 
         Raises:
             ConfigError: unknown backend, ``torch`` asked for a ``.onnx`` file, or onnxruntime missing.
@@ -304,13 +314,15 @@ class Segmenter:
         if path.suffix.lower() == ".onnx":
             if backend == "torch":
                 raise ConfigError("an ONNX model runs with the onnxruntime backend, not torch", path)
-            return cls.from_onnx(path, device=device, tta=tta)
+            return cls.from_onnx(path, device=device, tta=tta, threads=threads)
         if backend != "onnxruntime":
             return cls.from_checkpoint(path, device=device, tta=tta)
         require_onnxruntime()  # fail before the export when the runtime is missing
         with tempfile.TemporaryDirectory(prefix="dermseg-onnx-") as tmp:
             onnx_path = export_onnx(path, Path(tmp) / f"{path.stem}.onnx")
-            return cls.from_onnx(onnx_path, device=device, tta=tta)  # the session holds the graph
+            return cls.from_onnx(
+                onnx_path, device=device, tta=tta, threads=threads
+            )  # the session holds the graph
 
     @classmethod
     def _from_meta(
