@@ -223,26 +223,46 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=48)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--work", type=Path, help="work folder, kept: prepared data and models found there are reused"
+    )
+    parser.add_argument("--prepare-only", action="store_true", help="data, training and exports; no timing")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="predict-speed-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="predict-speed-"))
     try:
         run(args, work)
     finally:
-        if not args.keep:
+        if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path]:
+    """Training data, the trained checkpoint and its exports (reused when ``work`` has them)."""
+    ckpt = work / "run" / "checkpoints" / "best.safetensors"
+    onnx_fp32, onnx_int8 = work / "model.onnx", work / "model_int8.onnx"
+    if not onnx_int8.exists():
+        started = time.perf_counter()
+        train_images, _ = synthetic(work / "train", args.train_images, SMALL, seed=1, split="training")
+        synthetic(work / "train", max(4, args.train_images // 6), SMALL, 1, "validation", args.train_images)
+        train(work / "train", work / "run", args.epochs)
+        export_onnx(ckpt, onnx_fp32)
+        export_int8(ckpt, onnx_int8, train_images)
+        print(f"trained and exported in {time.perf_counter() - started:.0f} s")
+    return ckpt, onnx_fp32, onnx_int8
+
+
 def run(args: argparse.Namespace, work: Path) -> None:
-    started = time.perf_counter()
-    train_images, _ = synthetic(work / "train", args.train_images, SMALL, seed=1, split="training")
-    synthetic(work / "train", max(4, args.train_images // 6), SMALL, 1, "validation", args.train_images)
-    ckpt = train(work / "train", work / "run", args.epochs)
-    onnx_fp32 = export_onnx(ckpt, work / "model.onnx")
-    onnx_int8 = export_int8(ckpt, work / "model_int8.onnx", train_images)
-    test, truth = synthetic(work / "test", args.images, SMALL, seed=0, split="test")
-    large, _ = synthetic(work / "large", args.large, LARGE, seed=2, split="test")
-    print(f"prepared in {time.perf_counter() - started:.0f} s")
+    ckpt, onnx_fp32, onnx_int8 = prepare(args, work)
+    if not (work / "test").exists():
+        synthetic(work / "test", args.images, SMALL, seed=0, split="test")
+        synthetic(work / "large", args.large, LARGE, seed=2, split="test")
+    test, truth = (
+        next((work / "test").glob("*_Test_Input")),
+        next((work / "test").glob("*_Test_GroundTruth*")),
+    )
+    large = next((work / "large").glob("*_Test_Input"))
+    if args.prepare_only:
+        return
     load = os.getloadavg()
 
     cli_paths: dict[str, tuple[Path, list[str]]] = {
