@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import shutil
 import statistics
@@ -79,6 +80,17 @@ def train(data: Path, out: Path, epochs: int) -> Path:
     sets = [arg for s in [*TRAIN_SETTINGS, f"train.epochs={epochs}"] for arg in ("--set", s)]
     dermseg(["train", "--config", "demo", "--data", str(data), "--out", str(out), *sets])
     return out / "checkpoints" / "best.safetensors"
+
+
+def trained_description(metrics: Path) -> str:
+    """How long the checkpoint trained and its validation Jaccard, from the run's ``metrics.jsonl``."""
+    epochs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    epochs = [e for e in epochs if "jaccard" in e]
+    best = max(epochs, key=lambda e: e["jaccard"])
+    return (
+        f"{len(epochs)} epoch(s) run, best validation Jaccard {best['jaccard']:.3f} "
+        f"(epoch {best['epoch']}, the checkpoint used)"
+    )
 
 
 def synthetic(
@@ -328,6 +340,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     if args.no_write:
         return
     n, n_large = len(images), len(large_images)
+    trained = trained_description(work / "run" / "metrics.jsonl")
     stage_names = list(dict.fromkeys(k for st in stages.values() for k in st))
     lines = [
         f"<!-- {TAG} -->",
@@ -336,9 +349,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
         f"{machine()}; {datetime.date.today().isoformat()}; load average (1/5/15 min) "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} when timing started, "
         f"{load_end[0]:.2f} / {load_end[1]:.2f} / {load_end[2]:.2f} at the end. "
-        f"Model: the `demo` recipe (UNetASPP + `tf_efficientnet_lite0`, ImageNet weights) trained "
-        f"{args.epochs} epochs at a 512 px working size (crops of 256) on {args.train_images} synthetic "
-        f"1024x768 images; INT8: `dermseg export --int8` calibrated on 32 of those training images. "
+        f"Model: the `demo` recipe (UNetASPP + `tf_efficientnet_lite0`, ImageNet weights) trained at a "
+        f"512 px working size (crops of 256) on synthetic 1024x768 images, {trained}; INT8: "
+        "`dermseg export --int8` calibrated on 32 of those training images. "
         f"Masks only, one fresh `python -m dermseg predict` per timing; images/s after start-up = "
         "(N - 1) / (t(N) - t(1)).",
         "",
