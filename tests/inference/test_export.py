@@ -214,3 +214,11 @@ def test_backend_choices(checkpoint: Path, exported: Path, monkeypatch: pytest.M
         Segmenter.from_path(exported)
     with pytest.raises(ConfigError, match=r"pip install 'dermseg\[onnx\]'"):
         Segmenter.from_path(checkpoint, backend="onnxruntime")
+
+
+def test_onnx_sessions_use_full_optimisation_and_the_threads_asked(exported: Path) -> None:
+    default = Segmenter.from_path(exported).model.session.get_session_options()
+    assert default.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert default.intra_op_num_threads == 0  # ONNX Runtime's own choice
+    one = Segmenter.from_path(exported, threads=1).model.session.get_session_options()
+    assert one.intra_op_num_threads == 1

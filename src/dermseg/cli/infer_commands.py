@@ -115,6 +115,22 @@ def predict(
     tile_scale: float | None = TILE_SCALE_OPTION,
     tile_overlap: float | None = TILE_OVERLAP_OPTION,
     tile_batch: int | None = TILE_BATCH_OPTION,
+    pipeline: bool = typer.Option(
+        False,
+        "--pipeline/--no-pipeline",
+        help="Decode the next images and write the last ones' files in background threads while "
+        "the network runs (the same files as one at a time).",
+    ),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="Threads of the network: ONNX Runtime's intra-op threads, torch's threads "
+        "(default: theirs, one per core).",
+    ),
+    png_level: int = typer.Option(
+        6, "--png-level", min=0, max=9, help="zlib level of the PNGs written: same pixels at any level."
+    ),
 ) -> None:
     """Write the masks of every image (0/255 PNG, image size): the five Task 2 attribute masks,
     or one lesion mask, as the model's label set says; a bad image is reported, not fatal.
@@ -125,7 +141,11 @@ def predict(
 
     images = _shard_images(inputs, shard)
     device = rank_device(device, os.environ)
-    segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    segmenter = ensemble_segmenter(checkpoint, backend=backend, device=device, tta=tta, threads=threads)
     limit_shapes(segmenter, max_aspect_ratio, max_side_factor)
     if labels is not None:
         model_on_data(segmenter, checkpoint[0], None, labels)
@@ -142,6 +162,8 @@ def predict(
             overlays=overlays,
             probabilities=probabilities,
             progress=lambda k: bar.advance(task, k),
+            compress_level=png_level,
+            pipeline=pipeline,
         )
     console.print(f"wrote masks of {len(report.written)} image(s) to {_shown(out)}")
     if report.failed:
@@ -203,20 +225,43 @@ def export(
     out: Path = typer.Option(..., "--out", help="The .onnx file to write."),
     opset: int = typer.Option(17, "--opset", min=13, help="ONNX opset version."),
     static: bool = typer.Option(False, "--static", help="Fixed 1x3x97x130 input, no dynamic axes."),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Quantise to INT8 (static, calibrated on --calibration images): faster on a CPU, "
+        "masks close to but not the same as the float model's.",
+    ),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", help="With --int8: a folder of training images to calibrate on."
+    ),
+    calibration_images: int = typer.Option(
+        32, "--calibration-images", min=1, help="With --int8: how many of them (evenly spaced by name)."
+    ),
 ) -> None:
     """Export a checkpoint to ONNX: normalised (B, 3, H, W) image -> (B, C, H, W) probabilities."""
     from dermseg.inference.export import export_onnx
     from dermseg.inference.segmenter import checkpoint_label_set
     from dermseg.models.checkpoint import read_meta
 
-    path = export_onnx(checkpoint, out, opset=opset, dynamic=not static)
+    if int8 != (calibration is not None):
+        raise ConfigError(
+            "--int8 and --calibration go together: INT8 export is calibrated on training images"
+        )
+    if static and int8:
+        raise ConfigError("--int8 needs dynamic axes: drop --static")
+    if int8:
+        from dermseg.inference.quantize import export_int8
+
+        path = export_int8(checkpoint, out, calibration, calibration_images)
+    else:
+        path = export_onnx(checkpoint, out, opset=opset, dynamic=not static)
     labels = checkpoint_label_set(read_meta(checkpoint), checkpoint)
     channels = f"(B, {labels.num_labels}, H, W)"
     if labels.name != "isic2018_task2":
         channels += f" of label set {labels.name} ({', '.join(labels.names)})"
     console.print(
         f"wrote {_shown(path)}: input 'image' (B, 3, H, W) float32, normalised; "
-        f"output 'probabilities' {channels}; description in its metadata"
+        f"output 'probabilities' {channels}; description in its metadata" + (", INT8" if int8 else "")
     )
 
 

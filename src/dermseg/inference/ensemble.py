@@ -49,12 +49,13 @@ def ensemble_segmenter(
     backend: str | None = None,
     device: str = "cpu",
     tta: bool | None = None,
+    threads: int | None = None,
 ) -> Segmenter:
     """A segmenter averaging the models in ``paths`` (one path gives that model alone).
 
     Args:
         paths: the members' checkpoints or ONNX exports.
-        backend, device: as for :meth:`Segmenter.from_path`.
+        backend, device, threads: as for :meth:`Segmenter.from_path`.
         tta: flip test-time augmentation; ``None`` (default): as the members' thresholds were
             tuned (off when none was tuned).
 
@@ -69,7 +70,9 @@ def ensemble_segmenter(
     """
     if not paths:
         raise ConfigError("give at least one --checkpoint")
-    members = [Segmenter.from_path(p, backend=backend, device=device, tta=tta) for p in paths]
+    members = [
+        Segmenter.from_path(p, backend=backend, device=device, tta=tta, threads=threads) for p in paths
+    ]
     first = members[0]
     if len(members) == 1:
         return first

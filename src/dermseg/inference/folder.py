@@ -30,7 +30,8 @@ from dermseg.data.layout import list_dir
 from dermseg.errors import DataError, DermsegError, OutputError, display_path
 from dermseg.files import atomic_paths, remove_temporaries, writing
 from dermseg.inference.overlay import overlay, side_by_side, with_legend
-from dermseg.inference.segmenter import Segmenter
+from dermseg.inference.pipeline import ReadAhead, WriteBehind
+from dermseg.inference.segmenter import Prediction, Segmenter
 from dermseg.labels import DEFAULT, LabelSet
 
 logger = logging.getLogger(__name__)
@@ -185,17 +186,40 @@ def pending_images(
     return [p for p in images if not complete(p)]
 
 
-def write_together(out_dir: Path, files: dict[str, Image.Image]) -> None:
+def write_together(out_dir: Path, files: dict[str, Image.Image], compress_level: int | None = None) -> None:
     """Write PNG ``files`` (name -> image) into ``out_dir``: all or none, renamed in the order given.
+
+    Args:
+        out_dir: the folder.
+        files: file name -> image.
+        compress_level: zlib level 0-9 of the PNGs (Pillow's default, 6, when ``None``); any
+            level gives the same pixels, 1 is much faster on masks and only a little larger.
 
     Raises:
         OutputError: one cannot be written (a full disk), named.
     """
+    options = {} if compress_level is None else {"compress_level": compress_level}
     paths = [out_dir / name for name in files]
     with atomic_paths(paths) as temps:
         for path, tmp, image in zip(paths, temps, files.values(), strict=True):
             with writing(path):
-                image.save(tmp, format="PNG")
+                image.save(tmp, format="PNG", **options)
+
+
+def image_files(
+    segmenter: Segmenter, path: Path, image: np.ndarray, pred: Prediction, overlays: bool, probabilities: bool
+) -> dict[str, Image.Image]:
+    """The files :func:`predict_images` writes for one image, its masks last (name -> image)."""
+    labels = segmenter.labels
+    files = probability_images(path.stem, pred.probabilities, labels) if probabilities else {}
+    if overlays:
+        present = pred.masks.any(axis=(1, 2))
+        drawn = overlay(image, pred.masks, labels=labels)
+        panel = with_legend(side_by_side(image, drawn), present, labels)
+        files[f"{path.stem}_overlay.png"] = Image.fromarray(panel)
+    # the masks last: an image whose masks are all there has all its files
+    names = mask_names(path.stem, labels)
+    return files | {name: mask_image(m) for name, m in zip(names, pred.masks, strict=True)}
 
 
 def predict_images(
@@ -206,6 +230,8 @@ def predict_images(
     overlays: bool = False,
     probabilities: bool = False,
     progress: Callable[[int], None] | None = None,
+    compress_level: int | None = None,
+    pipeline: bool = False,
 ) -> FolderReport:
     """Segment ``images`` and write their submission masks (and optional extras) to ``out_dir``.
 
@@ -222,6 +248,9 @@ def predict_images(
         overlays: also write ``<stem>_overlay.png`` (image | prediction, with a legend).
         probabilities: also write 16-bit probability maps.
         progress: called with 1 after each image.
+        compress_level: zlib level of the PNGs (:func:`write_together`; same pixels at any level).
+        pipeline: decode the next images and write the last ones in background threads while the
+            network runs (:mod:`dermseg.inference.pipeline`); the same files, report and progress.
 
     Returns:
         Which images were written and which failed (with the reason).
@@ -234,28 +263,71 @@ def predict_images(
     # only those of these images: a shard sharing the folder may be writing its own right now
     for left in remove_temporaries(out, owns((p.stem for p in images), segmenter.labels)):
         logger.info("removed %s, left by an interrupted run", display_path(left))
+    options = (overlays, probabilities)
+    if pipeline:
+        return _predict_overlapped(segmenter, images, out, options, compress_level, progress)
     report = FolderReport()
     for path in images:
         try:
             image = read_image(path)
             pred = segmenter(image)
-            labels = segmenter.labels
-            files = probability_images(path.stem, pred.probabilities, labels) if probabilities else {}
-            if overlays:
-                present = pred.masks.any(axis=(1, 2))
-                drawn = overlay(image, pred.masks, labels=labels)
-                panel = with_legend(side_by_side(image, drawn), present, labels)
-                files[f"{path.stem}_overlay.png"] = Image.fromarray(panel)
-            # the masks last: an image whose masks are all there has all its files
-            names = mask_names(path.stem, labels)
-            files |= {name: mask_image(m) for name, m in zip(names, pred.masks, strict=True)}
-            write_together(out, files)
+            write_together(out, image_files(segmenter, path, image, pred, *options), compress_level)
             report.written.append(path)
         except OutputError:
             raise  # a full disk: every next image would fail the same way
         except DermsegError as err:
-            report.failed.append((path, err.message if err.path == path else str(err)))
-            logger.warning("skipped %s: %s", display_path(path), err.message)
+            _failed(report, path, err)
         if progress is not None:
             progress(1)
+    return report
+
+
+def _failed(report: FolderReport, path: Path, err: DermsegError) -> None:
+    report.failed.append((path, err.message if err.path == path else str(err)))
+    logger.warning("skipped %s: %s", display_path(path), err.message)
+
+
+def _predict_overlapped(
+    segmenter: Segmenter,
+    images: list[Path],
+    out: Path,
+    options: tuple[bool, bool],
+    compress_level: int | None,
+    progress: Callable[[int], None] | None,
+) -> FolderReport:
+    """:func:`predict_images`' loop with the next images decoded and the last ones written meanwhile.
+
+    Every image's outcome (written, or its error) passes through the writer in order, so the
+    report, the progress calls and the files are those of the one-at-a-time loop.
+    """
+
+    def write(path: Path, image: np.ndarray, pred: Prediction) -> DermsegError | None:
+        try:
+            write_together(out, image_files(segmenter, path, image, pred, *options), compress_level)
+        except OutputError:
+            raise
+        except DermsegError as err:
+            return err
+        return None
+
+    def settle(done: list[tuple[Path, DermsegError | None]]) -> None:
+        for path, err in done:
+            if err is None:
+                report.written.append(path)
+            else:
+                _failed(report, path, err)
+            if progress is not None:
+                progress(1)
+
+    report = FolderReport()
+    with WriteBehind[Path](depth=2) as writer:
+        for path, decoded in ReadAhead(read_image, images, depth=2):
+            try:
+                image = decoded.result()
+                pred = segmenter(image)
+            except DermsegError as err:
+                settle(writer.submit(path, lambda e=err: e))
+                continue
+            settle(writer.submit(path, write, path, image, pred))
+        settle(writer.settle())
     return report

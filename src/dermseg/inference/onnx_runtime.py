@@ -101,6 +101,8 @@ class OnnxRuntimeNet:
     Args:
         path: a ``.onnx`` file written by :func:`dermseg.inference.export.export_onnx`.
         device: ``cpu`` or ``cuda`` (needs onnxruntime-gpu).
+        threads: intra-op threads of the session; ``None``: ONNX Runtime's default (one per
+            physical core). Graph optimisation is always ONNX Runtime's full level.
 
     Attributes:
         meta: the description read from the file's metadata (same keys as a checkpoint's).
@@ -110,15 +112,18 @@ class OnnxRuntimeNet:
         DataError: the file is missing, not an ONNX model, or not one exported by dermseg.
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
         ort = require_onnxruntime()
         path = Path(path)
         if path.is_dir():
             raise DataError("is a folder, expected a .onnx model", path)
         if not path.exists():
             raise DataError("ONNX model not found", path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or 0
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers(ort, device))
+            self.session = ort.InferenceSession(str(path), options, providers=providers(ort, device))
         except Exception as err:  # noqa: BLE001 - ORT raises its own exception types (InvalidProtobuf, Fail)
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             raise DataError(f"not a valid ONNX model ({first})", path) from None

@@ -265,17 +265,20 @@ class Segmenter:
         return cls._from_meta(model.to(resolve_device(device)).eval(), meta, device=device, tta=tta)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, device: str = "cpu", tta: bool | None = None) -> Segmenter:
+    def from_onnx(
+        cls, path: str | Path, device: str = "cpu", tta: bool | None = None, threads: int | None = None
+    ) -> Segmenter:
         """Build a segmenter on ONNX Runtime from an exported ``.onnx`` file.
 
         The file is one written by :func:`dermseg.inference.export.export_onnx`; ``tta=None``
-        follows the tuning record the export carries, as :meth:`from_checkpoint` does.
+        follows the tuning record the export carries, as :meth:`from_checkpoint` does; ``threads``:
+        the session's intra-op threads (``None``: ONNX Runtime's default).
 
         Raises:
             ConfigError: onnxruntime is not installed (``pip install 'dermseg[onnx]'``).
             DataError: the file is missing, not an ONNX model, or not one exported by dermseg.
         """
-        net = OnnxRuntimeNet(path, device=device)
+        net = OnnxRuntimeNet(path, device=device, threads=threads)
         try:
             return cls._from_meta(net, net.meta, device=device, tta=tta)
         except (KeyError, TypeError, ValueError) as err:
@@ -283,7 +286,12 @@ class Segmenter:
 
     @classmethod
     def from_path(
-        cls, path: str | Path, backend: str | None = None, device: str = "cpu", tta: bool | None = None
+        cls,
+        path: str | Path,
+        backend: str | None = None,
+        device: str = "cpu",
+        tta: bool | None = None,
+        threads: int | None = None,
     ) -> Segmenter:
         """Build a segmenter from a ``.safetensors`` checkpoint or a ``.onnx`` export.
 
@@ -294,6 +302,8 @@ class Segmenter:
             device: ``cpu`` or ``cuda``.
             tta: flip test-time augmentation; ``None`` (default): as the model's thresholds were
                 tuned (off when they were not tuned).
+            threads: ONNX Runtime's intra-op threads (``None``: its default); torch's are
+                process-wide (``torch.set_num_threads``).
 
         Raises:
             ConfigError: unknown backend, ``torch`` asked for a ``.onnx`` file, or onnxruntime missing.
@@ -305,13 +315,15 @@ class Segmenter:
         if path.suffix.lower() == ".onnx":
             if backend == "torch":
                 raise ConfigError("an ONNX model runs with the onnxruntime backend, not torch", path)
-            return cls.from_onnx(path, device=device, tta=tta)
+            return cls.from_onnx(path, device=device, tta=tta, threads=threads)
         if backend != "onnxruntime":
             return cls.from_checkpoint(path, device=device, tta=tta)
         require_onnxruntime()  # fail before the export when the runtime is missing
         with tempfile.TemporaryDirectory(prefix="dermseg-onnx-") as tmp:
             onnx_path = export_onnx(path, Path(tmp) / f"{path.stem}.onnx")
-            return cls.from_onnx(onnx_path, device=device, tta=tta)  # the session holds the graph
+            return cls.from_onnx(
+                onnx_path, device=device, tta=tta, threads=threads
+            )  # the session holds the graph
 
     @classmethod
     def _from_meta(
@@ -373,6 +385,39 @@ class Segmenter:
         fov = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
         return fov if self.lesion_field is None else self.lesion_field.locate(image, fov)
 
+    def network_input(self, image: np.ndarray, field: CropBox) -> torch.Tensor:
+        """What the network sees of one image: its field cropped, resized and normalised.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            field: the field of view, from :meth:`field_of_view`.
+
+        Returns:
+            ``(1, 3, h, w)`` float32 on :attr:`device`, short side the working size (the
+            tiling's scale with tiles).
+
+        Raises:
+            ImageShapeError: the image or its field is beyond the shape limits.
+        """
+        h, w = image.shape[:2]
+        # With tiles, the image is resized to the tiling's scale instead of the working size.
+        side = self.input_size if self.tiling is None else self.tiling.working_side(self.input_size)
+        self.limits.check_image(h, w)  # before the resize: an elongated image would take unbounded memory
+        self.limits.check_working(field.height, field.width, side)
+        cropped = np.ascontiguousarray(crop(image, field, channels_last=True))
+        # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
+        # bilinear when enlarging), before any float copy: a full-resolution image is never
+        # held as floats.
+        small = resize_short_side(cropped, side)
+        x = (
+            torch.from_numpy(np.ascontiguousarray(small))
+            .permute(2, 0, 1)[None]
+            .to(self.device, torch.float32)
+        )
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        return (x / 255.0 - mean) / std
+
     @torch.no_grad()
     def probabilities(self, image: np.ndarray, field: CropBox | None = None) -> np.ndarray:
         """Label probabilities of one image at its own size.
@@ -390,23 +435,7 @@ class Segmenter:
             self.model.eval()
         h, w = image.shape[:2]
         box = self.field_of_view(image) if field is None else field
-        # With tiles, the image is resized to the tiling's scale instead of the working size.
-        side = self.input_size if self.tiling is None else self.tiling.working_side(self.input_size)
-        self.limits.check_image(h, w)  # before the resize: an elongated image would take unbounded memory
-        self.limits.check_working(box.height, box.width, side)
-        cropped = np.ascontiguousarray(crop(image, box, channels_last=True))
-        # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
-        # bilinear when enlarging), before any float copy: a full-resolution image is never
-        # held as floats.
-        small = resize_short_side(cropped, side)
-        x = (
-            torch.from_numpy(np.ascontiguousarray(small))
-            .permute(2, 0, 1)[None]
-            .to(self.device, torch.float32)
-        )
-        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
-        x = (x / 255.0 - mean) / std
+        x = self.network_input(image, box)
         if self.tiling is None:
             probs = self._tta_forward(x)
         else:
