@@ -96,3 +96,22 @@ def test_checkpoint_post_processing_is_applied_at_the_image_size() -> None:
     masks = opened.masks(img)
     assert not masks[0, 40, 40] and masks[0, 20, 20]  # the speck is opened away, the block stays
     assert opened.thresholds.tolist() == [0.5] * 5
+
+
+def test_a_checkpoint_runs_channels_last_on_the_cpu_with_the_same_probabilities(tmp_path: Path) -> None:
+    from dermseg.models.checkpoint import load_checkpoint
+    from tests.conftest import write_tiny_checkpoint
+
+    path = write_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    seg = Segmenter.from_checkpoint(path)
+    assert seg.channels_last
+    conv = next(m for m in seg.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    # the same weights in the default format, loaded independently of the segmenter
+    ckpt = load_checkpoint(path)
+    plain = Segmenter.from_model(ckpt.build_model(), ckpt.meta)
+    assert not plain.channels_last
+    image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    got, expected = seg.probabilities(image), plain.probabilities(image)
+    assert got.flags.c_contiguous and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-4)

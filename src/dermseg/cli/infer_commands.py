@@ -129,7 +129,12 @@ def predict(
         "(default: theirs, one per core).",
     ),
     png_level: int = typer.Option(
-        6, "--png-level", min=0, max=9, help="zlib level of the PNGs written: same pixels at any level."
+        1,
+        "--png-level",
+        min=0,
+        max=9,
+        help="zlib level of the PNGs written: same pixels at any level; 1 (default) encodes masks "
+        "about 1.7x faster than Pillow's 6 for slightly larger files.",
     ),
 ) -> None:
     """Write the masks of every image (0/255 PNG, image size): the five Task 2 attribute masks,
