@@ -342,6 +342,21 @@ def run(args: argparse.Namespace, work: Path) -> None:
     for name, st in stages.items():
         print(name, {k: round(v * 1000, 1) for k, v in st.items()})
     load_end = os.getloadavg()
+    record = {
+        "machine": machine(),
+        "date": datetime.date.today().isoformat(),
+        "load_average_start_end": [round(load[0], 2), round(load_end[0], 2)],
+        "rows_1024x768": [
+            {"path": p, "img_s": r, "jaccard": j, "vs_torch_fp32": d, "masks_identical": s}
+            for p, r, _a, _o, j, d, s in rows
+        ],
+        "rows_4288x2848": [{"path": p, "img_s": r} for p, r, _a, _o in large_rows],
+        "network_img_s": sweep,
+    }
+    results = ROOT / "benchmarks" / "results" / "predict_speed.json"
+    tmp = results.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(results)
     if args.no_write:
         return
     n, n_large = len(images), len(large_images)

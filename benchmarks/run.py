@@ -7,9 +7,13 @@ benchmarks/results/), then writes a summary section with the headline numbers of
 * training images/s: UNetASPP vs smp Unet with the same encoder;
 * data loading images/s on 4288x2848 JPEGs: full decode vs draft decode vs prepared cache;
 * evaluation of 1000 mask pairs: dermseg vs the official isic-challenge-scoring;
-* peak memory of a 6000x4000 prediction.
+* peak memory of a 6000x4000 prediction;
+* with ``--with-predict`` (or from the last results of those benchmarks): ``dermseg predict`` end
+  to end before/after the speed options, INT8 vs fp32 (``predict_speed.py``), and tiled vs one
+  resize (``tiles.py``, which needs a checkpoint and is run on its own).
 
     python benchmarks/run.py                  # about 5 minutes on 2 CPU cores
+    python benchmarks/run.py --with-predict   # + predict_speed.py (about 10 more minutes)
     python benchmarks/run.py --summary-only   # rewrite the summary from the last results
 """
 
@@ -66,8 +70,11 @@ def main() -> None:
         action="store_true",
         help="rewrite the summary from the last results, measure nothing",
     )
-    summary_only = parser.parse_args().summary_only
-    for step in [] if summary_only else STEPS:
+    parser.add_argument("--with-predict", action="store_true", help="also run predict_speed.py")
+    args = parser.parse_args()
+    summary_only = args.summary_only
+    steps = [*STEPS, ["predict_speed.py", "--epochs", "3"]] if args.with_predict else STEPS
+    for step in [] if summary_only else steps:
         print(f"== {' '.join(step)}", flush=True)
         subprocess.run([sys.executable, str(HERE / step[0]), *step[1:]], cwd=HERE, env=env, check=True)
     compare = load(f"compare-cpu-{ENCODER}-512-speed.json")
@@ -111,7 +118,14 @@ def main() -> None:
             "<!-- summary -->",
             "## Summary of one `python benchmarks/run.py` run",
             "",
-            f"Machine: {summary['machine']}, no GPU; started {started}. Encoder {ENCODER} (random init) where a "
+            f"Machine: {summary['machine']}, no GPU; "
+            + (
+                f"rewritten {started} from each benchmark's last results (their sections below give "
+                "their dates). "
+                if summary_only
+                else f"started {started}. "
+            )
+            + f"Encoder {ENCODER} (random init) where a "
             "model is involved; details and methods in the sections below.",
             "",
             "| what | dermseg | peer | ratio |",
@@ -127,11 +141,42 @@ def main() -> None:
             f"{e['official'] / e['dermseg']:.1f}x faster |",
             f"| peak memory of a 6000x4000 prediction (increase) | {summary['peak_memory_6000x4000_mib']:.0f} MiB "
             "| | |",
+            *predict_rows(),
             "",
-            "Command: `python benchmarks/run.py`",
+            "Command: `python benchmarks/run.py` (predict rows: `--with-predict`, and `tiles.py`)",
             "<!-- /summary -->",
         ],
     )
+
+
+def predict_rows() -> list[str]:
+    """Summary rows from the last ``predict_speed.py`` and ``tiles.py`` results, where they exist."""
+    rows = []
+    if (RESULTS / "predict_speed.json").is_file():
+        speed = load("predict_speed.json")
+        by_path = {r["path"]: r for r in speed["rows_1024x768"]}
+        before = by_path["torch, no pipeline, PNG level 6"]
+        best = max((r for r in speed["rows_1024x768"] if "INT8" not in r["path"]), key=lambda r: r["img_s"])
+        fp32 = by_path["onnxruntime fp32, pipeline + PNG level 1"]
+        int8 = by_path["onnxruntime INT8, pipeline + PNG level 1"]
+        rows += [
+            f"| predict img/s end to end, 1024x768, trained lite0 at 512 px ({speed['date']}): best fp32 path ({best['path']}) "
+            f"| {best['img_s']:.2f} | torch, no pipeline, PNG level 6: {before['img_s']:.2f} | "
+            f"{best['img_s'] / before['img_s']:.2f}x (Jaccard {best['vs_torch_fp32']:+.4f}) |",
+            f"| predict img/s end to end, 1024x768: ONNX Runtime INT8 (pipeline, PNG level 1) | "
+            f"{int8['img_s']:.2f} | fp32: {fp32['img_s']:.2f} | {int8['img_s'] / fp32['img_s']:.2f}x "
+            f"(Jaccard {int8['vs_torch_fp32'] - fp32['vs_torch_fp32']:+.4f}) |",
+        ]
+    if (RESULTS / "tiles.json").is_file():
+        tiles = load("tiles.json")
+        resized, tiled = tiles["rows"]["one resize"], tiles["rows"]["tiles, scale 1"]
+        rows.append(
+            f"| {tiles['image_size']} px synthetic images ({tiles['date'][:10]}): tiles at the training "
+            f"scale, Jaccard / s per image | {tiled['jaccard']:.3f} / {tiled['s_per_image']:.2f} | "
+            f"one resize: {resized['jaccard']:.3f} / {resized['s_per_image']:.2f} | "
+            f"{tiled['jaccard'] - resized['jaccard']:+.3f} Jaccard |"
+        )
+    return rows
 
 
 if __name__ == "__main__":
