@@ -129,7 +129,8 @@ def main() -> None:
     try:
         record = measure(args)
     except DermsegError as err:
-        sys.exit(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     print("\n".join(table(record)))
     print(f"\n{PROTOCOL}")
     print(

@@ -191,7 +191,12 @@ def main() -> None:
     parser.add_argument("--from-json", action="store_true", help="no training: the section from --json")
     args = parser.parse_args()
     if args.from_json:
-        lines = section(json.loads(args.json.read_text()), args.ph2)
+        try:
+            record = json.loads(args.json.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            print(f"error: {args.json}: cannot read the record ({err})", file=sys.stderr)
+            sys.exit(2)
+        lines = section(record, args.ph2)
         print("\n".join(lines))
         if args.write_md:
             replace_section("structure-combos", lines)
