@@ -9,11 +9,13 @@ benchmarks/results/), then writes a summary section with the headline numbers of
 * evaluation of 1000 mask pairs: dermseg vs the official isic-challenge-scoring;
 * peak memory of a 6000x4000 prediction;
 * with ``--with-predict`` (or from the last results of those benchmarks): ``dermseg predict`` end
-  to end before/after the speed options, INT8 vs fp32 (``predict_speed.py``), and tiled vs one
-  resize (``tiles.py``, which needs a checkpoint and is run on its own).
+  to end before/after the speed options, INT8 vs fp32 (``predict_speed.py``), smp ``Unet`` with the
+  same encoder run naively (plain torch, one image at a time) against ``dermseg predict`` on the
+  same checkpoint, images/s and Jaccard (``smp_naive.py``), and tiled vs one resize (``tiles.py``,
+  which needs a checkpoint and is run on its own).
 
     python benchmarks/run.py                  # about 5 minutes on 2 CPU cores
-    python benchmarks/run.py --with-predict   # + predict_speed.py (about 10 more minutes)
+    python benchmarks/run.py --with-predict   # + predict_speed.py and smp_naive.py (about 20 more minutes)
     python benchmarks/run.py --summary-only   # rewrite the summary from the last results
 """
 
@@ -53,6 +55,7 @@ STEPS = [
     ["eval_speed.py"],
     ["full_res_memory.py"],
 ]
+PREDICT_STEPS = [["predict_speed.py", "--epochs", "3"], ["smp_naive.py", "--epochs", "3"]]
 
 
 def load(name: str) -> dict:
@@ -70,10 +73,12 @@ def main() -> None:
         action="store_true",
         help="rewrite the summary from the last results, measure nothing",
     )
-    parser.add_argument("--with-predict", action="store_true", help="also run predict_speed.py")
+    parser.add_argument(
+        "--with-predict", action="store_true", help="also run predict_speed.py and smp_naive.py"
+    )
     args = parser.parse_args()
     summary_only = args.summary_only
-    steps = [*STEPS, ["predict_speed.py", "--epochs", "3"]] if args.with_predict else STEPS
+    steps = [*STEPS, *PREDICT_STEPS] if args.with_predict else STEPS
     for step in [] if summary_only else steps:
         print(f"== {' '.join(step)}", flush=True)
         subprocess.run([sys.executable, str(HERE / step[0]), *step[1:]], cwd=HERE, env=env, check=True)
@@ -143,14 +148,16 @@ def main() -> None:
             "| | |",
             *predict_rows(),
             "",
-            "Command: `python benchmarks/run.py` (predict rows: `--with-predict`, and `tiles.py`)",
+            "Command: `python benchmarks/run.py` (predict rows: `--with-predict`, which runs `predict_speed.py` "
+            "and `smp_naive.py`, and `tiles.py`)",
             "<!-- /summary -->",
         ],
     )
 
 
 def predict_rows() -> list[str]:
-    """Summary rows from the last ``predict_speed.py`` and ``tiles.py`` results, where they exist."""
+    """Summary rows from the last ``predict_speed.py``, ``smp_naive.py`` and ``tiles.py`` results,
+    where they exist."""
     rows = []
     if (RESULTS / "predict_speed.json").is_file():
         speed = load("predict_speed.json")
@@ -160,13 +167,28 @@ def predict_rows() -> list[str]:
         fp32 = by_path["onnxruntime fp32, pipeline + PNG level 1"]
         int8 = by_path["onnxruntime INT8, pipeline + PNG level 1"]
         rows += [
-            f"| predict img/s end to end, 1024x768, trained lite0 at 512 px ({speed['date']}): best fp32 path ({best['path']}) "
+            f"| predict img/s end to end, 1024x768, UNetASPP lite0 trained at 512 px ({speed['date']}): best fp32 path ({best['path']}) "
             f"| {best['img_s']:.2f} | torch, no pipeline, PNG level 6: {before['img_s']:.2f} | "
             f"{best['img_s'] / before['img_s']:.2f}x (Jaccard {best['vs_torch_fp32']:+.4f}) |",
             f"| predict img/s end to end, 1024x768: ONNX Runtime INT8 (pipeline, PNG level 1) | "
             f"{int8['img_s']:.2f} | fp32: {fp32['img_s']:.2f} | {int8['img_s'] / fp32['img_s']:.2f}x "
             f"(Jaccard {int8['vs_torch_fp32'] - fp32['vs_torch_fp32']:+.4f}) |",
         ]
+    if (RESULTS / "smp_naive.json").is_file():
+        smp = load("smp_naive.json")
+        by_key = {r["key"]: r for r in smp["rows"]}
+        naive = by_key["naive"]
+        for key, what in (
+            ("dermseg_default", "default (torch)"),
+            ("dermseg_best", "best fp32 path (ONNX Runtime, pipeline, PNG level 1)"),
+        ):
+            r = by_key[key]
+            rows.append(
+                f"| predict img/s end to end, 1024x768, smp Unet lite0 checkpoint at 512 px ({smp['date']}): "
+                f"dermseg predict {what} | {r['img_s']:.2f} | naive torch loop, same checkpoint: "
+                f"{naive['img_s']:.2f} | {r['img_s'] / naive['img_s']:.2f}x (Jaccard {r['jaccard']:.4f} vs "
+                f"{naive['jaccard']:.4f}) |"
+            )
     if (RESULTS / "tiles.json").is_file():
         tiles = load("tiles.json")
         resized, tiled = tiles["rows"]["one resize"], tiles["rows"]["tiles, scale 1"]
