@@ -38,7 +38,7 @@ from PIL import Image
 
 from dermseg.attributes import ATTRIBUTES
 from dermseg.config import Config
-from dermseg.data.imageio import read_image, read_mask
+from dermseg.data.imageio import image_size, read_image, read_mask
 from dermseg.data.layout import discover
 from dermseg.data.ph2 import COLOURS, DIAGNOSES, Ph2Sample, is_ph2, read_ph2
 from dermseg.data.splits import Split, split_layout
@@ -74,10 +74,9 @@ def score_segmenter(segmenter: Segmenter | None, samples: list, progress: Any = 
     """
     metric = IsicTask2Metric()
     for sample in samples:
-        image = read_image(sample.image_path)
-        h, w = image.shape[:2]
+        w, h = image_size(sample.image_path)
         truth = np.stack([read_mask(p, expected_size=(w, h)) for p in sample.mask_paths])
-        pred = np.zeros_like(truth) if segmenter is None else segmenter.masks(image)
+        pred = np.zeros_like(truth) if segmenter is None else segmenter(sample.image_path).masks
         metric.update(pred[None], truth[None])
         if progress is not None:
             progress(1)
@@ -132,10 +131,10 @@ def run_demo(
     pred_dir, overlay_dir = out / "predictions", out / "overlays"
     overlay_dir.mkdir(parents=True, exist_ok=True)
     for k, sample in enumerate(test_samples):
-        image = read_image(sample.image_path)
-        masks = segmenter.masks(image)
+        masks = segmenter(sample.image_path).masks  # read as predict reads it
         write_submission_masks(pred_dir, sample.isic_id, masks)
         if k < sizes.overlays:
+            image = read_image(sample.image_path)
             h, w = image.shape[:2]
             truth = np.stack([read_mask(p, expected_size=(w, h)) for p in sample.mask_paths])
             panel = side_by_side(image, overlay(image, truth), overlay(image, masks))

@@ -88,9 +88,11 @@ def test_predict_then_evaluate_equals_evaluate_checkpoint(
 CUTS = (0.3, 0.2, 0.65, 0.4, 0.8)
 
 
-def _column_ramp(self: Segmenter, image: np.ndarray, field: object = None) -> np.ndarray:
+def _column_ramp(
+    self: Segmenter, image: np.ndarray, field: object = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Stands in for the network: every attribute's probability is (x + 0.5) / W in column x."""
-    h, w = image.shape[:2]
+    h, w = image.shape[:2] if size is None else size
     ramp = (np.arange(w, dtype=np.float32) + 0.5) / np.float32(w)
     return np.broadcast_to(ramp, (len(ATTRIBUTES), h, w)).copy()
 

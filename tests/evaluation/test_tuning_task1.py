@@ -162,7 +162,10 @@ def _write_cases(root: Path) -> Path:
 class _StandIn(Segmenter):
     """The probabilities of :data:`_LEVELS`, read from the image itself (no network)."""
 
-    def probabilities(self, image: np.ndarray, field: CropBox | None = None) -> np.ndarray:
+    def probabilities(
+        self, image: np.ndarray, field: CropBox | None = None, size: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        assert size is None or tuple(size) == image.shape[:2]  # small PNGs: never decoded reduced
         prob = np.zeros(image.shape[:2], np.float32)
         for red, p in _LEVELS.items():
             prob[image[..., 0] == red] = p

@@ -60,12 +60,17 @@ def test_the_settings_come_from_the_segmenter_as_it_runs(checkpoint: Path) -> No
         "max_aspect_ratio": 8.0,
         "max_side_factor": 8.0,
         "tiles": None,
+        "decode_side": 96,  # the tiny model's working size: JPEGs are decoded as training decodes them
         "overlays": True,
         "probabilities": False,
     }
+    segmenter.draft_decode = False
+    assert predict_settings(segmenter, overlays=True, probabilities=False)["decode_side"] is None
+    segmenter.draft_decode = True
     segmenter.tiling = Tiling(scale=0.5)
-    tiled = predict_settings(segmenter, overlays=True, probabilities=False)["tiles"]
-    assert tiled == {"scale": 0.5, "overlap": 0.5, "batch": 4, "size": None}
+    tiled = predict_settings(segmenter, overlays=True, probabilities=False)
+    assert tiled["tiles"] == {"scale": 0.5, "overlap": 0.5, "batch": 4, "size": None}
+    assert tiled["decode_side"] is None  # tiles look at the image's own resolution
 
 
 def test_the_first_run_records_the_manifest_and_the_same_run_again_goes_on(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dermseg.data.imageio import read_image, read_mask
+from dermseg.data.imageio import read_mask
 from dermseg.data.layout import IsicSample
 from dermseg.data.shape_limits import naming
 from dermseg.errors import ConfigError, DataError
@@ -60,11 +60,11 @@ def evaluate_lesion_checkpoint(
         raise DataError("no images to score")
     counts = []
     for sample in samples:
-        image = read_image(sample.image_path)
-        h, w = image.shape[:2]
+        decoded = segmenter.read(sample.image_path)  # as predict reads it: a large JPEG reduced
+        h, w = decoded.size
         truth = read_mask(sample.mask_paths[0], expected_size=(w, h))
         with naming(sample.image_path):
-            mask = segmenter.masks(image)[0]
+            mask = segmenter.predict(decoded).masks[0]
         counts.append(confusion_counts(mask, truth))
         if progress is not None:
             progress(1)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from dermseg.data.background import CropBox
-from dermseg.data.imageio import read_image, read_mask
+from dermseg.data.imageio import Decoded, read_image, read_mask
 from dermseg.data.layout import IsicSample, discover
 from dermseg.data.lesion_box import lesion_box
 from dermseg.data.shape_limits import naming
@@ -39,7 +39,7 @@ from dermseg.evaluation.ranking import PresenceAUC, StreamingRanking
 from dermseg.evaluation.task1 import IsicTask1Metric
 from dermseg.evaluation.tuning import Task1ThresholdTuner, ThresholdTuner
 from dermseg.inference.postprocess import PostprocessSettings, apply_postprocess
-from dermseg.inference.segmenter import Segmenter
+from dermseg.inference.segmenter import Segmenter, full_frame_field
 from dermseg.labels import DEFAULT, LabelSet, label_set_of
 from dermseg.models.checkpoint import update_checkpoint_meta
 
@@ -138,16 +138,21 @@ def _predictions(
     kind, margin = segmenter.trained_field
     truth_boxes = truth_boxes and kind == "lesion" and segmenter.lesion_field is None
     for sample in samples:
-        image = read_image(sample.image_path)
-        h, w = image.shape[:2]
+        boxed = truth_boxes and sample.lesion_mask_path is not None
+        if boxed:  # the truth box is found at full scale, as before draft decoding
+            image = read_image(sample.image_path)
+            decoded = Decoded(image, (image.shape[0], image.shape[1]))
+        else:  # as predict decodes it: a large JPEG at a reduced scale, as training decodes it
+            decoded = segmenter.read(sample.image_path)
+        h, w = decoded.size
         truth = np.stack([read_mask(p, expected_size=(w, h)) for p in sample.mask_paths])
-        field = segmenter.field_of_view(image)
-        if truth_boxes and sample.lesion_mask_path is not None:
+        field = segmenter.field_of_view(decoded.pixels)
+        if boxed:
             lesion = read_mask(sample.lesion_mask_path, expected_size=(w, h))
             field = lesion_box(lesion, margin or 0.0, within=field) or field
         with naming(sample.image_path):
-            probs = segmenter.probabilities(image, field)
-        yield probs, truth, field
+            probs = segmenter.probabilities(decoded.pixels, field, size=decoded.size)
+        yield probs, truth, full_frame_field(field, decoded)
         if progress is not None:
             progress(1)
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dermseg.attributes import ATTRIBUTES, attribute_index
-from dermseg.data.imageio import read_image, read_mask
+from dermseg.data.imageio import read_mask
 from dermseg.data.weak_labels import WeakLabels
 from dermseg.errors import DataError
 from dermseg.evaluation.metrics import IsicTask2Metric
@@ -122,9 +122,9 @@ def pooled_attribute_jaccard(
     metric = IsicTask2Metric(names=(attribute,))
     positives = 0
     for image_path, mask_path in pairs:
-        image = read_image(image_path)
-        truth = read_mask(mask_path, expected_size=(image.shape[1], image.shape[0]))
-        prediction = segmenter(image)
+        prediction = segmenter(image_path)  # read as predict reads it: a large JPEG reduced
+        h, w = prediction.masks.shape[1:]
+        truth = read_mask(mask_path, expected_size=(w, h))
         metric.update(prediction.masks[None, k : k + 1], truth[None, None])
         positives += int(truth.any())
         log.info("%s: %s scored", image_path.name, attribute)

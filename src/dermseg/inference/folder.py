@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dermseg.data.imageio import is_image_file, mask_image, read_image
+from dermseg.data.imageio import Decoded, is_image_file, mask_image, read_image
 from dermseg.data.layout import list_dir
 from dermseg.errors import DataError, DermsegError, OutputError, display_path
 from dermseg.files import atomic_paths, remove_temporaries, writing
@@ -207,12 +207,17 @@ def write_together(out_dir: Path, files: dict[str, Image.Image], compress_level:
 
 
 def image_files(
-    segmenter: Segmenter, path: Path, image: np.ndarray, pred: Prediction, overlays: bool, probabilities: bool
+    segmenter: Segmenter, path: Path, image: Decoded, pred: Prediction, overlays: bool, probabilities: bool
 ) -> dict[str, Image.Image]:
-    """The files :func:`predict_images` writes for one image, its masks last (name -> image)."""
+    """The files :func:`predict_images` writes for one image, its masks last (name -> image).
+
+    The overlay is drawn on the full-scale image (decoded again when the network's copy was
+    reduced, :meth:`~dermseg.inference.segmenter.Segmenter.read`).
+    """
     labels = segmenter.labels
     files = probability_images(path.stem, pred.probabilities, labels) if probabilities else {}
     if overlays:
+        image = read_image(path) if image.reduced else image.pixels
         present = pred.masks.any(axis=(1, 2))
         drawn = overlay(image, pred.masks, labels=labels)
         panel = with_legend(side_by_side(image, drawn), present, labels)
@@ -269,8 +274,8 @@ def predict_images(
     report = FolderReport()
     for path in images:
         try:
-            image = read_image(path)
-            pred = segmenter(image)
+            image = segmenter.read(path)
+            pred = segmenter.predict(image)
             write_together(out, image_files(segmenter, path, image, pred, *options), compress_level)
             report.written.append(path)
         except OutputError:
@@ -301,7 +306,7 @@ def _predict_overlapped(
     report, the progress calls and the files are those of the one-at-a-time loop.
     """
 
-    def write(path: Path, image: np.ndarray, pred: Prediction) -> DermsegError | None:
+    def write(path: Path, image: Decoded, pred: Prediction) -> DermsegError | None:
         try:
             write_together(out, image_files(segmenter, path, image, pred, *options), compress_level)
         except OutputError:
@@ -321,10 +326,10 @@ def _predict_overlapped(
 
     report = FolderReport()
     with WriteBehind[Path](depth=2) as writer:
-        for path, decoded in ReadAhead(read_image, images, depth=2):
+        for path, decoded in ReadAhead(segmenter.read, images, depth=2):
             try:
                 image = decoded.result()
-                pred = segmenter(image)
+                pred = segmenter.predict(image)
             except DermsegError as err:
                 settle(writer.submit(path, lambda e=err: e))
                 continue

@@ -74,6 +74,7 @@ def predict_settings(segmenter: Segmenter, *, overlays: bool, probabilities: boo
         "max_aspect_ratio": segmenter.limits.max_aspect_ratio,
         "max_side_factor": segmenter.limits.max_side_factor,
         "tiles": None if segmenter.tiling is None else dataclasses.asdict(segmenter.tiling),
+        "decode_side": segmenter.decode_side,
         "overlays": overlays,
         "probabilities": probabilities,
     }

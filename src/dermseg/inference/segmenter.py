@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import nn
 
 from dermseg.data.background import CropBox, crop, detect_field_of_view
-from dermseg.data.imageio import read_image, write_mask
+from dermseg.data.imageio import Decoded, decode_image, read_image, write_mask
 from dermseg.data.shape_limits import ShapeLimits
 from dermseg.data.transforms import resize_short_side
 from dermseg.encoding import num_output_channels, output_probabilities
@@ -133,6 +133,8 @@ class Segmenter:
         channels_last: feed a PyTorch model NHWC tensors (its weights converted once, by
             :meth:`use_channels_last`): on the CPU about twice as fast for the convolutions of
             these encoders (BENCHMARKS.md, ``predict-speed``), numerically equal to float rounding.
+        draft_decode: read a large JPEG file at a reduced scale, as training reads it
+            (:attr:`decode_side`; :meth:`read`); ``False``: always at full scale.
     """
 
     model: nn.Module | OnnxRuntimeNet | Any
@@ -153,6 +155,7 @@ class Segmenter:
     tiling: Tiling | None = None
     crop_size: int | None = None
     channels_last: bool = False
+    draft_decode: bool = True
 
     def __post_init__(self) -> None:
         torch.set_flush_denormal(True)  # denormal weights make CPU inference many times slower
@@ -387,6 +390,46 @@ class Segmenter:
             probs = (probs + self.network_probabilities(x.flip(-2)).flip(-2)) / 3.0
         return probs
 
+    @property
+    def decode_side(self) -> int | None:
+        """The short side a JPEG file is decoded down to (at least) by :meth:`read`, or ``None``
+        for full scale.
+
+        It is the working size, as training decodes its images (``read_image(min_side=data.size)``:
+        a power-of-two reduction in the JPEG decoder keeping both sides >= the working size),
+        so the network sees what it saw in training, and a 4288x2848 photograph is decoded
+        about 5x faster. Full scale with tiles (they look at the image's own resolution), with a
+        lesion model (its box may be a small part of the image) and when
+        :attr:`draft_decode` is off.
+        """
+        if not self.draft_decode or self.tiling is not None or self.lesion_field is not None:
+            return None
+        return self.input_size
+
+    def read(self, path: str | Path) -> Decoded:
+        """Decode an image file for this model (at :attr:`decode_side`), EXIF orientation applied.
+
+        Raises:
+            DataError: the file cannot be read as an image.
+        """
+        return decode_image(path, self.decode_side)
+
+    def predict(self, decoded: Decoded) -> Prediction:
+        """Segment a decoded image (:meth:`read`) at its full size.
+
+        The field of view is detected on the decoded pixels and mapped to the full frame, as
+        training maps it (``CropBox.scaled`` then ``clipped``); the probabilities are upsampled
+        into that box of the full frame and post-processed at its scale.
+
+        Returns:
+            The :class:`Prediction` at the full size ``decoded.size``; its ``field`` in full-frame
+            coordinates.
+        """
+        field = self.field_of_view(decoded.pixels)
+        probs = self.probabilities(decoded.pixels, field, size=decoded.size)
+        full = full_frame_field(field, decoded)
+        return Prediction(probabilities=probs, masks=self.binarise(probs, full), field=full)
+
     def field_of_view(self, image: np.ndarray) -> CropBox:
         """The part of ``image`` the network sees: the detected dermoscope field, or all of it,
         or, with a lesion model (:meth:`use_lesion_model`), the lesion's box inside that.
@@ -436,13 +479,17 @@ class Segmenter:
         return (x / 255.0 - mean) / std
 
     @torch.no_grad()
-    def probabilities(self, image: np.ndarray, field: CropBox | None = None) -> np.ndarray:
-        """Label probabilities of one image at its own size.
+    def probabilities(
+        self, image: np.ndarray, field: CropBox | None = None, size: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Label probabilities of one image at its own size (or at its full size ``size``).
 
         Args:
-            image: ``(H, W, 3)`` uint8 RGB.
-            field: the field of view to run the network on, from :meth:`field_of_view`
-                (detected here when ``None``).
+            image: ``(h, w, 3)`` uint8 RGB.
+            field: the field of view to run the network on, in ``image``'s coordinates, from
+                :meth:`field_of_view` (detected here when ``None``).
+            size: ``(H, W)`` of the frame to return, when ``image`` is a reduced decode of a
+                larger image (:meth:`read`); ``None``: ``image``'s own size.
 
         Returns:
             ``(C, H, W)`` float32 in ``[0, 1]``; 0 outside the field of view (and outside the
@@ -450,23 +497,29 @@ class Segmenter:
         """
         if isinstance(self.model, nn.Module):
             self.model.eval()
-        h, w = image.shape[:2]
         box = self.field_of_view(image) if field is None else field
         x = self.network_input(image, box)
+        if size is not None and tuple(size) != tuple(image.shape[:2]):
+            if isinstance(box, LesionBox) and box.region is not None:
+                raise ValueError("a lesion box with a region is predicted at the decoded image's own size")
+            box = full_frame_field(box, Decoded(image, (int(size[0]), int(size[1]))))
+        h, w = (image.shape[0], image.shape[1]) if size is None else (int(size[0]), int(size[1]))
         if self.tiling is None:
             probs = self._tta_forward(x)
         else:
             tile = self.tiling.tile_side(self.crop_size or self.input_size)
             probs = sliding_window(x, self._tta_forward, tile, self.tiling.overlap, self.tiling.batch)
-        # Upsample one label at a time straight into the output frame: peak memory is the
-        # C output maps plus one more (0 outside the field of view).
-        out = np.zeros((probs.shape[1], h, w), dtype=np.float32)
-        for k in range(probs.shape[1]):
-            up = F.interpolate(
-                probs[:, k : k + 1], size=(box.height, box.width), mode="bilinear", align_corners=False
-            )
-            out[k, box.top : box.bottom, box.left : box.right] = up[0, 0].cpu().numpy()
-            del up
+        # Upsample each label straight into its box of the output frame (0 outside the field of
+        # view): no full-size temporary. OpenCV's bilinear resize has the same sampling as
+        # torch's bilinear with align_corners=False (half-pixel centres, edges clamped), values
+        # equal to ~5e-5, and is several times faster at 4288x2848 (BENCHMARKS.md, predict-speed).
+        small = probs[0].float().cpu().numpy()
+        out = np.zeros((small.shape[0], h, w), dtype=np.float32)
+        for k in range(small.shape[0]):
+            view = out[k, box.top : box.bottom, box.left : box.right]
+            up = cv2.resize(small[k], (box.width, box.height), dst=view, interpolation=cv2.INTER_LINEAR)
+            if up is not view:  # OpenCV wrote elsewhere (it may, for a layout it cannot use)
+                view[...] = up
         if isinstance(box, LesionBox) and box.region is not None:
             out *= box.region
         return out
@@ -506,15 +559,16 @@ class Segmenter:
     def __call__(self, image: np.ndarray | Image.Image | str | Path) -> Prediction:
         """Segment one image given as an ``(H, W, 3)`` uint8 array, a PIL image or a file path.
 
-        A PIL image and a file are both taken as displayed: their EXIF orientation is applied,
-        so ``seg(Image.open(path))`` and ``seg(path)`` give the same masks.
+        A PIL image and a file are both taken as displayed: their EXIF orientation is applied.
+        A file is decoded as training decodes it (:meth:`read`: a large JPEG at a reduced scale),
+        an array or a PIL image is used as given; the masks are at the image's full size either way.
 
         Raises:
             DataError: the file cannot be read as an image.
         """
         if isinstance(image, (str, Path)):
-            array = read_image(image)
-        elif isinstance(image, Image.Image):
+            return self.predict(self.read(image))
+        if isinstance(image, Image.Image):
             # as read_image does for a file: the image as displayed, EXIF orientation applied
             array = np.array(ImageOps.exif_transpose(image).convert("RGB"))
         else:
@@ -526,9 +580,20 @@ class Segmenter:
         return Prediction(probabilities=probs, masks=self.binarise(probs, field), field=field)
 
     def predict_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-        """Read an image file and return it with its ``(C, H, W)`` probabilities."""
+        """Read an image file (at full scale) and return it with its ``(C, H, W)`` probabilities
+        (of the file as :meth:`read` decodes it, at full size)."""
         image = read_image(path)
-        return image, self.probabilities(image)
+        return image, self.predict(self.read(path)).probabilities
+
+
+def full_frame_field(field: CropBox, decoded: Decoded) -> CropBox:
+    """A box in ``decoded.pixels``' coordinates mapped to the full image's, as training maps
+    its crop boxes (rounded outwards, then clipped to the frame); ``field`` itself when the
+    image was decoded at full scale."""
+    if not decoded.reduced:
+        return field
+    (h, w), (full_h, full_w) = decoded.pixels.shape[:2], decoded.size
+    return field.scaled(full_w / w, full_h / h).clipped(full_h, full_w)
 
 
 def checkpoint_label_set(meta: dict[str, Any], path: str | Path | None = None) -> LabelSet:

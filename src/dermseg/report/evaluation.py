@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dermseg.attributes import ATTRIBUTES
-from dermseg.data.imageio import read_image, read_mask
+from dermseg.data.imageio import full_pixels, read_mask
 from dermseg.data.layout import IsicSample
 from dermseg.evaluation.metrics import IsicTask2Metric, jaccard_from_counts
 from dermseg.evaluation.model import summarise_scores
@@ -144,12 +144,11 @@ def evaluate_for_report(
     with_attribute = np.zeros(len(ATTRIBUTES), dtype=int)
     per_image: list[dict[str, Any]] = []
     for done, sample in enumerate(samples, start=1):
-        image = read_image(sample.image_path)
-        h, w = image.shape[:2]
+        decoded = segmenter.read(sample.image_path)  # as predict reads it: a large JPEG reduced
+        h, w = decoded.size
         truth = np.stack([read_mask(p, expected_size=(w, h)) for p in sample.mask_paths])
-        field = segmenter.field_of_view(image)
-        probs = segmenter.probabilities(image, field)
-        pred = segmenter.binarise(probs, field)
+        prediction = segmenter.predict(decoded)
+        probs, pred = prediction.probabilities, prediction.masks
         counts = metric.update(pred[None], truth[None])[0]
         ranking.update(probs, truth)
         presence.update(probs, truth)
@@ -161,7 +160,10 @@ def evaluate_for_report(
             gallery.offer(
                 entry["jaccard"],
                 sample.isic_id,
-                lambda e=entry, i=image, t=truth, p=pred: {**e, **thumbnails(i, t, p, thumbnail_side)},
+                lambda e=entry, d=decoded, s=sample, t=truth, p=pred: {
+                    **e,
+                    **thumbnails(full_pixels(d, s.image_path), t, p, thumbnail_side),
+                },
             )
         if progress is not None:
             progress(done, len(samples))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dermseg.data.imageio import read_image, read_mask
+from dermseg.data.imageio import full_pixels, read_mask
 from dermseg.data.layout import IsicSample
 from dermseg.evaluation.task1 import (
     JACCARD_THRESHOLD,
@@ -108,12 +108,11 @@ def evaluate_lesion_for_report(
     curve_counts = np.zeros((len(samples), len(grid), 4), dtype=np.int64)
     entries: list[dict[str, Any]] = []
     for done, sample in enumerate(samples, start=1):
-        image = read_image(sample.image_path)
-        h, w = image.shape[:2]
+        decoded = segmenter.read(sample.image_path)  # as predict reads it: a large JPEG reduced
+        h, w = decoded.size
         truth = read_mask(sample.mask_paths[0], expected_size=(w, h))
-        field = segmenter.field_of_view(image)
-        probs = segmenter.probabilities(image, field)
-        pred = segmenter.binarise(probs, field)
+        prediction = segmenter.predict(decoded)
+        probs, pred = prediction.probabilities, prediction.masks
         image_counts = confusion_counts(pred[0], truth)
         counts.append(image_counts)
         curve_counts[done - 1] = threshold_counts(probs[0], truth, grid)
@@ -122,9 +121,9 @@ def evaluate_lesion_for_report(
         gallery.offer(
             entry["jaccard"],
             sample.isic_id,
-            lambda e=entry, i=image, t=truth, p=pred: {
+            lambda e=entry, d=decoded, s=sample, t=truth, p=pred: {
                 **e,
-                **thumbnails(i, t[None], p, thumbnail_side, labels=labels),
+                **thumbnails(full_pixels(d, s.image_path), t[None], p, thumbnail_side, labels=labels),
             },
         )
         if progress is not None:

@@ -38,7 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dermseg.data.imageio import image_size, read_image
+from dermseg.data.imageio import full_pixels, image_size
 from dermseg.data.shape_limits import ImageShapeError
 from dermseg.errors import DataError
 from dermseg.inference.segmenter import Segmenter
@@ -251,9 +251,10 @@ def create_app(
         with admission.slot():  # decode, inference and encoding: the memory of one image
             try:
                 segmenter.limits.check_image(*image_size(path)[::-1])  # from the header, before decoding
-                image = read_image(path)
+                decoded = segmenter.read(path)  # as predict reads it: a large JPEG reduced
                 with inference_lock:  # one inference at a time: the model and its threads are shared
-                    prediction = segmenter(image)
+                    prediction = segmenter.predict(decoded)
+                image = full_pixels(decoded, path)  # shown at full scale
             except DataError as err:
                 # Too many pixels, too elongated: 413; anything else is a broken file.
                 too_big = isinstance(err, ImageShapeError) or err.message.startswith("image too large")
