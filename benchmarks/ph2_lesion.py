@@ -73,29 +73,65 @@ def machine() -> str:
     return f"{cpu}, {len(os.sched_getaffinity(0))} usable cores, no GPU used (torch {torch.__version__})"
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def split_ph2(data: Path, val_fraction: float, seed: int) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """The benchmark's PH2 split, stratified on the diagnosis.
+
+    Returns:
+        ``({seed, val_fraction, train: ids, val: ids}, {side: {diagnosis: count}})``.
+    """
     from dermseg.data.ph2 import read_ph2
     from dermseg.data.splits import stratified_split_by_label
-    from dermseg.evaluation.task1_folders import evaluate_task1_folders
 
-    ph2 = read_ph2(args.data)
+    ph2 = read_ph2(data)
     ids = [s.id for s in ph2.samples]
     diagnoses = [s.diagnosis for s in ph2.samples]
-    split = stratified_split_by_label(ids, diagnoses, val_fraction=args.val_fraction, seed=args.seed)
+    split = stratified_split_by_label(ids, diagnoses, val_fraction=val_fraction, seed=seed)
+    record = {"seed": seed, "val_fraction": val_fraction, "train": split.train, "val": split.val}
+    counts = {
+        side: {d: sum(diagnoses[ids.index(i)] == d for i in part) for d in sorted(set(diagnoses))}
+        for side, part in (("train", split.train), ("val", split.val))
+    }
+    return record, counts
+
+
+def train_once(
+    run_dir: Path, train_dir: Path, split: dict[str, Any], config: str, minutes: float, overrides: list[str]
+) -> tuple[float, bool]:
+    """Train ``config`` on ``train_dir`` into ``run_dir``, unless an earlier call did on ``split``.
+
+    Returns:
+        ``(training wall seconds, reused)``; a run of another split is refused (its training
+        images could be this split's validation images).
+    """
+    done = run_dir / "ph2_benchmark_train.json"
+    if done.is_file():  # trained by an earlier call (--run-dir): score it again
+        earlier = json.loads(done.read_text())
+        if earlier["split"] != split:
+            raise SystemExit(f"{run_dir} was trained on another split (seed, fraction or data): refused")
+        return earlier["train_s"], True
+    sets = [a for s in [f"train.max_minutes={minutes}", *overrides] for a in ("--set", s)]
+    train_s = _dermseg("train", "--config", config, "--data", str(train_dir), "--out", str(run_dir), *sets)
+    marker = {
+        "train_s": train_s,
+        "split": split,
+        "config": config,
+        "minutes": minutes,
+        "overrides": overrides,
+    }
+    done.write_text(json.dumps(marker) + "\n")
+    return train_s, False
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from dermseg.evaluation.task1_folders import evaluate_task1_folders
+
+    split, diagnoses = split_ph2(args.data, args.val_fraction, args.seed)
     record: dict[str, Any] = {
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "data": str(args.data),
-        "split": {
-            "seed": args.seed,
-            "val_fraction": args.val_fraction,
-            "train": split.train,
-            "val": split.val,
-        },
-        "diagnoses": {
-            side: {d: sum(diagnoses[ids.index(i)] == d for i in part) for d in sorted(set(diagnoses))}
-            for side, part in (("train", split.train), ("val", split.val))
-        },
+        "split": split,
+        "diagnoses": diagnoses,
         "budget_minutes": args.minutes,
         "config": args.config,
         "overrides": args.set,
@@ -103,22 +139,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         train_dir, val_dir = work / "train", work / "val"
-        _link_subset(Path(args.data), train_dir, split.train)
-        _link_subset(Path(args.data), val_dir, split.val)
+        _link_subset(Path(args.data), train_dir, split["train"])
+        _link_subset(Path(args.data), val_dir, split["val"])
         run_dir = Path(args.run_dir or work / "run")
-        done = run_dir / "ph2_benchmark_train.json"
-        if done.is_file():  # trained by an earlier call (--run-dir): score it again
-            earlier = json.loads(done.read_text())
-            if earlier["split"] != record["split"]:  # else validation images could be training images
-                raise SystemExit(f"{run_dir} was trained on another split (seed, fraction or data): refused")
-            record["train_s"] = earlier["train_s"]
+        record["train_s"], reused = train_once(run_dir, train_dir, split, args.config, args.minutes, args.set)
+        if reused:
             record["reused_run"] = str(run_dir)
-        else:
-            sets = [a for s in [f"train.max_minutes={args.minutes}", *args.set] for a in ("--set", s)]
-            record["train_s"] = _dermseg(
-                "train", "--config", args.config, "--data", str(train_dir), "--out", str(run_dir), *sets
-            )
-            done.write_text(json.dumps({"train_s": record["train_s"], "split": record["split"]}) + "\n")
         if args.train_only:
             return record
         records = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if x]
