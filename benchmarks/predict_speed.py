@@ -6,12 +6,12 @@ on the training images), writes synthetic test sets of 1024x768 and 4288x2848 JP
 truth, and then:
 
 1. times ``python -m dermseg predict`` end to end, masks only, for every path (backend, model
-   file, ``--pipeline``, ``--png-level``, and at 4288x2848 ``--full-decode`` against the default
-   JPEG draft decoding): images/s after start-up, i.e. ``(N - 1) / (t(N images) - t(1 image))``,
+   file, ``--pipeline``, ``--png-level``, and at 4288x2848 ``--draft-decode`` against the default
+   full-scale decoding): images/s after start-up, i.e. ``(N - 1) / (t(N images) - t(1 image))``,
    each command in a fresh process;
 2. guards accuracy: the official Task 2 Jaccard (:func:`dermseg.evaluation.folders.evaluate_folders`)
    of each path's masks against the truth, its difference from the fp32 torch path (at 4288x2848:
-   the fp32 torch path decoding at full scale), and the share of masks pixel-identical to it;
+   the fp32 torch path, which decodes at full scale), and the share of masks pixel-identical to it;
 3. measures the levers that are not ``predict`` options at network level: ONNX Runtime graph
    optimisation and intra/inter-op thread splits, batching, torch threads and channels_last;
 4. breaks one image's time into stages (decode as predict does it, with the full-scale decode beside it, field of view,
@@ -116,7 +116,7 @@ def stage_times(segmenter: Segmenter, images: list[Path], out: Path) -> dict[str
         read_image(path)
         t["decode, full scale"] = time.perf_counter() - clock[0]
         clock[0] = time.perf_counter()
-        decoded = segmenter.read(path)  # what predict does: a JPEG draft when the image is large enough
+        decoded = segmenter.read(path)  # what predict does (a JPEG draft with --draft-decode)
         h, w = decoded.pixels.shape[:2]
         full_h, full_w = decoded.size
         lap(
@@ -322,19 +322,22 @@ def run(args: argparse.Namespace, work: Path) -> None:
     large_images = collect_images([large])
     large_truth = next((work / "large").glob("*_Test_GroundTruth*"))
     large_paths: dict[str, tuple[Path, list[str]]] = {
-        "torch, full decode, no pipeline, PNG level 6": (
+        "torch, full decode, no pipeline, PNG level 6": (ckpt, ["--no-pipeline", "--png-level", "6"]),
+        "torch, JPEG draft decode, no pipeline, PNG level 6": (
             ckpt,
-            ["--full-decode", "--no-pipeline", "--png-level", "6"],
+            ["--draft-decode", "--no-pipeline", "--png-level", "6"],
         ),
-        "torch, JPEG draft decode, no pipeline, PNG level 6": (ckpt, ["--no-pipeline", "--png-level", "6"]),
-        "torch, JPEG draft decode, pipeline + PNG level 1": (ckpt, ["--pipeline", "--png-level", "1"]),
+        "torch, JPEG draft decode, pipeline + PNG level 1": (
+            ckpt,
+            ["--draft-decode", "--pipeline", "--png-level", "1"],
+        ),
         "onnxruntime fp32, full decode, pipeline + PNG level 1": (
             onnx_fp32,
-            ["--full-decode", "--pipeline", "--png-level", "1"],
+            ["--pipeline", "--png-level", "1"],
         ),
         "onnxruntime fp32, JPEG draft decode, pipeline + PNG level 1": (
             onnx_fp32,
-            ["--pipeline", "--png-level", "1"],
+            ["--draft-decode", "--pipeline", "--png-level", "1"],
         ),
     }
     large_rows = guarded_rows(large_paths, large, large_truth, work / "large", "4288x2848")
@@ -344,12 +347,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
         print(f"network only, {name}: {r:.2f} img/s")
     (work / "stages").mkdir(exist_ok=True)
     seg_torch, seg_ort = Segmenter.from_path(ckpt), Segmenter.from_path(onnx_fp32)
+    seg_draft = Segmenter.from_path(onnx_fp32)
+    seg_draft.draft_decode = True
     for seg in (seg_torch, seg_ort):
         seg(images[0])  # warm-up: first calls allocate
     stages = {
         "torch, 1024x768": stage_times(seg_torch, images[1:6], work / "stages"),
         "onnxruntime, 1024x768": stage_times(seg_ort, images[1:6], work / "stages"),
-        "onnxruntime, 4288x2848": stage_times(seg_ort, large_images[1:4], work / "stages"),
+        "onnxruntime, 4288x2848, --draft-decode": stage_times(seg_draft, large_images[1:4], work / "stages"),
     }
     for name, st in stages.items():
         print(name, {k: round(v * 1000, 1) for k, v in st.items()})
@@ -404,9 +409,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
         ],
         "",
         f"{n_large} synthetic 4288x2848 JPEGs (same model) with the same guard, against the torch "
-        "path that decodes at full scale (`--full-decode`, the earlier default): `predict` decodes a "
-        "JPEG whose short side is at least twice the working size at a reduced scale (1/2, 1/4, 1/8) "
-        "keeping it >= the working size, as training decodes its images:",
+        "path that decodes at full scale (the default): `--draft-decode` decodes a JPEG whose short "
+        "side is at least twice the working size at a reduced scale (1/2, 1/4, 1/8) keeping it >= "
+        "the working size, as training decodes its images; it stays opt-in unless it passes the guard:",
         "",
         "| path | images/s | t(N) s | t(1) s | Jaccard | vs full decode | masks identical |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -423,7 +428,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         *[f"| {k} | {r:.2f} |" for k, r in sweep.items()],
         "",
         "One image's time by stage, median over 5 (1024x768) or 3 (4288x2848) images, ms (where "
-        "predict decodes a JPEG draft, the full-scale decode row is the alternative, not part of "
+        "predict decodes a JPEG draft (--draft-decode), the full-scale decode row is the alternative, not part of "
         "the sum):",
         "",
         "| stage | " + " | ".join(stages) + " |",

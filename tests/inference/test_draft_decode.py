@@ -1,5 +1,6 @@
-"""A large JPEG is read for the network at a reduced scale, as training reads it, and predicted
-at its full size (Segmenter.read / Segmenter.predict, predict's --full-decode).
+"""With draft decoding (opt-in), a large JPEG is read for the network at a reduced scale, as
+training reads it, and predicted at its full size (Segmenter.read / Segmenter.predict,
+predict's --draft-decode).
 
 Expectations by hand: Pillow's draft mode keeps the largest power-of-two reduction whose sides
 stay >= the ones asked for; stand-in models with known outputs paint known rectangles.
@@ -8,6 +9,7 @@ stay >= the ones asked for; stand-in models with known outputs paint known recta
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,8 @@ from PIL import Image
 
 from dermseg.cli import main
 from dermseg.data.imageio import decode_image, full_pixels, mask_image, read_image, read_mask
+from dermseg.data.lesion_box import MIN_SIDE_FRACTION
+from dermseg.data.shape_limits import ImageShapeError, ShapeLimits
 from dermseg.inference.segmenter import Segmenter
 from dermseg.inference.tiling import Tiling
 from tests.conftest import write_tiny_checkpoint
@@ -45,16 +49,19 @@ def _photo() -> np.ndarray:
     return img
 
 
-def _segmenter(input_size: int = 64) -> Segmenter:
+def _segmenter(input_size: int = 64, postprocess: dict | None = None) -> Segmenter:
     meta = {
         "encoding": "multilabel",
         "input_size": input_size,
         "normalization": IDENTITY,
-        "postprocess": {"thresholds": [0.5] * 5},
+        "postprocess": {"thresholds": [0.5] * 5, **(postprocess or {})},
         "postprocess_side": input_size,
         "crop_background": True,
     }
-    return Segmenter.from_model(BrightGlobules(), meta)
+    seg = Segmenter.from_model(BrightGlobules(), meta)
+    assert seg.decode_side is None  # full scale unless asked
+    seg.draft_decode = True
+    return seg
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +134,62 @@ def test_a_reduced_decode_is_predicted_on_the_full_resolution_pixels(photo: Path
     assert np.array_equal(seg(photo).masks, pred.masks)
 
 
+def test_post_processing_sizes_follow_the_full_frame_field(photo: Path) -> None:
+    # Minimum area 300 px at the working side 192. By hand: the full-frame field's short side is
+    # 1536, so the area scales by (1536 / 192)^2 = 64 -> 19200 px: the 600 x 800 rectangle (480000 px)
+    # stays. Scaled on the 192-row decoded field instead it would stay too, so add a 100 x 100 white
+    # speck (10000 px): gone at full-frame scale, kept if the reduced field were used (300 px).
+    image = _photo()
+    image[1200:1300, 400:500] = 255
+    path = photo.parent / "speck.jpg"
+    Image.fromarray(image).save(path, quality=95)
+    seg = _segmenter(input_size=192, postprocess={"min_area": [300, 0, 0, 0, 0]})
+    pred = seg.predict(seg.read(path))
+    assert pred.masks[0, 700, 1000], "the rectangle stays"
+    assert not pred.masks[0, 1200:1300, 400:500].any(), "the speck is below the full-frame minimum area"
+    plain = _segmenter(input_size=192).predict(seg.read(path))
+    assert plain.masks[0, 1250, 450], "without the minimum area the speck is found"
+
+
+def test_shape_limits_are_checked_on_the_full_image(tmp_path: Path) -> None:
+    # 2048 x 800 is 2.56:1; reduced to 1/4 it is 512 x 200, also 2.56:1, but the error must name
+    # the full image, as its header gives it
+    path = tmp_path / "wide.jpg"
+    Image.fromarray(np.full((800, 2048, 3), 200, np.uint8)).save(path)
+    seg = _segmenter(input_size=192)
+    seg.limits = ShapeLimits(max_aspect_ratio=2.0)
+    with pytest.raises(ImageShapeError, match="2048x800"):
+        seg.predict(seg.read(path))
+
+
+def test_upsampling_matches_torch_bilinear_without_corners() -> None:
+    # the network's probabilities are upsampled (and, for small images, downsampled) into the
+    # field's box as torch's bilinear interpolation with align_corners=False would
+    rng = np.random.default_rng(0)
+    for (h, w), (out_h, out_w) in [((24, 32), (100, 77)), ((24, 32), (13, 9)), ((5, 7), (5, 7))]:
+        probs = torch.from_numpy(rng.random((1, 5, h, w), dtype=np.float32))
+
+        class Fixed(torch.nn.Module):
+            def forward(self, x: torch.Tensor, p: torch.Tensor = probs) -> torch.Tensor:
+                return torch.logit(p.clamp(1e-6, 1 - 1e-6))
+
+        seg = Segmenter.from_model(
+            Fixed(),
+            {
+                "encoding": "multilabel",
+                "input_size": 8,
+                "normalization": IDENTITY,
+                "postprocess": {"thresholds": [0.5] * 5},
+                "crop_background": False,
+            },
+        )
+        got = seg.probabilities(np.zeros((out_h, out_w, 3), np.uint8))
+        expected = torch.nn.functional.interpolate(
+            probs.clamp(1e-6, 1 - 1e-6), size=(out_h, out_w), mode="bilinear", align_corners=False
+        )[0].numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
 def test_full_scale_with_tiles_or_a_lesion_model_or_when_asked() -> None:
     seg = _segmenter()
     seg.draft_decode = False
@@ -147,6 +210,10 @@ def test_full_scale_with_tiles_or_a_lesion_model_or_when_asked() -> None:
     )
     seg.use_lesion_model(lesion)
     assert seg.decode_side is None  # its box may be a small part of the image
+    # a model trained on lesion boxes decodes as its training did: large enough for the smallest box
+    boxed = _segmenter()
+    boxed.trained_field = ("lesion", 0.2)
+    assert boxed.decode_side == math.ceil(64 / MIN_SIDE_FRACTION) > 64
 
 
 def test_mask_image_is_0_255_for_any_input() -> None:
@@ -164,15 +231,15 @@ def test_predict_writes_full_size_masks_and_records_how_it_decoded(
 ) -> None:
     ckpt = write_tiny_checkpoint(tmp_path / "tiny.safetensors", ["data.size=32", "data.crop_size=32"])
     out = tmp_path / "out"
-    args = ["predict", str(photo), "--checkpoint", str(ckpt), "--out", str(out)]
+    args = ["predict", str(photo), "--checkpoint", str(ckpt), "--out", str(out), "--draft-decode"]
     assert main(args) == 0
     mask = read_mask(out / "ISIC_0000001_attribute_globules.png", expected_size=(W, H))
     assert mask.shape == (H, W)
     manifest = json.loads((out / "dermseg_predict.json").read_text())
     assert manifest["settings"]["decode_side"] == 32
     capsys.readouterr()
-    # full-scale decoding is another setting: refused into the same folder without --overwrite
-    assert main([*args, "--full-decode"]) == 2
+    # full-scale decoding (the default) is another setting: refused into the same folder
+    assert main(args[:-1]) == 2
     assert "decode_side" in capsys.readouterr().err
-    assert main([*args, "--full-decode", "--overwrite"]) == 0
+    assert main([*args[:-1], "--overwrite"]) == 0
     assert json.loads((out / "dermseg_predict.json").read_text())["settings"]["decode_side"] is None

@@ -60,13 +60,12 @@ def test_the_settings_come_from_the_segmenter_as_it_runs(checkpoint: Path) -> No
         "max_aspect_ratio": 8.0,
         "max_side_factor": 8.0,
         "tiles": None,
-        "decode_side": 96,  # the tiny model's working size: JPEGs are decoded as training decodes them
+        "decode_side": None,  # full-scale decoding by default
         "overlays": True,
         "probabilities": False,
     }
-    segmenter.draft_decode = False
-    assert predict_settings(segmenter, overlays=True, probabilities=False)["decode_side"] is None
-    segmenter.draft_decode = True
+    segmenter.draft_decode = True  # --draft-decode: at the tiny model's working size, as training
+    assert predict_settings(segmenter, overlays=True, probabilities=False)["decode_side"] == 96
     segmenter.tiling = Tiling(scale=0.5)
     tiled = predict_settings(segmenter, overlays=True, probabilities=False)
     assert tiled["tiles"] == {"scale": 0.5, "overlap": 0.5, "batch": 4, "size": None}

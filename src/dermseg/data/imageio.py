@@ -99,7 +99,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Decoded:
     """An image file decoded for a network: its pixels, perhaps at a reduced scale, and its full size.
 

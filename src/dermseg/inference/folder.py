@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dermseg.data.imageio import Decoded, is_image_file, mask_image, read_image
+from dermseg.data.imageio import Decoded, full_pixels, is_image_file, mask_image
 from dermseg.data.layout import list_dir
 from dermseg.errors import DataError, DermsegError, OutputError, display_path
 from dermseg.files import atomic_paths, remove_temporaries, writing
@@ -217,7 +217,7 @@ def image_files(
     labels = segmenter.labels
     files = probability_images(path.stem, pred.probabilities, labels) if probabilities else {}
     if overlays:
-        image = read_image(path) if image.reduced else image.pixels
+        image = full_pixels(image, path)
         present = pred.masks.any(axis=(1, 2))
         drawn = overlay(image, pred.masks, labels=labels)
         panel = with_legend(side_by_side(image, drawn), present, labels)

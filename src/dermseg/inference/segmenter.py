@@ -18,6 +18,7 @@ network is the same code for both.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from torch import nn
 
 from dermseg.data.background import CropBox, crop, detect_field_of_view
 from dermseg.data.imageio import Decoded, decode_image, read_image, write_mask
+from dermseg.data.lesion_box import MIN_SIDE_FRACTION
 from dermseg.data.shape_limits import ShapeLimits
 from dermseg.data.transforms import resize_short_side
 from dermseg.encoding import num_output_channels, output_probabilities
@@ -134,7 +136,9 @@ class Segmenter:
             :meth:`use_channels_last`): on the CPU about twice as fast for the convolutions of
             these encoders (BENCHMARKS.md, ``predict-speed``), numerically equal to float rounding.
         draft_decode: read a large JPEG file at a reduced scale, as training reads it
-            (:attr:`decode_side`; :meth:`read`); ``False``: always at full scale.
+            (:attr:`decode_side`; :meth:`read`); off by default (full scale): on the synthetic
+            4288x2848 benchmark it lost more official Jaccard than the 0.005 a faster path may
+            (BENCHMARKS.md, ``predict-speed``), so it is opt-in (``predict --draft-decode``).
     """
 
     model: nn.Module | OnnxRuntimeNet | Any
@@ -155,7 +159,7 @@ class Segmenter:
     tiling: Tiling | None = None
     crop_size: int | None = None
     channels_last: bool = False
-    draft_decode: bool = True
+    draft_decode: bool = False
 
     def __post_init__(self) -> None:
         torch.set_flush_denormal(True)  # denormal weights make CPU inference many times slower
@@ -393,17 +397,19 @@ class Segmenter:
     @property
     def decode_side(self) -> int | None:
         """The short side a JPEG file is decoded down to (at least) by :meth:`read`, or ``None``
-        for full scale.
+        for full scale (the default: :attr:`draft_decode` is off).
 
-        It is the working size, as training decodes its images (``read_image(min_side=data.size)``:
-        a power-of-two reduction in the JPEG decoder keeping both sides >= the working size),
-        so the network sees what it saw in training, and a 4288x2848 photograph is decoded
-        about 5x faster. Full scale with tiles (they look at the image's own resolution), with a
-        lesion model (its box may be a small part of the image) and when
-        :attr:`draft_decode` is off.
+        With :attr:`draft_decode` on, the side training decoded at (``read_image(min_side=...)``:
+        a power-of-two reduction in the JPEG decoder keeping both sides >= it): the working size,
+        or for a model trained on lesion boxes (``data.field: lesion``) the working size over
+        :data:`~dermseg.data.lesion_box.MIN_SIDE_FRACTION`. A 4288x2848 photograph then decodes
+        about 8x faster. Always full scale with tiles (they look at the image's own resolution)
+        and with a lesion model (its box may be a small part of the image).
         """
         if not self.draft_decode or self.tiling is not None or self.lesion_field is not None:
             return None
+        if self.trained_field[0] == "lesion":
+            return math.ceil(self.input_size / MIN_SIDE_FRACTION)
         return self.input_size
 
     def read(self, path: str | Path) -> Decoded:
@@ -445,12 +451,16 @@ class Segmenter:
         fov = detect_field_of_view(image) if self.crop_background else CropBox.full(h, w)
         return fov if self.lesion_field is None else self.lesion_field.locate(image, fov)
 
-    def network_input(self, image: np.ndarray, field: CropBox) -> torch.Tensor:
+    def network_input(
+        self, image: np.ndarray, field: CropBox, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """What the network sees of one image: its field cropped, resized and normalised.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
             field: the field of view, from :meth:`field_of_view`.
+            size: ``(H, W)`` of the full image when ``image`` is a reduced decode (:meth:`read`):
+                the shape limits are checked on the full image, as its header gives it.
 
         Returns:
             ``(1, 3, h, w)`` float32 on :attr:`device`, short side the working size (the
@@ -459,11 +469,13 @@ class Segmenter:
         Raises:
             ImageShapeError: the image or its field is beyond the shape limits.
         """
-        h, w = image.shape[:2]
         # With tiles, the image is resized to the tiling's scale instead of the working size.
         side = self.input_size if self.tiling is None else self.tiling.working_side(self.input_size)
-        self.limits.check_image(h, w)  # before the resize: an elongated image would take unbounded memory
-        self.limits.check_working(field.height, field.width, side)
+        full = Decoded(image, image.shape[:2] if size is None else (int(size[0]), int(size[1])))
+        # before the resize: an elongated image would take unbounded memory
+        self.limits.check_image(*full.size)
+        checked = full_frame_field(field, full)
+        self.limits.check_working(checked.height, checked.width, side)
         cropped = np.ascontiguousarray(crop(image, field, channels_last=True))
         # Resized in uint8 exactly as training's resize does (area averaging when shrinking,
         # bilinear when enlarging), before any float copy: a full-resolution image is never
@@ -498,7 +510,7 @@ class Segmenter:
         if isinstance(self.model, nn.Module):
             self.model.eval()
         box = self.field_of_view(image) if field is None else field
-        x = self.network_input(image, box)
+        x = self.network_input(image, box, size)
         if size is not None and tuple(size) != tuple(image.shape[:2]):
             if isinstance(box, LesionBox) and box.region is not None:
                 raise ValueError("a lesion box with a region is predicted at the decoded image's own size")
@@ -580,10 +592,9 @@ class Segmenter:
         return Prediction(probabilities=probs, masks=self.binarise(probs, field), field=field)
 
     def predict_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-        """Read an image file (at full scale) and return it with its ``(C, H, W)`` probabilities
-        (of the file as :meth:`read` decodes it, at full size)."""
+        """Read an image file at full scale and return it with its ``(C, H, W)`` probabilities."""
         image = read_image(path)
-        return image, self.predict(self.read(path)).probabilities
+        return image, self.probabilities(image)
 
 
 def full_frame_field(field: CropBox, decoded: Decoded) -> CropBox:
