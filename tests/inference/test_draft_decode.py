@@ -21,6 +21,7 @@ from dermseg.cli import main
 from dermseg.data.imageio import decode_image, full_pixels, mask_image, read_image, read_mask
 from dermseg.data.lesion_box import MIN_SIDE_FRACTION
 from dermseg.data.shape_limits import ImageShapeError, ShapeLimits
+from dermseg.inference.folder import predict_images
 from dermseg.inference.segmenter import Segmenter
 from dermseg.inference.tiling import Tiling
 from tests.conftest import write_tiny_checkpoint
@@ -243,3 +244,15 @@ def test_predict_writes_full_size_masks_and_records_how_it_decoded(
     assert "decode_side" in capsys.readouterr().err
     assert main([*args[:-1], "--overwrite"]) == 0
     assert json.loads((out / "dermseg_predict.json").read_text())["settings"]["decode_side"] is None
+
+
+def test_overlays_are_drawn_on_the_full_scale_image(photo: Path, tmp_path: Path) -> None:
+    seg = _segmenter(input_size=192)
+    assert seg.read(photo).reduced
+    report = predict_images(seg, [photo], tmp_path / "out", overlays=True)
+    assert report.written == [photo] and not report.failed
+    with Image.open(tmp_path / "out" / "ISIC_0000001_overlay.png") as panel:
+        width, height = panel.size
+    # image | prediction side by side (and a legend): at least the full image's size twice over
+    assert width >= 2 * W and height >= H, (width, height)
+    assert read_mask(tmp_path / "out" / "ISIC_0000001_attribute_globules.png", expected_size=(W, H)).any()
