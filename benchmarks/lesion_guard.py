@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,8 +42,9 @@ from typing import Any
 
 import numpy as np
 from bench_md import replace_section
-from ph2_lesion import DEFAULT_DATA, _link_subset, machine, split_ph2, train_once
+from ph2_lesion import _link_subset, add_data_arguments, machine, split_ph2, train_once
 from PIL import Image
+from predict_speed import dermseg
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "lesion-guard"
@@ -89,17 +89,6 @@ PATHS: list[tuple[str, str, list[str], str | None]] = [
     ),
 ]
 SCORES = ("jaccard", "threshold_jaccard", "dice")
-
-
-def dermseg(*args: str) -> float:
-    """Wall seconds of ``python -m dermseg <args>`` in a fresh process; its output on failure."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "dermseg", *args], env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"dermseg {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return seconds
 
 
 def checkpoint_provenance(checkpoint: Path, split: dict[str, Any]) -> str:
@@ -195,18 +184,20 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     models = {"checkpoint": ckpt, "onnx": work / "model.onnx", "int8": work / "model_int8.onnx"}
     t = time.perf_counter()
-    dermseg("export", "--checkpoint", str(ckpt), "--out", str(models["onnx"]))
+    dermseg(["export", "--checkpoint", str(ckpt), "--out", str(models["onnx"])])
     record["export_fp32_s"] = time.perf_counter() - t
     t = time.perf_counter()
     dermseg(
-        "export",
-        "--int8",
-        "--checkpoint",
-        str(ckpt),
-        "--out",
-        str(models["int8"]),
-        "--calibration",
-        str(train_dir / "images"),
+        [
+            "export",
+            "--int8",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(models["int8"]),
+            "--calibration",
+            str(train_dir / "images"),
+        ]
     )
     record["export_int8_s"] = time.perf_counter() - t
     record["int8_calibration"] = (
@@ -224,13 +215,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         out = work / f"pred_{k}"
         shutil.rmtree(out, ignore_errors=True)
         seconds = dermseg(
-            "predict",
-            "--checkpoint",
-            str(models[model]),
-            *options,
-            str(val_dir / "images"),
-            "--out",
-            str(out),
+            [
+                "predict",
+                "--checkpoint",
+                str(models[model]),
+                *options,
+                str(val_dir / "images"),
+                "--out",
+                str(out),
+            ]
         )
         mean, per_image = score(out, val_dir / "masks")
         masks = masks_of(out)
@@ -417,12 +410,7 @@ def write_section(record: dict[str, Any]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a PH2 folder (flat form)")
-    p.add_argument("--minutes", type=float, default=8.0, help="training wall-time budget")
-    p.add_argument("--val-fraction", type=float, default=0.3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default="lesion")
-    p.add_argument("--set", action="append", default=[], help="config overrides, as for dermseg train")
+    add_data_arguments(p, minutes=8.0, minutes_help="training wall-time budget")
     model = p.add_mutually_exclusive_group()
     model.add_argument(
         "--run-dir", type=Path, default=None, help="keep the training run here (reused if there)"

@@ -198,14 +198,19 @@ def write_section(record: dict[str, Any]) -> None:
     replace_section("ph2-lesion", lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_data_arguments(p: argparse.ArgumentParser, minutes: float, minutes_help: str) -> None:
+    """The data, split and training options this script shares with ``lesion_guard.py``."""
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a PH2 folder (flat form)")
-    p.add_argument("--minutes", type=float, default=25.0, help="training wall-time budget (at most 30)")
+    p.add_argument("--minutes", type=float, default=minutes, help=minutes_help)
     p.add_argument("--val-fraction", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default="lesion")
     p.add_argument("--set", action="append", default=[], help="config overrides, as for dermseg train")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(p, minutes=25.0, minutes_help="training wall-time budget (at most 30)")
     p.add_argument("--run-dir", type=Path, default=None, help="keep the training run here")
     p.add_argument("--train-only", action="store_true", help="train into --run-dir and stop (score later)")
     p.add_argument(
